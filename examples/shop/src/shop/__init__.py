@@ -1,0 +1,1 @@
+"""The cqrs-ddd example shop: orders placed through the mediator."""

@@ -1,0 +1,164 @@
+"""The shop's commands, queries, handlers and an in-process read model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from cqrs_ddd_core import (
+    Command,
+    CommandHandler,
+    EventDispatcher,
+    HandlerRegistry,
+    InMemoryRepository,
+    InMemoryUnitOfWork,
+    LoggingBehavior,
+    Mediator,
+    Query,
+    ValidationBehavior,
+)
+from cqrs_ddd_core.exceptions import FieldIssue
+from shop.domain import ItemAdded, Money, Order, OrderConfirmed, OrderPlaced
+
+
+class PlaceOrder(Command):
+    """Open an order for a customer (the id is generated when omitted)."""
+
+    customer_id: str
+    order_id: str | None = None
+
+
+class AddItem(Command):
+    """Put an item into an open order."""
+
+    order_id: str
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+class ConfirmOrder(Command):
+    """Confirm an order."""
+
+    order_id: str
+
+
+class GetOrderSummary(Query):
+    """Ask for the summary of one order."""
+
+    order_id: str
+
+
+@dataclass
+class OrderSummary:
+    """One row of the order-summary read model."""
+
+    order_id: str
+    customer_id: str
+    items: int = 0
+    total: Decimal = Decimal(0)
+    status: str = "open"
+
+
+@dataclass
+class OrderSummaries:
+    """The order-summary read model, kept up to date from committed events."""
+
+    rows: dict[str, OrderSummary] = field(default_factory=dict)
+
+    async def on_placed(self, event: OrderPlaced) -> None:
+        """Start a summary for a new order."""
+        order_id = event.aggregate_id or ""
+        self.rows[order_id] = OrderSummary(order_id=order_id, customer_id=event.customer_id)
+
+    async def on_item_added(self, event: ItemAdded) -> None:
+        """Count the item and its price."""
+        row = self.rows[event.aggregate_id or ""]
+        row.items += event.quantity
+        row.total += event.unit_price.amount * event.quantity
+
+    async def on_confirmed(self, event: OrderConfirmed) -> None:
+        """Mark the order confirmed."""
+        self.rows[event.aggregate_id or ""].status = "confirmed"
+
+
+class PlaceOrderHandler(CommandHandler[PlaceOrder]):
+    """Opens orders."""
+
+    def __init__(self, orders: InMemoryRepository[Order]) -> None:
+        self.orders = orders
+
+    async def handle(self, command: PlaceOrder) -> str:
+        """Open the order and return its id."""
+        order = Order.place(command.customer_id, command.order_id)
+        await self.orders.save(order)
+        return order.id
+
+
+class AddItemHandler(CommandHandler[AddItem]):
+    """Adds items to orders."""
+
+    def __init__(self, orders: InMemoryRepository[Order]) -> None:
+        self.orders = orders
+
+    async def handle(self, command: AddItem) -> None:
+        """Load the order, add the item, save it."""
+        order = await self.orders.get(command.order_id)
+        order.add_item(command.sku, command.quantity, Money(amount=command.unit_price))
+        await self.orders.save(order)
+
+
+class ConfirmOrderHandler(CommandHandler[ConfirmOrder]):
+    """Confirms orders."""
+
+    def __init__(self, orders: InMemoryRepository[Order]) -> None:
+        self.orders = orders
+
+    async def handle(self, command: ConfirmOrder) -> None:
+        """Load the order, confirm it, save it."""
+        order = await self.orders.get(command.order_id)
+        order.confirm()
+        await self.orders.save(order)
+
+
+def positive_price(command: AddItem) -> list[FieldIssue]:
+    """Refuse items with a negative price before any handler runs."""
+    if command.unit_price < 0:
+        return [FieldIssue("unit_price", "must not be negative")]
+    return []
+
+
+@dataclass
+class Shop:
+    """The wired application: its mediator and what it is built from."""
+
+    mediator: Mediator
+    orders: InMemoryRepository[Order]
+    summaries: OrderSummaries
+
+
+def build_shop() -> Shop:
+    """Build the shop: the composition root, where every object is made and wired."""
+    orders = InMemoryRepository(Order)
+    summaries = OrderSummaries()
+    dispatcher = EventDispatcher()
+    dispatcher.subscribe(OrderPlaced, summaries.on_placed)
+    dispatcher.subscribe(ItemAdded, summaries.on_item_added)
+    dispatcher.subscribe(OrderConfirmed, summaries.on_confirmed)
+
+    registry = HandlerRegistry()
+    registry.register_command_handler(PlaceOrder, PlaceOrderHandler(orders))
+    registry.register_command_handler(AddItem, AddItemHandler(orders))
+    registry.register_command_handler(ConfirmOrder, ConfirmOrderHandler(orders))
+
+    @registry.query_handler(GetOrderSummary)
+    async def get_summary(query: GetOrderSummary) -> OrderSummary | None:
+        return summaries.rows.get(query.order_id)
+
+    mediator = Mediator(
+        registry=registry,
+        uow_factory=InMemoryUnitOfWork,
+        event_dispatcher=dispatcher,
+        behaviors=[LoggingBehavior(), ValidationBehavior({AddItem: [positive_price]})],
+    )
+    return Shop(mediator=mediator, orders=orders, summaries=summaries)

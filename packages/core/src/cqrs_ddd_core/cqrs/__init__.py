@@ -1,0 +1,40 @@
+"""Commands, queries, their handlers and registry, the mediator and its pipeline."""
+
+from __future__ import annotations
+
+from cqrs_ddd_core.cqrs.behaviors import (
+    LoggingBehavior,
+    NextStep,
+    PipelineBehavior,
+    ValidationBehavior,
+    Validator,
+    run_pipeline,
+)
+from cqrs_ddd_core.cqrs.event_dispatcher import EventDispatcher
+from cqrs_ddd_core.cqrs.handlers import CommandHandler, QueryHandler
+from cqrs_ddd_core.cqrs.mediator import Mediator
+from cqrs_ddd_core.cqrs.messages import Command, Query
+from cqrs_ddd_core.cqrs.registry import HandlerRegistry
+from cqrs_ddd_core.cqrs.response import CommandResponse
+from cqrs_ddd_core.cqrs.scope import CommandScope, command_scope, current_scope, current_uow
+
+__all__ = [
+    "Command",
+    "CommandHandler",
+    "CommandResponse",
+    "CommandScope",
+    "EventDispatcher",
+    "HandlerRegistry",
+    "LoggingBehavior",
+    "Mediator",
+    "NextStep",
+    "PipelineBehavior",
+    "Query",
+    "QueryHandler",
+    "ValidationBehavior",
+    "Validator",
+    "command_scope",
+    "current_scope",
+    "current_uow",
+    "run_pipeline",
+]

@@ -1,0 +1,93 @@
+"""The ambient command scope: the unit of work and ids of the command being handled.
+
+The mediator opens a scope around each command; repositories and stores read
+the unit of work from it (:func:`current_uow`) so they join the command's
+transaction without being handed a session. The scope lives in a
+``contextvars.ContextVar``: each asyncio task sees its own, and reading it
+outside a command raises :class:`~cqrs_ddd_core.exceptions.NoActiveUnitOfWorkError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import NoActiveUnitOfWorkError
+from cqrs_ddd_core.ports.unit_of_work import UnitOfWork
+
+
+@dataclass
+class CommandScope:
+    """What repositories need to know about the command being handled.
+
+    ``record`` gathers the events that repositories saved with their aggregates;
+    the mediator takes them (:meth:`take_events`) when the handler returns.
+    """
+
+    uow: UnitOfWork
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    _events: list[DomainEvent] = field(default_factory=list)
+
+    def stamp(self, event: DomainEvent) -> DomainEvent:
+        """Return ``event`` with this command's correlation and causation ids.
+
+        Ids the event already carries are kept, so stamping twice changes nothing.
+        """
+        update: dict[str, str] = {}
+        if event.correlation_id is None and self.correlation_id is not None:
+            update["correlation_id"] = self.correlation_id
+        if event.causation_id is None and self.causation_id is not None:
+            update["causation_id"] = self.causation_id
+        return event.model_copy(update=update) if update else event
+
+    def record(self, events: Iterable[DomainEvent]) -> list[DomainEvent]:
+        """Stamp ``events``, remember them for the mediator and return them stamped."""
+        stamped = [self.stamp(event) for event in events]
+        self._events.extend(stamped)
+        return stamped
+
+    def take_events(self) -> list[DomainEvent]:
+        """Return the recorded events once, in order, and forget them."""
+        events, self._events = self._events, []
+        return events
+
+
+_current: ContextVar[CommandScope | None] = ContextVar("cqrs_ddd_command_scope", default=None)
+
+
+@contextmanager
+def command_scope(
+    uow: UnitOfWork,
+    *,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> Iterator[CommandScope]:
+    """Make ``uow`` the ambient unit of work for the enclosed block.
+
+    The mediator does this for every command; tests and scripts that use
+    repositories outside the mediator do it themselves. Scopes nest: the outer
+    one is restored on exit.
+    """
+    scope = CommandScope(uow, correlation_id=correlation_id, causation_id=causation_id)
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        _current.reset(token)
+
+
+def current_scope() -> CommandScope:
+    """Return the scope of the command being handled, or raise ``NoActiveUnitOfWorkError``."""
+    scope = _current.get()
+    if scope is None:
+        raise NoActiveUnitOfWorkError
+    return scope
+
+
+def current_uow() -> UnitOfWork:
+    """Return the ambient unit of work, or raise ``NoActiveUnitOfWorkError``."""
+    return current_scope().uow

@@ -1,0 +1,9 @@
+"""Serialisation of domain events to portable JSON and back, through a type registry."""
+
+from __future__ import annotations
+
+from cqrs_ddd_core.serialization.codec import ENVELOPE_KEYS, encode_event
+from cqrs_ddd_core.serialization.json_safety import json_safety_issues
+from cqrs_ddd_core.serialization.registry import EventTypeRegistry
+
+__all__ = ["ENVELOPE_KEYS", "EventTypeRegistry", "encode_event", "json_safety_issues"]

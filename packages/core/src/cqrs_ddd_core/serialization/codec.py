@@ -1,0 +1,66 @@
+"""Turning domain events into portable JSON documents and back, without a registry.
+
+A serialised event is a JSON-compatible dict: the envelope (``event_type``,
+``schema_version``, ``event_id``, ``occurred_at``, ``aggregate_id``,
+``aggregate_type``, ``version``, ``correlation_id``, ``causation_id``,
+``metadata``) beside ``payload``, the event's own fields in their JSON form.
+UUIDs, datetimes and Decimals become strings and come back as their types when
+the document is validated against the event class again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import EventSerializationError
+from cqrs_ddd_core.serialization.json_safety import json_safety_issues
+
+ENVELOPE_KEYS = (
+    "event_type",
+    "schema_version",
+    "event_id",
+    "occurred_at",
+    "aggregate_id",
+    "aggregate_type",
+    "version",
+    "correlation_id",
+    "causation_id",
+    "metadata",
+)
+"""The keys of a serialised event beside ``payload``."""
+
+
+def encode_event(event: DomainEvent) -> dict[str, Any]:
+    """Return ``event`` as a portable JSON document.
+
+    Raises :class:`~cqrs_ddd_core.exceptions.EventSerializationError`, naming the
+    event type and the field, when a value is not portable JSON (NaN or infinite
+    floats, the NUL character, lone surrogates, excessive nesting); no backend
+    stores such an event.
+    """
+    try:
+        document = event.model_dump(mode="json")
+    except ValueError as error:  # pydantic refuses what it cannot dump (e.g. deep nesting)
+        raise EventSerializationError(event.event_type, "$", str(error)) from error
+    payload = {key: value for key, value in document.items() if key not in _ENVELOPE_FIELDS}
+    encoded: dict[str, Any] = {
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "event_id": document["event_id"],
+        "occurred_at": document["occurred_at"],
+        "aggregate_id": document["aggregate_id"],
+        "aggregate_type": document["aggregate_type"],
+        "version": document["version"],
+        "correlation_id": document["correlation_id"],
+        "causation_id": document["causation_id"],
+        "metadata": document["metadata"],
+        "payload": payload,
+    }
+    for where, reason in json_safety_issues(encoded):
+        field = where.removeprefix("$.").removeprefix("payload.")
+        raise EventSerializationError(event.event_type, field, reason)
+    return encoded
+
+
+_ENVELOPE_FIELDS = DomainEvent.envelope_fields()

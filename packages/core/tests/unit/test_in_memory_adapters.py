@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from core_test_model import Order
+
+from cqrs_ddd_core import (
+    AggregateNotFoundError,
+    FieldSpecification,
+    InMemoryMessagePublisher,
+    InMemoryRepository,
+    InMemoryUnitOfWork,
+    command_scope,
+)
+from cqrs_ddd_core.exceptions import UnitOfWorkError
+
+
+async def test_a_save_becomes_visible_only_when_the_unit_of_work_commits(
+    orders: InMemoryRepository[Order],
+) -> None:
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(Order.place("c-1", "o-1"))
+        assert await orders.find("o-1") is None
+        await uow.commit()
+    assert (await orders.get("o-1")).customer_id == "c-1"
+
+
+async def test_leaving_the_unit_of_work_without_commit_discards_the_save(
+    orders: InMemoryRepository[Order],
+) -> None:
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(Order.place("c-1", "o-1"))
+    assert await orders.find("o-1") is None
+
+
+async def test_an_explicit_rollback_discards_the_save(orders: InMemoryRepository[Order]) -> None:
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(Order.place("c-1", "o-1"))
+        await uow.rollback()
+        await uow.commit()
+    assert await orders.find("o-1") is None
+
+
+async def test_a_unit_of_work_cannot_be_entered_twice_at_once() -> None:
+    uow = InMemoryUnitOfWork()
+    async with uow:
+        with pytest.raises(UnitOfWorkError, match="already in use"):
+            await uow.__aenter__()
+
+
+async def test_changing_a_loaded_aggregate_without_saving_changes_nothing(
+    orders: InMemoryRepository[Order],
+) -> None:
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(Order.place("c-1", "o-1"))
+        await uow.commit()
+    loaded = await orders.get("o-1")
+    loaded.add_item("sku", Decimal(1))
+    assert (await orders.get("o-1")).items == {}
+
+
+async def test_an_aggregate_saved_twice_in_one_command_is_checked_against_its_loaded_version(
+    orders: InMemoryRepository[Order],
+) -> None:
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow) as scope:
+            order = Order.place("c-1", "o-1")
+            await orders.save(order)
+            order.add_item("sku", Decimal(1))
+            await orders.save(order)
+            assert [e.version for e in scope.take_events()] == [1, 2]
+        await uow.commit()
+    assert (await orders.get("o-1")).version == 2
+
+
+async def test_a_missing_aggregate_raises_the_typed_error(
+    orders: InMemoryRepository[Order],
+) -> None:
+    with pytest.raises(AggregateNotFoundError, match="Order 'nope' not found"):
+        await orders.get("nope")
+
+
+async def test_the_repository_lists_aggregates_meeting_a_specification(
+    orders: InMemoryRepository[Order],
+) -> None:
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            for order_id, customer in [("o-1", "ann"), ("o-2", "bob"), ("o-3", "ann")]:
+                await orders.save(Order.place(customer, order_id))
+        await uow.commit()
+    found = await orders.list(FieldSpecification("customer_id", "==", "ann"))
+    assert sorted(order.id for order in found) == ["o-1", "o-3"]
+    assert len(await orders.list()) == 3
+
+
+async def test_the_in_memory_publisher_keeps_a_message_id_once() -> None:
+    publisher = InMemoryMessagePublisher()
+    await publisher.publish("orders", {"n": 1}, message_id="m-1")
+    await publisher.publish("orders", {"n": 1}, message_id="m-1")
+    await publisher.publish("payments", {"n": 2}, message_id="m-2")
+    assert [m.message_id for m in publisher.on_topic("orders")] == ["m-1"]
+    assert len(publisher.messages) == 2

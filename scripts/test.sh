@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format check, type check, dependency contracts, tests.
+# Extra arguments go to pytest (for example: scripts/test.sh -m soak).
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+
+echo "== ruff (lint)"
+uv run --frozen ruff check .
+echo "== ruff (format)"
+uv run --frozen ruff format --check .
+echo "== mypy (strict)"
+uv run --frozen mypy packages/*/src examples/shop/src
+echo "== import-linter (dependency rule)"
+uv run --frozen lint-imports
+echo "== pytest"
+uv run --frozen pytest -m "not soak" "$@"
