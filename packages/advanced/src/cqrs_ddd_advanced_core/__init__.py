@@ -1,9 +1,45 @@
 """cqrs-ddd advanced core: event sourcing, snapshots, upcasting, projections, sagas and more.
 
-The package is being built issue by issue; its public API grows here as each
-capability lands (see the package README for what is available today).
+The package grows capability by capability; what is importable from here is
+listed in ``__all__``, and each subpackage keeps its own.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from cqrs_ddd_advanced_core.decorators import non_event_sourced
+from cqrs_ddd_advanced_core.domain import (
+    EventHandlerError,
+    EventSourcedAggregateMixin,
+    EventSourcedAggregateRequiredError,
+    EventSourcingConfigurationError,
+    EventValidator,
+    InvalidEventHandlerError,
+    MissingEventHandlerError,
+    StrictValidationViolationError,
+    aggregate_event_handler,
+)
+from cqrs_ddd_advanced_core.event_sourcing import (
+    EventSourcedLoader,
+    EventSourcedMediator,
+    EventSourcedMediatorFactory,
+    EventSourcedPersistenceOrchestrator,
+    EventSourcedRepository,
+)
+
+__all__ = [
+    "EventHandlerError",
+    "EventSourcedAggregateMixin",
+    "EventSourcedAggregateRequiredError",
+    "EventSourcedLoader",
+    "EventSourcedMediator",
+    "EventSourcedMediatorFactory",
+    "EventSourcedPersistenceOrchestrator",
+    "EventSourcedRepository",
+    "EventSourcingConfigurationError",
+    "EventValidator",
+    "InvalidEventHandlerError",
+    "MissingEventHandlerError",
+    "StrictValidationViolationError",
+    "aggregate_event_handler",
+    "non_event_sourced",
+]

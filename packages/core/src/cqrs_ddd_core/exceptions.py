@@ -8,6 +8,7 @@ The tree::
     │   └── HandlerAlreadyRegisteredError a second handler for the same type
     ├── ValidationError                   a message or value failed validation (names fields)
     ├── ConcurrencyError                  stale expected version on a stream or aggregate
+    ├── DuplicateEventIdError             a batch repeats some, not all, stored event ids
     ├── AggregateNotFoundError            no aggregate with that id in a repository
     ├── UnitOfWorkError
     │   └── NoActiveUnitOfWorkError       ambient unit of work read outside a command
@@ -92,6 +93,24 @@ class ConcurrencyError(CqrsDddError):
         super().__init__(
             f"concurrency conflict on stream {stream_id!r}: expected version "
             f"{expected_version}, actual version {actual_version}"
+        )
+
+
+class DuplicateEventIdError(CqrsDddError):
+    """Some, but not all, events of an appended batch are already stored in the stream.
+
+    Re-appending a whole batch that is already stored is a no-op (a safe retry);
+    a batch that overlaps a stored one only in part is not a retry of it, and is
+    refused with nothing written.
+    """
+
+    def __init__(self, stream_id: str, event_ids: Sequence[object]) -> None:
+        self.stream_id = stream_id
+        self.event_ids = tuple(event_ids)
+        shown = ", ".join(str(event_id) for event_id in self.event_ids[:5])
+        super().__init__(
+            f"stream {stream_id!r} already holds {len(self.event_ids)} event(s) of this batch "
+            f"but not all of them ({shown}); a retry must repeat the whole batch"
         )
 
 

@@ -1,9 +1,42 @@
 """cqrs-ddd on SQLAlchemy: event store, repositories and outbox on SQLite and PostgreSQL.
 
-The package is being built issue by issue; its public API grows here as each
-capability lands (see the package README for what is available today).
+Build an engine with :func:`create_engine` (SQLite file by default,
+PostgreSQL with a ``postgresql+asyncpg://`` URL), create the schema once with
+:func:`upgrade_schema`, and use :class:`SQLAlchemyUnitOfWork` as the
+mediator's unit of work so every store joins the command's transaction.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of
+from cqrs_ddd_persistence_sqlalchemy.engine import DEFAULT_SQLITE_URL, create_engine, read_only
+from cqrs_ddd_persistence_sqlalchemy.event_store import SQLAlchemyEventStore
+from cqrs_ddd_persistence_sqlalchemy.exceptions import (
+    LockTimeoutError,
+    PersistenceError,
+    SchemaNotReadyError,
+)
+from cqrs_ddd_persistence_sqlalchemy.migrate import (
+    downgrade_schema,
+    head_revision,
+    schema_revision,
+    upgrade_schema,
+)
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
+
+__all__ = [
+    "DEFAULT_SQLITE_URL",
+    "EngineSource",
+    "LockTimeoutError",
+    "PersistenceError",
+    "SQLAlchemyEventStore",
+    "SQLAlchemyUnitOfWork",
+    "SchemaNotReadyError",
+    "create_engine",
+    "downgrade_schema",
+    "engine_of",
+    "head_revision",
+    "read_only",
+    "schema_revision",
+    "upgrade_schema",
+]

@@ -16,7 +16,14 @@ from cqrs_ddd_core.cqrs.mediator import Mediator
 from cqrs_ddd_core.cqrs.messages import Command, Query
 from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 from cqrs_ddd_core.cqrs.response import CommandResponse
-from cqrs_ddd_core.cqrs.scope import CommandScope, command_scope, current_scope, current_uow
+from cqrs_ddd_core.cqrs.scope import (
+    CommandScope,
+    command_scope,
+    current_scope,
+    current_scope_or_none,
+    current_uow,
+    stamp_ids,
+)
 
 __all__ = [
     "Command",
@@ -35,6 +42,8 @@ __all__ = [
     "Validator",
     "command_scope",
     "current_scope",
+    "current_scope_or_none",
     "current_uow",
     "run_pipeline",
+    "stamp_ids",
 ]

@@ -33,16 +33,8 @@ class CommandScope:
     _events: list[DomainEvent] = field(default_factory=list)
 
     def stamp(self, event: DomainEvent) -> DomainEvent:
-        """Return ``event`` with this command's correlation and causation ids.
-
-        Ids the event already carries are kept, so stamping twice changes nothing.
-        """
-        update: dict[str, str] = {}
-        if event.correlation_id is None and self.correlation_id is not None:
-            update["correlation_id"] = self.correlation_id
-        if event.causation_id is None and self.causation_id is not None:
-            update["causation_id"] = self.causation_id
-        return event.model_copy(update=update) if update else event
+        """Return ``event`` with this command's correlation and causation ids."""
+        return stamp_ids(event, self.correlation_id, self.causation_id)
 
     def record(self, events: Iterable[DomainEvent]) -> list[DomainEvent]:
         """Stamp ``events``, remember them for the mediator and return them stamped."""
@@ -54,6 +46,21 @@ class CommandScope:
         """Return the recorded events once, in order, and forget them."""
         events, self._events = self._events, []
         return events
+
+
+def stamp_ids(
+    event: DomainEvent, correlation_id: str | None, causation_id: str | None
+) -> DomainEvent:
+    """Return ``event`` carrying the given correlation and causation ids where it has none.
+
+    Ids the event already carries are kept, so stamping twice changes nothing.
+    """
+    update: dict[str, str] = {}
+    if event.correlation_id is None and correlation_id is not None:
+        update["correlation_id"] = correlation_id
+    if event.causation_id is None and causation_id is not None:
+        update["causation_id"] = causation_id
+    return event.model_copy(update=update) if update else event
 
 
 _current: ContextVar[CommandScope | None] = ContextVar("cqrs_ddd_command_scope", default=None)
@@ -86,6 +93,15 @@ def current_scope() -> CommandScope:
     if scope is None:
         raise NoActiveUnitOfWorkError
     return scope
+
+
+def current_scope_or_none() -> CommandScope | None:
+    """Return the scope of the command being handled, or None outside of a command.
+
+    For adapters that join the command's transaction when there is one and run
+    on their own otherwise.
+    """
+    return _current.get()
 
 
 def current_uow() -> UnitOfWork:

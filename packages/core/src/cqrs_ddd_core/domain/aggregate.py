@@ -35,19 +35,26 @@ class AggregateRoot(Entity):
         if "aggregate_type_name" not in cls.__dict__:
             cls.aggregate_type_name = cls.__name__
 
-    def record_event(self, event: TEvent) -> TEvent:
-        """Record ``event`` as the aggregate's next event and return it, stamped.
+    def stamp_event(self, event: TEvent) -> TEvent:
+        """Return a copy of ``event`` stamped as this aggregate's next event, without recording it.
 
-        The returned copy carries this aggregate's id and type and the next
-        version; the aggregate's ``version`` advances by one.
+        The copy carries this aggregate's id and type name and the next version.
         """
-        stamped = event.model_copy(
+        return event.model_copy(
             update={
                 "aggregate_id": self.id,
                 "aggregate_type": self.aggregate_type_name,
                 "version": self.version + 1,
             }
         )
+
+    def record_event(self, event: TEvent) -> TEvent:
+        """Record ``event`` as the aggregate's next event and return it, stamped.
+
+        The returned copy carries this aggregate's id and type and the next
+        version (see :meth:`stamp_event`); the aggregate's ``version`` advances by one.
+        """
+        stamped = self.stamp_event(event)
         self.version += 1
         self._pending_events.append(stamped)
         return stamped

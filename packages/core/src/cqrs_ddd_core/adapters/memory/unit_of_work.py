@@ -14,6 +14,13 @@ from cqrs_ddd_core.exceptions import UnitOfWorkError
 class _StagedChange:
     check: Callable[[], None]
     apply: Callable[[], None]
+    discard: Callable[[], None] | None = None
+
+
+def _discard_all(changes: list[_StagedChange]) -> None:
+    for change in changes:
+        if change.discard is not None:
+            change.discard()
 
 
 class InMemoryUnitOfWork:
@@ -45,29 +52,46 @@ class InMemoryUnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._staged = {}
+        await self.rollback()
         self._active = False
 
-    def stage(self, key: Hashable, *, check: Callable[[], None], apply: Callable[[], None]) -> None:
+    def stage(
+        self,
+        key: Hashable,
+        *,
+        check: Callable[[], None],
+        apply: Callable[[], None],
+        discard: Callable[[], None] | None = None,
+    ) -> None:
         """Stage a change under ``key``; staging the same key again keeps the first check.
 
         Keeping the first check means an aggregate saved twice in one command is
-        checked against the version it was loaded at.
+        checked against the version it was loaded at. ``discard`` runs if the
+        change is rolled back instead of applied (to release what staging took).
         """
         if not self._active:
             raise UnitOfWorkError("stage() called outside `async with` of the unit of work")
         earlier = self._staged.get(key)
-        self._staged[key] = _StagedChange(check=earlier.check if earlier else check, apply=apply)
+        if earlier is not None and earlier.discard is not None:
+            earlier.discard()
+        self._staged[key] = _StagedChange(
+            check=earlier.check if earlier else check, apply=apply, discard=discard
+        )
 
     async def commit(self) -> None:
         """Check every staged change, then apply them all; on a failed check apply none."""
         staged, self._staged = list(self._staged.values()), {}
-        for change in staged:
-            change.check()
+        try:
+            for change in staged:
+                change.check()
+        except BaseException:
+            _discard_all(staged)
+            raise
         for change in staged:
             change.apply()
         self.commits += 1
 
     async def rollback(self) -> None:
         """Discard every staged change."""
-        self._staged = {}
+        staged, self._staged = list(self._staged.values()), {}
+        _discard_all(staged)

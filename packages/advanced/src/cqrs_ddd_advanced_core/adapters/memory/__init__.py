@@ -1,0 +1,7 @@
+"""In-memory implementations of the advanced package's ports: products for fast tests."""
+
+from __future__ import annotations
+
+from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
+
+__all__ = ["InMemoryEventStore"]

@@ -1,0 +1,27 @@
+"""Domain utilities for event-sourced aggregates, and the package's exceptions."""
+
+from __future__ import annotations
+
+from cqrs_ddd_advanced_core.domain.aggregate_mixin import EventSourcedAggregateMixin
+from cqrs_ddd_advanced_core.domain.event_handlers import aggregate_event_handler
+from cqrs_ddd_advanced_core.domain.event_validation import EventValidator
+from cqrs_ddd_advanced_core.domain.exceptions import (
+    EventHandlerError,
+    EventSourcedAggregateRequiredError,
+    EventSourcingConfigurationError,
+    InvalidEventHandlerError,
+    MissingEventHandlerError,
+    StrictValidationViolationError,
+)
+
+__all__ = [
+    "EventHandlerError",
+    "EventSourcedAggregateMixin",
+    "EventSourcedAggregateRequiredError",
+    "EventSourcingConfigurationError",
+    "EventValidator",
+    "InvalidEventHandlerError",
+    "MissingEventHandlerError",
+    "StrictValidationViolationError",
+    "aggregate_event_handler",
+]

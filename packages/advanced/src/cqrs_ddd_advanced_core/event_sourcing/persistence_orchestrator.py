@@ -1,0 +1,139 @@
+"""``EventSourcedPersistenceOrchestrator``: which aggregates keep events, and where."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cqrs_ddd_advanced_core.decorators.event_sourcing import is_marked_non_event_sourced
+from cqrs_ddd_advanced_core.domain.exceptions import EventSourcingConfigurationError
+from cqrs_ddd_core.cqrs.response import CommandResponse
+from cqrs_ddd_core.cqrs.scope import stamp_ids
+from cqrs_ddd_core.domain.aggregate import AggregateRoot
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.ports.event_store import EventStore
+
+AggregateTypeRef = str | type[AggregateRoot]
+"""An aggregate type, given as its class or as its ``aggregate_type_name``."""
+
+
+class EventSourcedPersistenceOrchestrator:
+    """Appends the events of event-sourced aggregates to their event store, per command.
+
+    Per aggregate type, in this order of precedence:
+
+    1. an explicit :meth:`register_event_sourced_type` or
+       :meth:`register_non_event_sourced_type`;
+    2. the ``@non_event_sourced`` mark on the aggregate class;
+    3. the default: event-sourced when a ``default_event_store`` is configured.
+
+    Event-sourced types append their events to the type's event store (the one
+    given at registration, else the default). Call :meth:`persist_events` inside
+    the command's unit of work, as ``EventSourcedMediator`` does: the append
+    joins the command's transaction, so a failure anywhere leaves nothing.
+    State-stored types are left to their repositories.
+    """
+
+    def __init__(self, default_event_store: EventStore | None = None) -> None:
+        self.default_event_store = default_event_store
+        self._event_sourced: dict[str, EventStore | None] = {}
+        self._state_stored: set[str] = set()
+
+    def register_event_sourced_type(
+        self, aggregate_type: AggregateTypeRef, event_store: EventStore | None = None
+    ) -> None:
+        """Keep the events of ``aggregate_type`` in ``event_store`` (or the default one).
+
+        Raises ``EventSourcingConfigurationError`` when neither store exists.
+        """
+        name = _name_of(aggregate_type)
+        if event_store is None and self.default_event_store is None:
+            raise EventSourcingConfigurationError(
+                f"cannot register {name!r} as event-sourced: no event store was given "
+                "and the orchestrator has no default_event_store"
+            )
+        self._state_stored.discard(name)
+        self._event_sourced[name] = event_store
+
+    def register_non_event_sourced_type(self, aggregate_type: AggregateTypeRef) -> None:
+        """Treat ``aggregate_type`` as state-stored: its events are not appended here."""
+        name = _name_of(aggregate_type)
+        self._event_sourced.pop(name, None)
+        self._state_stored.add(name)
+
+    def is_event_sourced(self, aggregate_type: AggregateTypeRef) -> bool:
+        """Return whether the events of ``aggregate_type`` are appended to an event store."""
+        name = _name_of(aggregate_type)
+        if name in self._event_sourced:
+            return True
+        if name in self._state_stored:
+            return False
+        aggregate_class = aggregate_type if isinstance(aggregate_type, type) else _find_class(name)
+        if aggregate_class is not None and is_marked_non_event_sourced(aggregate_class):
+            return False
+        return self.default_event_store is not None
+
+    def event_store_for(self, aggregate_type: AggregateTypeRef) -> EventStore:
+        """Return the event store that keeps the events of ``aggregate_type``."""
+        name = _name_of(aggregate_type)
+        if not self.is_event_sourced(name):
+            raise EventSourcingConfigurationError(f"{name!r} is not an event-sourced type")
+        store = self._event_sourced.get(name) or self.default_event_store
+        assert store is not None  # noqa: S101 - is_event_sourced implies a store
+        return store
+
+    async def persist_event(
+        self, event: DomainEvent, command_response: CommandResponse[Any] | None = None
+    ) -> None:
+        """Persist one event; see :meth:`persist_events`."""
+        await self.persist_events([event], command_response)
+
+    async def persist_events(
+        self, events: Sequence[DomainEvent], command_response: CommandResponse[Any] | None = None
+    ) -> None:
+        """Append the events of event-sourced aggregates, one append per stream, in order.
+
+        Each stream's batch is appended with the expected version its first
+        event implies, so a stale aggregate raises ``ConcurrencyError``. Events
+        lacking correlation or causation ids take them from ``command_response``.
+        Events of state-stored types, and events no aggregate recorded, are skipped.
+        """
+        for aggregate_type, stream_id, batch in _batches(events):
+            if not self.is_event_sourced(aggregate_type):
+                continue
+            stamped = [
+                stamp_ids(event, command_response.correlation_id, command_response.causation_id)
+                if command_response is not None
+                else event
+                for event in batch
+            ]
+            first_version = stamped[0].version or 1
+            await self.event_store_for(aggregate_type).append(
+                stream_id, stamped, expected_version=first_version - 1
+            )
+
+
+def _name_of(aggregate_type: AggregateTypeRef) -> str:
+    if isinstance(aggregate_type, str):
+        return aggregate_type
+    return aggregate_type.aggregate_type_name
+
+
+def _find_class(name: str) -> type[AggregateRoot] | None:
+    pending: list[type[AggregateRoot]] = list(AggregateRoot.__subclasses__())
+    while pending:
+        candidate = pending.pop()
+        if candidate.aggregate_type_name == name:
+            return candidate
+        pending.extend(candidate.__subclasses__())
+    return None
+
+
+def _batches(events: Sequence[DomainEvent]) -> Iterator[tuple[str, str, list[DomainEvent]]]:
+    grouped: dict[tuple[str, str], list[DomainEvent]] = {}
+    for event in events:
+        if event.aggregate_type is None or event.aggregate_id is None:
+            continue
+        grouped.setdefault((event.aggregate_type, event.aggregate_id), []).append(event)
+    for (aggregate_type, stream_id), batch in grouped.items():
+        yield aggregate_type, stream_id, batch

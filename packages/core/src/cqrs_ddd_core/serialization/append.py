@@ -1,0 +1,98 @@
+"""The one check every event store runs on a batch before writing anything.
+
+Running the same validation in every adapter is what makes the in-memory store,
+SQLite and PostgreSQL accept and refuse exactly the same appends.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
+from cqrs_ddd_core.serialization.codec import encode_event
+
+MAX_STREAM_ID_LENGTH = 255
+"""The longest stream id an event store accepts."""
+
+_STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-:@]*")
+
+
+def stream_id_issue(stream_id: object) -> str | None:
+    """Return why ``stream_id`` is not acceptable, or None when it is.
+
+    A stream id starts with a letter or digit and continues with letters,
+    digits, ``_``, ``-``, ``:`` or ``@``, at most 255 characters: no spaces,
+    dots or wildcards, so that it is safe as part of a broker subject or
+    routing key as well as in SQL.
+    """
+    if not isinstance(stream_id, str):
+        return f"must be a string, not {type(stream_id).__name__}"
+    if not stream_id:
+        return "must not be empty"
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        return f"is {len(stream_id)} characters long, more than {MAX_STREAM_ID_LENGTH}"
+    if not _STREAM_ID.fullmatch(stream_id):
+        return (
+            "may hold only letters, digits, '_', '-', ':' and '@', starting with a letter or digit"
+        )
+    return None
+
+
+def prepare_append(
+    stream_id: str, events: Sequence[DomainEvent], *, expected_version: int
+) -> list[dict[str, Any]]:
+    """Validate an append and return each event as a portable JSON document.
+
+    The documents carry their stream versions (``expected_version + 1`` on); an
+    event that already carries a version must carry exactly that one. Raises
+    :class:`~cqrs_ddd_core.exceptions.ValidationError` naming each bad field
+    (``stream_id``, ``expected_version``, ``events[i]...``), or
+    ``EventSerializationError`` for a value that is not portable JSON. Nothing
+    has been written when either is raised.
+    """
+    issues: list[FieldIssue] = []
+    reason = stream_id_issue(stream_id)
+    if reason:
+        issues.append(FieldIssue("stream_id", reason))
+    if not isinstance(expected_version, int) or isinstance(expected_version, bool):
+        issues.append(FieldIssue("expected_version", "must be an integer"))
+    elif expected_version < 0:
+        issues.append(FieldIssue("expected_version", "must not be negative"))
+    if issues:
+        raise ValidationError("append", issues)
+    seen: set[object] = set()
+    for index, event in enumerate(events):
+        issues.extend(_event_issues(index, event, stream_id, expected_version + index + 1, seen))
+    if issues:
+        raise ValidationError("append", issues)
+    documents = [encode_event(event) for event in events]
+    for index, document in enumerate(documents):
+        document["version"] = expected_version + index + 1
+        document["aggregate_id"] = stream_id
+    return documents
+
+
+def _event_issues(
+    index: int, event: object, stream_id: str, version: int, seen: set[object]
+) -> list[FieldIssue]:
+    if not isinstance(event, DomainEvent):
+        return [FieldIssue(f"events[{index}]", f"is a {type(event).__name__}, not a DomainEvent")]
+    issues = []
+    if event.version is not None and event.version != version:
+        issues.append(
+            FieldIssue(f"events[{index}].version", f"is {event.version}, expected {version}")
+        )
+    if event.aggregate_id is not None and event.aggregate_id != stream_id:
+        issues.append(
+            FieldIssue(
+                f"events[{index}].aggregate_id",
+                f"is {event.aggregate_id!r}, but the stream is {stream_id!r}",
+            )
+        )
+    if event.event_id in seen:
+        issues.append(FieldIssue(f"events[{index}].event_id", "repeats an earlier event's id"))
+    seen.add(event.event_id)
+    return issues

@@ -1,0 +1,76 @@
+"""Building engines that give the framework's guarantees on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///cqrs_ddd.sqlite"
+"""The embedded default: a SQLite file in the working directory."""
+
+READ_ONLY_OPTION = "cqrs_ddd_read_only"
+"""Execution option marking a SQLite connection whose transactions only read."""
+
+
+def create_engine(
+    url: str | URL = DEFAULT_SQLITE_URL,
+    *,
+    lock_timeout_ms: int = 10_000,
+    busy_timeout_ms: int = 10_000,
+    application_name: str = "cqrs-ddd",
+    **engine_options: Any,
+) -> AsyncEngine:
+    """Return an async engine for ``url``, set up for the framework.
+
+    SQLite (``sqlite+aiosqlite``): WAL journal, ``busy_timeout``, foreign keys,
+    and every write transaction opened with ``BEGIN IMMEDIATE``, so a writer
+    waits for the lock up front instead of failing with ``database is locked``
+    when it upgrades a read to a write. Reads made through
+    :func:`read_only` connections use a deferred ``BEGIN`` and never block writers.
+
+    PostgreSQL (``postgresql+asyncpg``): ``lock_timeout`` and
+    ``application_name`` on every connection, so a writer stuck behind a lock
+    fails with a typed error rather than waiting forever.
+
+    ``engine_options`` go to ``create_async_engine`` (pool size, echo ...).
+    """
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, **engine_options)
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        connect_args = dict(engine_options.pop("connect_args", {}))
+        settings = dict(connect_args.get("server_settings", {}))
+        settings.setdefault("lock_timeout", str(lock_timeout_ms))
+        settings.setdefault("application_name", application_name)
+        connect_args["server_settings"] = settings
+        return create_async_engine(url, connect_args=connect_args, **engine_options)
+    return create_async_engine(url, **engine_options)
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """Return a view of ``engine`` whose transactions only read (deferred on SQLite)."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Take transaction control from the driver so that "begin" below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,224 @@
+"""``SQLAlchemyEventStore``: the event store on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import RowMapping, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
+from cqrs_ddd_core.ports.event_store import StoredEvent
+from cqrs_ddd_core.serialization import prepare_append
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.schema import events
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+
+APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
+"""The PostgreSQL advisory lock that serialises appends (a stable 32-bit key)."""
+
+_COLUMNS = (
+    events.c.position,
+    events.c.stream_id,
+    events.c.version,
+    events.c.event_type,
+    events.c.schema_version,
+    events.c.event_id,
+    events.c.occurred_at,
+    events.c.payload,
+    events.c.aggregate_type,
+    events.c.correlation_id,
+    events.c.causation_id,
+    events.c.metadata,
+)
+
+
+class SQLAlchemyEventStore:
+    """Streams of events in the ``cqrs_events`` table, on SQLite or PostgreSQL.
+
+    Appends join the ambient :class:`SQLAlchemyUnitOfWork` (same engine) when a
+    command is running, and use a transaction of their own otherwise.
+
+    **Global order without skipped events.** Appends are serialised: on
+    PostgreSQL each append first takes a transaction-scoped advisory lock
+    (held to commit), on SQLite the write transaction itself is exclusive
+    (``BEGIN IMMEDIATE``). Positions are therefore handed out in commit order,
+    every position still in flight is above every committed one, and a reader
+    that resumes after the last position it saw never skips an event that
+    commits later. Rolled-back appends leave gaps, which readers pass over.
+    A writer that waits longer than ``lock_timeout`` for the lock gets
+    ``LockTimeoutError``.
+
+    ``source`` is an ``AsyncEngine``, an ``async_sessionmaker`` or an
+    ``AsyncSession``; the store uses the engine behind it.
+    """
+
+    def __init__(self, source: EngineSource) -> None:
+        self.engine: AsyncEngine = engine_of(source)
+        self._is_postgresql = self.engine.dialect.name == "postgresql"
+        self._insert = (postgresql.insert if self._is_postgresql else sqlite.insert)(events)
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[DomainEvent],
+        *,
+        expected_version: int,
+    ) -> list[StoredEvent]:
+        """Append ``events`` after ``expected_version``; see the ``EventStore`` port."""
+        documents = prepare_append(stream_id, events, expected_version=expected_version)
+        if not documents:
+            return []
+        with translated_errors(f"append to stream {stream_id!r}"):
+            connection = ambient_connection(self.engine)
+            if connection is not None:
+                return await self._append(connection, stream_id, documents, expected_version)
+            async with self.engine.begin() as own:
+                return await self._append(own, stream_id, documents, expected_version)
+
+    async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
+        """Return the stream's events from ``from_version`` on, in version order."""
+        query = (
+            select(*_COLUMNS)
+            .where(events.c.stream_id == stream_id, events.c.version >= from_version)
+            .order_by(events.c.version)
+        )
+        with translated_errors(f"load stream {stream_id!r}"):
+            async with reading(self.engine) as connection:
+                result = await connection.execute(query)
+                return [_stored(row) for row in result.mappings()]
+
+    async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Return up to ``limit`` committed events after ``after_position``, in position order."""
+        query = (
+            select(*_COLUMNS)
+            .where(events.c.position > after_position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        with translated_errors(f"read events after position {after_position}"):
+            async with reading(self.engine) as connection:
+                result = await connection.execute(query)
+                return [_stored(row) for row in result.mappings()]
+
+    async def current_position(self) -> int:
+        """Return the position of the last committed event (0 for an empty store)."""
+        with translated_errors("read the current position"):
+            async with reading(self.engine) as connection:
+                position = await connection.scalar(select(func.max(events.c.position)))
+        return int(position or 0)
+
+    async def _append(
+        self,
+        connection: AsyncConnection,
+        stream_id: str,
+        documents: list[dict[str, Any]],
+        expected_version: int,
+    ) -> list[StoredEvent]:
+        actual = await self._lock_and_read_version(connection, stream_id)
+        if actual != expected_version:
+            return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
+        rows = [_row(stream_id, document) for document in documents]
+        result = await connection.execute(
+            self._insert.on_conflict_do_nothing().returning(
+                events.c.position, sort_by_parameter_order=True
+            ),
+            rows,
+        )
+        positions = list(result.scalars())
+        if len(positions) != len(rows):
+            return await self._resolve_mismatch(
+                connection, stream_id, documents, expected_version, inserted=len(positions)
+            )
+        return [
+            _stored_from_document(position, stream_id, document)
+            for position, document in zip(positions, documents, strict=True)
+        ]
+
+    async def _lock_and_read_version(self, connection: AsyncConnection, stream_id: str) -> int:
+        latest = select(func.max(events.c.version)).where(events.c.stream_id == stream_id)
+        if self._is_postgresql:
+            # One round trip: wait for the append lock, then read the stream's version.
+            query = select(
+                func.pg_advisory_xact_lock(APPEND_LOCK_KEY).label("locked"),
+                latest.scalar_subquery().label("version"),
+            )
+            row = (await connection.execute(query)).one()
+            return int(row.version or 0)
+        return int(await connection.scalar(latest) or 0)
+
+    async def _resolve_mismatch(
+        self,
+        connection: AsyncConnection,
+        stream_id: str,
+        documents: list[dict[str, Any]],
+        expected_version: int,
+        *,
+        inserted: int = 0,
+    ) -> list[StoredEvent]:
+        # A fresh statement: it sees everything committed before it, unlike the
+        # locking statement, whose snapshot predates the wait for the lock.
+        ids = [UUID(document["event_id"]) for document in documents]
+        found = await connection.execute(
+            select(*_COLUMNS)
+            .where(events.c.stream_id == stream_id, events.c.event_id.in_(ids))
+            .order_by(events.c.version)
+        )
+        existing = {row["event_id"]: _stored(row) for row in found.mappings()}
+        if existing and inserted == 0 and len(existing) == len(ids):
+            return [existing[event_id] for event_id in ids]
+        if existing and inserted < len(ids):
+            raise DuplicateEventIdError(stream_id, [i for i in ids if i in existing])
+        actual = await connection.scalar(
+            select(func.coalesce(func.max(events.c.version), 0)).where(
+                events.c.stream_id == stream_id
+            )
+        )
+        raise ConcurrencyError(
+            stream_id, expected_version=expected_version, actual_version=int(actual or 0)
+        )
+
+
+def _row(stream_id: str, document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "stream_id": stream_id,
+        "version": document["version"],
+        "event_id": UUID(document["event_id"]),
+        "event_type": document["event_type"],
+        "schema_version": document["schema_version"],
+        "aggregate_type": document["aggregate_type"],
+        "occurred_at": datetime.fromisoformat(document["occurred_at"]),
+        "correlation_id": document["correlation_id"],
+        "causation_id": document["causation_id"],
+        "payload": document["payload"],
+        "metadata": document["metadata"],
+    }
+
+
+def _stored_from_document(position: int, stream_id: str, document: dict[str, Any]) -> StoredEvent:
+    row = _row(stream_id, document)
+    return StoredEvent(position=position, **row)
+
+
+def _stored(row: RowMapping) -> StoredEvent:
+    return StoredEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        event_id=row["event_id"],
+        occurred_at=row["occurred_at"],
+        payload=row["payload"],
+        aggregate_type=row["aggregate_type"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+        metadata=row["metadata"],
+    )

@@ -1,0 +1,37 @@
+"""Typed errors of the SQLAlchemy persistence package.
+
+The tree::
+
+    CqrsDddError (cqrs_ddd_core.exceptions)
+    └── PersistenceError                 the database refused or failed an operation
+        ├── LockTimeoutError             a write waited longer than lock_timeout for a lock
+        └── SchemaNotReadyError          the schema is missing or older than this package
+
+Driver exceptions never leave the package: adapters translate them here, or to
+the core's ``ConcurrencyError`` when they mean a stale version.
+"""
+
+from __future__ import annotations
+
+from cqrs_ddd_core.exceptions import CqrsDddError
+
+
+class PersistenceError(CqrsDddError):
+    """The database refused or failed an operation; ``operation`` says which."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        self.operation = operation
+        self.detail = detail
+        super().__init__(f"{operation} failed: {detail}")
+
+
+class LockTimeoutError(PersistenceError):
+    """A write waited longer than the configured ``lock_timeout`` for a lock.
+
+    Usually another transaction holds the event store's append lock for too
+    long (a command that keeps its transaction open while it calls out).
+    """
+
+
+class SchemaNotReadyError(PersistenceError):
+    """The tables are missing or older than this package: run ``upgrade_schema`` first."""

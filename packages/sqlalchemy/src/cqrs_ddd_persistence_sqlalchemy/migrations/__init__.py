@@ -1,0 +1,1 @@
+"""The Alembic migrations of the package's schema (run them with ``upgrade_schema``)."""

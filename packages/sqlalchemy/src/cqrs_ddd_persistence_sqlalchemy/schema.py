@@ -1,0 +1,74 @@
+"""The tables of the package, as SQLAlchemy Core metadata.
+
+The migrations in ``cqrs_ddd_persistence_sqlalchemy.migrations`` create and
+upgrade exactly this schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+)
+
+from cqrs_ddd_persistence_sqlalchemy.types import JSONDocument, UTCDateTime
+
+metadata = MetaData()
+"""Every table of the package."""
+
+# SQLite only gives an auto-incrementing key to a column declared INTEGER PRIMARY KEY.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "cqrs_events",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("stream_id", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_id", Uuid(), nullable=False),
+    Column("event_type", String(255), nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("aggregate_type", String(255), nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("correlation_id", String(255), nullable=True),
+    Column("causation_id", String(255), nullable=True),
+    Column("payload", JSONDocument, nullable=False),
+    Column("metadata", JSONDocument, nullable=False),
+    UniqueConstraint("stream_id", "version", name="uq_cqrs_events_stream_version"),
+    UniqueConstraint("stream_id", "event_id", name="uq_cqrs_events_stream_event_id"),
+)
+"""Every event of every stream; ``position`` is the global order."""
+
+aggregates = Table(
+    "cqrs_aggregates",
+    metadata,
+    Column("aggregate_type", String(255), primary_key=True),
+    Column("aggregate_id", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("state", JSONDocument, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""The current state of state-stored aggregates, one JSON document each."""
+
+outbox = Table(
+    "cqrs_outbox",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("message_id", Uuid(), nullable=False, unique=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition_key", String(255), nullable=True),
+    Column("payload", JSONDocument, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("published_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(2000), nullable=True),
+    Index("ix_cqrs_outbox_unpublished", "published_at", "id"),
+)
+"""Messages to publish, written in the transaction that produced them."""

@@ -1,0 +1,100 @@
+"""The SQLAlchemy unit of work: one database transaction per command."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from cqrs_ddd_core.cqrs.scope import current_scope_or_none
+from cqrs_ddd_core.exceptions import UnitOfWorkError
+
+
+class SQLAlchemyUnitOfWork:
+    """Opens one transaction on ``engine``; the package's stores and repositories join it.
+
+    While a command runs, ``SQLAlchemyEventStore``, ``SQLAlchemyRepository`` and
+    the outbox find this unit of work in the ambient command scope and write
+    through its :attr:`connection`, so the events, the aggregate state and the
+    outbox rows of one command commit together or not at all. :attr:`session`
+    gives an ORM session bound to the same transaction, for repositories of
+    your own. Leaving the block without :meth:`commit` rolls back.
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (see
+    :func:`~cqrs_ddd_persistence_sqlalchemy.create_engine`).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._connection: AsyncConnection | None = None
+        self._session: AsyncSession | None = None
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """Return the connection that holds this unit of work's transaction."""
+        if self._connection is None:
+            raise UnitOfWorkError("the unit of work is not open: use `async with uow:`")
+        return self._connection
+
+    @property
+    def session(self) -> AsyncSession:
+        """Return an ORM session that works inside this unit of work's transaction."""
+        if self._session is None:
+            self._session = AsyncSession(
+                bind=self.connection, join_transaction_mode="create_savepoint"
+            )
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        if self._connection is not None:
+            raise UnitOfWorkError("this unit of work is already in use; build one per command")
+        connection = await self.engine.connect()
+        try:
+            await connection.begin()
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        session, self._session = self._session, None
+        if connection is None:
+            return
+        try:
+            if session is not None:
+                await session.close()
+            if connection.in_transaction():
+                await connection.rollback()
+        finally:
+            await connection.close()
+
+    async def commit(self) -> None:
+        """Commit everything written through this unit of work."""
+        if self._session is not None:
+            await self._session.flush()
+        await self.connection.commit()
+
+    async def rollback(self) -> None:
+        """Discard everything written through this unit of work."""
+        await self.connection.rollback()
+
+
+def ambient_connection(engine: AsyncEngine) -> AsyncConnection | None:
+    """Return the connection of the ambient ``SQLAlchemyUnitOfWork`` on ``engine``, if any.
+
+    A unit of work on another engine (another database) is not joined.
+    """
+    scope = current_scope_or_none()
+    if scope is None or not isinstance(scope.uow, SQLAlchemyUnitOfWork):
+        return None
+    if scope.uow.engine.pool is not engine.pool:
+        return None
+    return scope.uow.connection
