@@ -8,7 +8,7 @@ uv run --frozen ruff check .
 echo "== ruff (format)"
 uv run --frozen ruff format --check .
 echo "== mypy (strict)"
-uv run --frozen mypy packages/*/src examples/shop/src
+uv run --frozen mypy packages/*/src examples/shop/src tests/reliability/harness
 echo "== import-linter (dependency rule)"
 uv run --frozen lint-imports
 echo "== pytest"

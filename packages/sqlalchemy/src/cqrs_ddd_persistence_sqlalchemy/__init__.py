@@ -22,6 +22,8 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
     schema_revision,
     upgrade_schema,
 )
+from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
+from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "LockTimeoutError",
     "PersistenceError",
     "SQLAlchemyEventStore",
+    "SQLAlchemyRepository",
     "SQLAlchemyUnitOfWork",
     "SchemaNotReadyError",
     "create_engine",
@@ -39,4 +42,5 @@ __all__ = [
     "read_only",
     "schema_revision",
     "upgrade_schema",
+    "write_outbox",
 ]

@@ -1,0 +1,131 @@
+"""``SQLAlchemyRepository``: state-stored aggregates as JSON documents, with an outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cqrs_ddd_core.cqrs.scope import current_scope
+from cqrs_ddd_core.domain.aggregate import AggregateRoot
+from cqrs_ddd_core.exceptions import (
+    AggregateNotFoundError,
+    ConcurrencyError,
+    FieldIssue,
+    UnitOfWorkError,
+    ValidationError,
+)
+from cqrs_ddd_core.serialization import json_safety_issues
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
+from cqrs_ddd_persistence_sqlalchemy.schema import aggregates
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+
+TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
+
+
+class SQLAlchemyRepository(Generic[TAggregate]):
+    """Stores aggregates of one type as JSON documents in ``cqrs_aggregates``.
+
+    ``save`` joins the command's :class:`SQLAlchemyUnitOfWork`: it writes the
+    aggregate's state, checked against the version it was loaded at (a stale
+    aggregate raises ``ConcurrencyError``), and one outbox row per new event,
+    all in the command's transaction. The events also go to the command, so the
+    mediator dispatches them after the commit. ``topic`` names the outbox topic
+    (the aggregate's type name by default).
+
+    The state is ``model_dump(mode="json")``; loading validates it back into the
+    class, so the aggregate's fields must round-trip through JSON.
+    """
+
+    def __init__(
+        self, aggregate_type: type[TAggregate], source: EngineSource, *, topic: str | None = None
+    ) -> None:
+        self.aggregate_type = aggregate_type
+        self.engine: AsyncEngine = engine_of(source)
+        self.topic = topic or aggregate_type.aggregate_type_name
+        self._type_name = aggregate_type.aggregate_type_name
+        self._insert = (
+            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        )(aggregates)
+
+    async def get(self, aggregate_id: str) -> TAggregate:
+        """Return the aggregate, or raise ``AggregateNotFoundError``."""
+        found = await self.find(aggregate_id)
+        if found is None:
+            raise AggregateNotFoundError(self._type_name, aggregate_id)
+        return found
+
+    async def find(self, aggregate_id: str) -> TAggregate | None:
+        """Return the aggregate, or None when there is none with that id."""
+        query = select(aggregates.c.state, aggregates.c.version).where(
+            aggregates.c.aggregate_type == self._type_name,
+            aggregates.c.aggregate_id == aggregate_id,
+        )
+        with translated_errors(f"load {self._type_name} {aggregate_id!r}"):
+            async with reading(self.engine) as connection:
+                row = (await connection.execute(query)).first()
+        if row is None:
+            return None
+        return self.aggregate_type.model_validate({**row.state, "version": row.version})
+
+    async def save(self, aggregate: TAggregate) -> None:
+        """Write the aggregate's state and outbox rows in the ambient unit of work."""
+        connection = ambient_connection(self.engine)
+        if connection is None:
+            current_scope()  # raises NoActiveUnitOfWorkError outside a command
+            raise UnitOfWorkError(
+                "SQLAlchemyRepository.save needs the command's unit of work to be a "
+                "SQLAlchemyUnitOfWork on the repository's engine"
+            )
+        expected_version = aggregate.persisted_version
+        state = aggregate.model_dump(mode="json")
+        issues = [FieldIssue(path, reason) for path, reason in json_safety_issues(state)]
+        if issues:
+            raise ValidationError(f"{self._type_name} {aggregate.id!r}", issues)
+        events = current_scope().record(aggregate.collect_events())
+        with translated_errors(f"save {self._type_name} {aggregate.id!r}"):
+            await self._write_state(connection, aggregate, state, expected_version)
+            await write_outbox(connection, events, topic=self.topic)
+
+    async def _write_state(
+        self,
+        connection: AsyncConnection,
+        aggregate: TAggregate,
+        state: dict[str, Any],
+        expected_version: int,
+    ) -> None:
+        now = datetime.now(UTC)
+        key = (aggregates.c.aggregate_type == self._type_name) & (
+            aggregates.c.aggregate_id == aggregate.id
+        )
+        if expected_version == 0:
+            written = await connection.execute(
+                self._insert.values(
+                    aggregate_type=self._type_name,
+                    aggregate_id=aggregate.id,
+                    version=aggregate.version,
+                    state=state,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(aggregates.c.version)
+            )
+            stored = written.first() is not None
+        else:
+            result = await connection.execute(
+                update(aggregates)
+                .where(key, aggregates.c.version == expected_version)
+                .values(version=aggregate.version, state=state, updated_at=now)
+                .returning(aggregates.c.version)
+            )
+            stored = result.first() is not None
+        if not stored:
+            actual = await connection.scalar(select(aggregates.c.version).where(key))
+            raise ConcurrencyError(
+                aggregate.id, expected_version=expected_version, actual_version=int(actual or 0)
+            )
