@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
+from cqrs_ddd_core.failpoints import async_failpoint
 from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import prepare_append
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
@@ -81,7 +82,9 @@ class SQLAlchemyEventStore:
             if connection is not None:
                 return await self._append(connection, stream_id, documents, expected_version)
             async with self.engine.begin() as own:
-                return await self._append(own, stream_id, documents, expected_version)
+                stored = await self._append(own, stream_id, documents, expected_version)
+            await async_failpoint("event_store.after_commit_before_return")
+            return stored
 
     async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
         """Return the stream's events from ``from_version`` on, in version order."""

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
+from cqrs_ddd_core.failpoints import async_failpoint
 
 
 class SQLAlchemyUnitOfWork:
@@ -80,7 +81,9 @@ class SQLAlchemyUnitOfWork:
         """Commit everything written through this unit of work."""
         if self._session is not None:
             await self._session.flush()
+        await async_failpoint("unit_of_work.before_commit")
         await self.connection.commit()
+        await async_failpoint("unit_of_work.after_commit")
 
     async def rollback(self) -> None:
         """Discard everything written through this unit of work."""
