@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_persistence_sqlalchemy import (
+    SchemaNotReadyError,
+    SQLAlchemyEventStore,
+    create_engine,
+    downgrade_schema,
+    head_revision,
+    schema_revision,
+    upgrade_schema,
+)
+from cqrs_ddd_persistence_sqlalchemy.migrate import VERSION_TABLE
+from cqrs_ddd_persistence_sqlalchemy.schema import metadata
+
+pytest_plugins = ["sqlalchemy_fixtures"]
+
+
+async def test_the_migrated_schema_is_exactly_the_package_metadata(engine: AsyncEngine) -> None:
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_upgrading_twice_is_harmless_and_records_the_head_revision(
+    engine: AsyncEngine,
+) -> None:
+    await upgrade_schema(engine)
+    assert await schema_revision(engine) == head_revision()
+
+
+async def test_nothing_is_created_until_upgrade_schema_is_called(database_url: str) -> None:
+    # given: a fresh database and a store on it, without migrations
+    engine = create_engine(database_url)
+    try:
+        store = SQLAlchemyEventStore(engine)
+        assert await schema_revision(engine) is None
+        # when / then: the store says what to do instead of a driver error
+        with pytest.raises(SchemaNotReadyError, match="upgrade_schema"):
+            await store.current_position()
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrading_removes_every_table_of_the_package(engine: AsyncEngine) -> None:
+    await downgrade_schema(engine)
+
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    async with engine.connect() as connection:
+        remaining = await connection.run_sync(tables)
+    assert not remaining & set(metadata.tables)
+    assert await schema_revision(engine) is None
