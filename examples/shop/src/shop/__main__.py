@@ -1,4 +1,8 @@
-"""Run the shop: ``python -m shop`` walks one order through its life and prints it."""
+"""Run the shop: ``python -m shop`` walks one order through its life and prints it.
+
+The data goes to ``DATABASE_URL``: a SQLite file, ``shop.sqlite`` in the
+working directory, unless the variable names another database.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,35 @@ import sys
 from decimal import Decimal
 
 from cqrs_ddd_core import ValidationError
-from shop.application import AddItem, ConfirmOrder, GetOrderSummary, PlaceOrder, build_shop
+from cqrs_ddd_persistence_sqlalchemy import create_engine
+from shop.application import (
+    AddItem,
+    ConfirmOrder,
+    GetOrderSummary,
+    PlaceOrder,
+    Shop,
+    build_shop,
+)
 from shop.domain import OrderError
+from shop.settings import Settings
 
 
-async def main() -> int:
-    """Place, fill and confirm an order, then show the events and the read model."""
-    shop = build_shop()
+async def main(settings: Settings) -> int:
+    """Place, fill and confirm an order, then show its events, the read model and the store."""
+    engine = create_engine(settings.database_url)
+    try:
+        shop = await build_shop(engine)
+        print(f"database: {engine.url.render_as_string(hide_password=True)}")
+        await walk_through(shop)
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def walk_through(shop: Shop) -> None:
+    """Send the commands of one order's life and print what they produced."""
     send = shop.mediator.send
-
-    placed = await send(PlaceOrder(customer_id="customer-7"))
+    placed = await send(PlaceOrder(customer_id="customer-7", customer_name="Ada"))
     order_id = placed.result
     print(f"placed order {order_id}")
     for sku, quantity, price in [("book", 2, "12.50"), ("pen", 3, "1.20")]:
@@ -39,10 +62,12 @@ async def main() -> int:
     summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
     print(f"summary: {summary}")
     order = await shop.orders.get(order_id)
-    print(f"order {order.id} is {order.status} at version {order.version}, total {order.total}")
-    return 0
+    print(f"order {order.id} rebuilt from its events: {order.status} at version {order.version}")
+    customer = await shop.customers.get("customer-7")
+    print(f"customer {customer.name} has placed {customer.orders_placed} order(s) in this database")
+    print(f"events in the store: {await shop.event_store.current_position()} (global position)")
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="  log: %(message)s", stream=sys.stdout)
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(Settings.from_environment())))

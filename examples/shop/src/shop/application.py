@@ -1,30 +1,43 @@
-"""The shop's commands, queries, handlers and an in-process read model."""
+"""The shop's commands, queries, handlers, read model and composition root."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_advanced_core.event_sourcing import (
+    EventSourcedLoader,
+    EventSourcedMediatorFactory,
+    EventSourcedRepository,
+)
 from cqrs_ddd_core import (
     Command,
     CommandHandler,
     EventDispatcher,
+    EventTypeRegistry,
     HandlerRegistry,
-    InMemoryRepository,
-    InMemoryUnitOfWork,
     LoggingBehavior,
     Mediator,
     Query,
     ValidationBehavior,
 )
 from cqrs_ddd_core.exceptions import FieldIssue
-from shop.domain import ItemAdded, Money, Order, OrderConfirmed, OrderPlaced
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyEventStore,
+    SQLAlchemyRepository,
+    SQLAlchemyUnitOfWork,
+    upgrade_schema,
+)
+from shop.domain import Customer, ItemAdded, Money, Order, OrderConfirmed, OrderPlaced
 
 
 class PlaceOrder(Command):
-    """Open an order for a customer (the id is generated when omitted)."""
+    """Open an order for a customer, registering the customer on first use."""
 
     customer_id: str
+    customer_name: str = "anonymous"
     order_id: str | None = None
 
 
@@ -62,7 +75,7 @@ class OrderSummary:
 
 @dataclass
 class OrderSummaries:
-    """The order-summary read model, kept up to date from committed events."""
+    """The order-summary read model, kept up to date from committed events (in process)."""
 
     rows: dict[str, OrderSummary] = field(default_factory=dict)
 
@@ -83,13 +96,21 @@ class OrderSummaries:
 
 
 class PlaceOrderHandler(CommandHandler[PlaceOrder]):
-    """Opens orders."""
+    """Opens orders, and counts them on the customer, in one transaction."""
 
-    def __init__(self, orders: InMemoryRepository[Order]) -> None:
+    def __init__(
+        self, orders: EventSourcedRepository[Order], customers: SQLAlchemyRepository[Customer]
+    ) -> None:
         self.orders = orders
+        self.customers = customers
 
     async def handle(self, command: PlaceOrder) -> str:
         """Open the order and return its id."""
+        customer = await self.customers.find(command.customer_id)
+        if customer is None:
+            customer = Customer.register(command.customer_id, command.customer_name)
+        customer.count_order()
+        await self.customers.save(customer)
         order = Order.place(command.customer_id, command.order_id)
         await self.orders.save(order)
         return order.id
@@ -98,11 +119,11 @@ class PlaceOrderHandler(CommandHandler[PlaceOrder]):
 class AddItemHandler(CommandHandler[AddItem]):
     """Adds items to orders."""
 
-    def __init__(self, orders: InMemoryRepository[Order]) -> None:
+    def __init__(self, orders: EventSourcedRepository[Order]) -> None:
         self.orders = orders
 
     async def handle(self, command: AddItem) -> None:
-        """Load the order, add the item, save it."""
+        """Load the order from its events, add the item, save the new event."""
         order = await self.orders.get(command.order_id)
         order.add_item(command.sku, command.quantity, Money(amount=command.unit_price))
         await self.orders.save(order)
@@ -111,11 +132,11 @@ class AddItemHandler(CommandHandler[AddItem]):
 class ConfirmOrderHandler(CommandHandler[ConfirmOrder]):
     """Confirms orders."""
 
-    def __init__(self, orders: InMemoryRepository[Order]) -> None:
+    def __init__(self, orders: EventSourcedRepository[Order]) -> None:
         self.orders = orders
 
     async def handle(self, command: ConfirmOrder) -> None:
-        """Load the order, confirm it, save it."""
+        """Load the order, confirm it, save the new event."""
         order = await self.orders.get(command.order_id)
         order.confirm()
         await self.orders.save(order)
@@ -133,13 +154,23 @@ class Shop:
     """The wired application: its mediator and what it is built from."""
 
     mediator: Mediator
-    orders: InMemoryRepository[Order]
+    event_store: SQLAlchemyEventStore
+    orders: EventSourcedRepository[Order]
+    customers: SQLAlchemyRepository[Customer]
     summaries: OrderSummaries
 
 
-def build_shop() -> Shop:
-    """Build the shop: the composition root, where every object is made and wired."""
-    orders = InMemoryRepository(Order)
+async def build_shop(engine: AsyncEngine) -> Shop:
+    """Build the shop on ``engine``: the composition root, where everything is made and wired.
+
+    Brings the database schema up to date first.
+    """
+    await upgrade_schema(engine)
+    event_store = SQLAlchemyEventStore(engine)
+    events = EventTypeRegistry([OrderPlaced, ItemAdded, OrderConfirmed])
+    orders = EventSourcedRepository(EventSourcedLoader(Order, event_store, events))
+    customers = SQLAlchemyRepository(Customer, engine)
+
     summaries = OrderSummaries()
     dispatcher = EventDispatcher()
     dispatcher.subscribe(OrderPlaced, summaries.on_placed)
@@ -147,7 +178,7 @@ def build_shop() -> Shop:
     dispatcher.subscribe(OrderConfirmed, summaries.on_confirmed)
 
     registry = HandlerRegistry()
-    registry.register_command_handler(PlaceOrder, PlaceOrderHandler(orders))
+    registry.register_command_handler(PlaceOrder, PlaceOrderHandler(orders, customers))
     registry.register_command_handler(AddItem, AddItemHandler(orders))
     registry.register_command_handler(ConfirmOrder, ConfirmOrderHandler(orders))
 
@@ -155,10 +186,18 @@ def build_shop() -> Shop:
     async def get_summary(query: GetOrderSummary) -> OrderSummary | None:
         return summaries.rows.get(query.order_id)
 
-    mediator = Mediator(
-        registry=registry,
-        uow_factory=InMemoryUnitOfWork,
+    factory = EventSourcedMediatorFactory(
+        event_store=event_store,
+        uow_factory=lambda: SQLAlchemyUnitOfWork(engine),
+        handler_registry=registry,
         event_dispatcher=dispatcher,
         behaviors=[LoggingBehavior(), ValidationBehavior({AddItem: [positive_price]})],
     )
-    return Shop(mediator=mediator, orders=orders, summaries=summaries)
+    factory.register_event_sourced_type(Order)
+    return Shop(
+        mediator=factory.create(),
+        event_store=event_store,
+        orders=orders,
+        customers=customers,
+        summaries=summaries,
+    )

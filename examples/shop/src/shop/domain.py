@@ -1,9 +1,14 @@
-"""The shop's domain: an order that is placed, filled with items and confirmed."""
+"""The shop's domain: an event-sourced order, and a state-stored customer."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from cqrs_ddd_advanced_core import (
+    EventSourcedAggregateMixin,
+    aggregate_event_handler,
+    non_event_sourced,
+)
 from cqrs_ddd_core import AggregateRoot, DomainEvent, ValueObject
 
 
@@ -38,8 +43,8 @@ class OrderConfirmed(DomainEvent):
     total: Money
 
 
-class Order(AggregateRoot):
-    """An order: open while items are added, then confirmed once."""
+class Order(EventSourcedAggregateMixin, AggregateRoot):
+    """An order, rebuilt from its events: open while items are added, then confirmed once."""
 
     customer_id: str = ""
     lines: dict[str, int] = {}
@@ -50,8 +55,7 @@ class Order(AggregateRoot):
     def place(cls, customer_id: str, order_id: str | None = None) -> Order:
         """Open a new order for ``customer_id``."""
         order = cls(id=order_id) if order_id else cls()
-        order.customer_id = customer_id
-        order.record_event(OrderPlaced(customer_id=customer_id))
+        order.trigger_event(OrderPlaced(customer_id=customer_id))
         return order
 
     def add_item(self, sku: str, quantity: int, unit_price: Money) -> None:
@@ -60,9 +64,7 @@ class Order(AggregateRoot):
             raise OrderError(f"order {self.id} is {self.status}; items can no longer be added")
         if quantity < 1:
             raise OrderError("quantity must be at least 1")
-        self.lines = {**self.lines, sku: self.lines.get(sku, 0) + quantity}
-        self.total = Money(amount=self.total.amount + unit_price.amount * quantity)
-        self.record_event(ItemAdded(sku=sku, quantity=quantity, unit_price=unit_price))
+        self.trigger_event(ItemAdded(sku=sku, quantity=quantity, unit_price=unit_price))
 
     def confirm(self) -> None:
         """Confirm the order; an empty or already confirmed order is refused."""
@@ -70,5 +72,43 @@ class Order(AggregateRoot):
             raise OrderError(f"order {self.id} is already {self.status}")
         if not self.lines:
             raise OrderError(f"order {self.id} is empty")
+        self.trigger_event(OrderConfirmed(total=self.total))
+
+    @aggregate_event_handler
+    def _placed(self, event: OrderPlaced) -> None:
+        self.customer_id = event.customer_id
+
+    @aggregate_event_handler
+    def _item_added(self, event: ItemAdded) -> None:
+        self.lines = {**self.lines, event.sku: self.lines.get(event.sku, 0) + event.quantity}
+        added = event.unit_price.amount * event.quantity
+        self.total = Money(amount=self.total.amount + added, currency=self.total.currency)
+
+    @aggregate_event_handler
+    def _confirmed(self, event: OrderConfirmed) -> None:
         self.status = "confirmed"
-        self.record_event(OrderConfirmed(total=self.total))
+
+
+class CustomerRegistered(DomainEvent):
+    """A customer joined the shop."""
+
+    name: str
+
+
+@non_event_sourced
+class Customer(AggregateRoot):
+    """A customer, stored as its current state (its events go to the outbox)."""
+
+    name: str = ""
+    orders_placed: int = 0
+
+    @classmethod
+    def register(cls, customer_id: str, name: str) -> Customer:
+        """Register a new customer."""
+        customer = cls(id=customer_id, name=name)
+        customer.record_event(CustomerRegistered(name=name))
+        return customer
+
+    def count_order(self) -> None:
+        """Note one more order placed by this customer."""
+        self.orders_placed += 1

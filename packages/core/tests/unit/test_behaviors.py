@@ -95,7 +95,8 @@ async def test_a_behaviour_can_short_circuit_so_nothing_else_runs(
         event_dispatcher=dispatcher,
         behaviors=[Tracing("outer", trace), ShortCircuit(), Tracing("never", trace)],
     )
-    assert await mediator.send(PlaceOrder(customer_id="c-1", order_id="o-1")) == "cached"
+    answer: object = await mediator.send(PlaceOrder(customer_id="c-1", order_id="o-1"))
+    assert answer == "cached"
     assert trace == ["outer:before", "outer:after"]
     assert await orders.find("o-1") is None
     assert dispatcher.received == []

@@ -18,13 +18,13 @@ class _Unset:
 
 
 @overload
-def aggregate_event_handler(event_type: TMethod, /) -> TMethod: ...
-
-
-@overload
 def aggregate_event_handler(
     event_type: type[DomainEvent] | None = None, /
 ) -> Callable[[TMethod], TMethod]: ...
+
+
+@overload
+def aggregate_event_handler(event_type: TMethod, /) -> TMethod: ...
 
 
 def aggregate_event_handler(

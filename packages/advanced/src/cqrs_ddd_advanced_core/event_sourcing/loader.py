@@ -37,6 +37,7 @@ class EventSourcedLoader(Generic[TAggregate]):
     ) -> None:
         _require_event_sourced(aggregate_type)
         self.aggregate_type = aggregate_type
+        self._type_name = aggregate_type.aggregate_type_name
         self.event_store = event_store
         self.event_registry = event_registry
 
@@ -48,9 +49,13 @@ class EventSourcedLoader(Generic[TAggregate]):
         return aggregate
 
     async def find(self, aggregate_id: str) -> TAggregate | None:
-        """Return the aggregate rebuilt from its events, or None when it has none."""
+        """Return the aggregate rebuilt from its events, or None when it has none.
+
+        A stream written by another aggregate type (ids are shared by all types
+        of one event store) is not this type's aggregate: None as well.
+        """
         stored = await self.event_store.load_stream(aggregate_id)
-        if not stored:
+        if not stored or stored[0].aggregate_type not in (None, self._type_name):
             return None
         events = [self.event_registry.from_stored(event) for event in stored]
         return self.rebuild(aggregate_id, events)

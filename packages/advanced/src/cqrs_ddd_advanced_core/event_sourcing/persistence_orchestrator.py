@@ -78,7 +78,9 @@ class EventSourcedPersistenceOrchestrator:
         name = _name_of(aggregate_type)
         if not self.is_event_sourced(name):
             raise EventSourcingConfigurationError(f"{name!r} is not an event-sourced type")
-        store = self._event_sourced.get(name) or self.default_event_store
+        store = self._event_sourced.get(name)
+        if store is None:
+            store = self.default_event_store
         assert store is not None  # noqa: S101 - is_event_sourced implies a store
         return store
 
