@@ -24,6 +24,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
 )
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
+from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotStorage
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "PersistenceError",
     "SQLAlchemyEventStore",
     "SQLAlchemyRepository",
+    "SQLAlchemySnapshotStorage",
     "SQLAlchemyUnitOfWork",
     "SchemaNotReadyError",
     "create_engine",

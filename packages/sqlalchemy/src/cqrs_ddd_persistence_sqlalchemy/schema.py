@@ -57,6 +57,18 @@ aggregates = Table(
 )
 """The current state of state-stored aggregates, one JSON document each."""
 
+snapshots = Table(
+    "cqrs_snapshots",
+    metadata,
+    Column("stream_id", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("aggregate_type", String(255), nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("state", JSONDocument, nullable=False),
+    Column("taken_at", UTCDateTime(), nullable=False),
+)
+"""The newest snapshots of event-sourced aggregates, by stream and version."""
+
 outbox = Table(
     "cqrs_outbox",
     metadata,

@@ -35,13 +35,18 @@ class EventSourcedAggregateMixin:
     follows them. Handlers only change state, so a replay rebuilds exactly the
     aggregate that the original commands produced.
 
+    Class settings (declare them as ``ClassVar`` in subclasses):
     ``event_validator`` decides what happens to an event without a handler
     (lenient by default: nothing); ``recorded_event_types`` optionally lists the
-    events the aggregate records, for :meth:`EventValidator.validate`.
+    events the aggregate records, for :meth:`EventValidator.validate`;
+    ``schema_version`` is the version of the aggregate's state shape, carried
+    by its snapshots: raise it when fields change, and older snapshots are
+    ignored instead of loaded into the changed class.
     """
 
     event_validator: ClassVar[EventValidator] = EventValidator()
     recorded_event_types: ClassVar[tuple[type[DomainEvent], ...]] = ()
+    schema_version: ClassVar[int] = 1
 
     @classmethod
     def event_handler_map(cls) -> Mapping[type[DomainEvent], str]:

@@ -8,12 +8,15 @@ The tree::
     │   ├── InvalidEventHandlerError            a handler's declaration is malformed
     │   └── StrictValidationViolationError      strict validation found handlers missing
     ├── EventSourcedAggregateRequiredError      an operation needs an event-sourced aggregate
-    └── EventSourcingConfigurationError         event sourcing is configured inconsistently
+    ├── EventSourcingConfigurationError         event sourcing is configured inconsistently
+    │   └── UpcasterRegistrationError           a duplicate upcaster, or a gap in a chain
+    └── UpcastingError                          an upcaster failed on a stored event
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from cqrs_ddd_core.exceptions import CqrsDddError
 
@@ -66,3 +69,75 @@ class EventSourcedAggregateRequiredError(CqrsDddError):
 
 class EventSourcingConfigurationError(CqrsDddError):
     """Event sourcing is configured inconsistently; the message says what and where."""
+
+
+class UpcasterRegistrationError(EventSourcingConfigurationError):
+    """An upcaster cannot join the registry: a duplicate, or a gap it would leave in a chain."""
+
+    def __init__(self, event_type: str, source_version: int, reason: str) -> None:
+        self.event_type = event_type
+        self.source_version = source_version
+        self.reason = reason
+        super().__init__(
+            f"cannot register the upcaster of {event_type!r} from version {source_version}: "
+            f"{reason}"
+        )
+
+
+class UpcastingError(CqrsDddError):
+    """An upcaster raised on a stored event; names the event, its stream and versions."""
+
+    def __init__(
+        self,
+        event_type: str,
+        *,
+        schema_version: int,
+        stream_id: str | None = None,
+        version: int | None = None,
+        reason: str = "",
+    ) -> None:
+        self.event_type = event_type
+        self.schema_version = schema_version
+        self.stream_id = stream_id
+        self.version = version
+        where = f" in stream {stream_id!r} at version {version}" if stream_id is not None else ""
+        super().__init__(
+            f"upcasting {event_type!r} from schema version {schema_version}{where} failed: {reason}"
+        )
+
+
+class ConflictResolutionError(CqrsDddError):
+    """A merge strategy cannot merge the two sides it was given; the message says why."""
+
+
+class InvalidMergeRuleError(ConflictResolutionError):
+    """A ``FieldMergeStrategy`` rule is neither a side's name nor a merge strategy."""
+
+    def __init__(self, field: str, rule: object) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(
+            f"invalid merge rule for field {field!r}: {rule!r} "
+            "(expected 'existing', 'incoming', 'refuse' or an object with a merge method)"
+        )
+
+
+class UnresolvableConflictError(ConflictResolutionError):
+    """The two sides disagree on a field and the strategy is not allowed to choose.
+
+    ``field_path`` is dotted from the document's root (``"customer.email"``);
+    ``existing_value`` and ``incoming_value`` are what each side holds there
+    (None when a side lacks it).
+    """
+
+    def __init__(
+        self, field_path: str, existing_value: Any, incoming_value: Any, *, reason: str
+    ) -> None:
+        self.field_path = field_path
+        self.existing_value = existing_value
+        self.incoming_value = incoming_value
+        self.reason = reason
+        super().__init__(
+            f"unresolvable conflict at {field_path!r}: {reason} "
+            f"(existing: {existing_value!r}, incoming: {incoming_value!r})"
+        )

@@ -8,6 +8,9 @@ from typing import Generic, TypeVar, cast
 from cqrs_ddd_advanced_core.decorators.event_sourcing import is_marked_non_event_sourced
 from cqrs_ddd_advanced_core.domain.aggregate_mixin import EventSourcedAggregateMixin
 from cqrs_ddd_advanced_core.domain.exceptions import EventSourcedAggregateRequiredError
+from cqrs_ddd_advanced_core.snapshots.store import SnapshotStore
+from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
+from cqrs_ddd_advanced_core.upcasting.registry import UpcasterRegistry
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import AggregateNotFoundError
@@ -20,9 +23,11 @@ TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 class EventSourcedLoader(Generic[TAggregate]):
     """Loads aggregates of one event-sourced type by replaying their stored events.
 
-    Each stored event is turned back into its class through ``event_registry``
-    (an unknown type or a malformed payload raises a typed error naming the
-    stream, version and type) and applied by the aggregate's
+    With a ``snapshot_store`` the newest usable snapshot is restored first and
+    only the later events are read. Each stored event is upcast along
+    ``upcaster_registry``'s chain and turned back into its class through
+    ``event_registry`` (an unknown type, a failing upcaster or a malformed
+    payload raises a typed error naming the stream, version and type) and applied by the aggregate's
     ``@aggregate_event_handler`` methods. The aggregate type must use
     :class:`EventSourcedAggregateMixin` and must not be ``@non_event_sourced``;
     otherwise :class:`EventSourcedAggregateRequiredError` is raised when the
@@ -34,12 +39,17 @@ class EventSourcedLoader(Generic[TAggregate]):
         aggregate_type: type[TAggregate],
         event_store: EventStore,
         event_registry: EventTypeRegistry,
+        snapshot_store: SnapshotStore | None = None,
+        upcaster_registry: UpcasterRegistry | None = None,
     ) -> None:
         _require_event_sourced(aggregate_type)
         self.aggregate_type = aggregate_type
         self._type_name = aggregate_type.aggregate_type_name
         self.event_store = event_store
         self.event_registry = event_registry
+        self.snapshot_store = snapshot_store
+        self.upcaster_registry = upcaster_registry
+        self.decoder = EventDecoder(event_registry, upcaster_registry)
 
     async def load(self, aggregate_id: str) -> TAggregate:
         """Return the aggregate rebuilt from its events, or raise ``AggregateNotFoundError``."""
@@ -54,19 +64,32 @@ class EventSourcedLoader(Generic[TAggregate]):
         A stream written by another aggregate type (ids are shared by all types
         of one event store) is not this type's aggregate: None as well.
         """
-        stored = await self.event_store.load_stream(aggregate_id)
-        if not stored or stored[0].aggregate_type not in (None, self._type_name):
+        restored = None
+        if self.snapshot_store is not None:
+            restored = await self.snapshot_store.restore(self.aggregate_type, aggregate_id)
+        from_version = restored.version + 1 if restored is not None else 1
+        stored = await self.event_store.load_stream(aggregate_id, from_version=from_version)
+        if restored is None and (
+            not stored or stored[0].aggregate_type not in (None, self._type_name)
+        ):
             return None
-        events = [self.event_registry.from_stored(event) for event in stored]
-        return self.rebuild(aggregate_id, events)
+        events = [self.decoder.decode(event) for event in stored]
+        return self.rebuild(aggregate_id, events, starting_from=restored)
 
-    def rebuild(self, aggregate_id: str, events: Sequence[DomainEvent]) -> TAggregate:
-        """Return a new aggregate with ``events`` applied in order (no I/O).
+    def rebuild(
+        self,
+        aggregate_id: str,
+        events: Sequence[DomainEvent],
+        *,
+        starting_from: TAggregate | None = None,
+    ) -> TAggregate:
+        """Return the aggregate with ``events`` applied in order (no I/O).
 
-        The aggregate starts from its field defaults (fields without one stay
-        unset until an event handler sets them), so handlers alone decide its state.
+        Without ``starting_from`` (a restored snapshot) the aggregate starts
+        from its field defaults (fields without one stay unset until an event
+        handler sets them), so the handlers alone decide its state.
         """
-        aggregate = cast(
+        aggregate = starting_from or cast(
             "TAggregate", self.aggregate_type.model_construct(id=aggregate_id, version=0)
         )
         EventSourcedAggregateMixin.replay_events(aggregate, events)  # type: ignore[arg-type]

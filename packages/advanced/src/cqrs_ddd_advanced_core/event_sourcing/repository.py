@@ -14,8 +14,10 @@ TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 class EventSourcedRepository(Generic[TAggregate]):
     """The repository of an event-sourced aggregate type.
 
-    ``get``/``find`` rebuild the aggregate through its loader. ``save`` takes the
-    aggregate's new events and hands them to the command; the
+    ``get``/``find`` rebuild the aggregate through its loader (snapshot first,
+    when it has a snapshot store). ``save`` takes the aggregate's new events and
+    hands them to the command, and takes a snapshot when the loader's snapshot
+    strategy says so; the
     ``EventSourcedMediator`` appends them, with the expected version the first
     one implies, when the handler returns. Use it with that mediator: the core
     mediator keeps no events.
@@ -33,5 +35,14 @@ class EventSourcedRepository(Generic[TAggregate]):
         return await self.loader.find(aggregate_id)
 
     async def save(self, aggregate: TAggregate) -> None:
-        """Hand the aggregate's new events to the command being handled."""
-        current_scope().record(aggregate.collect_events())
+        """Hand the aggregate's new events to the command; snapshot it if due.
+
+        The snapshot (when the loader has a snapshot store whose strategy says
+        so) is written in the command's unit of work, with the events.
+        """
+        scope = current_scope()
+        previous_version = aggregate.persisted_version
+        scope.record(aggregate.collect_events())
+        snapshots = self.loader.snapshot_store
+        if snapshots is not None and aggregate.version > previous_version:
+            await snapshots.snapshot_if_due(aggregate, previous_version=previous_version)

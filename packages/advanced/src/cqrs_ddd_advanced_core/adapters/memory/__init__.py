@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
+from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
 
-__all__ = ["InMemoryEventStore"]
+__all__ = ["InMemoryEventStore", "InMemorySnapshotStorage"]

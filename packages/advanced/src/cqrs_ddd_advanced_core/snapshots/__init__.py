@@ -1,0 +1,20 @@
+"""Snapshots: aggregate state cached at a version, so loads replay only later events."""
+
+from __future__ import annotations
+
+from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
+from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
+from cqrs_ddd_advanced_core.snapshots.storage import ENTRY_POINT_GROUP, SnapshotStorage, storage_for
+from cqrs_ddd_advanced_core.snapshots.store import SnapshotStore
+from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EveryNEventsStrategy",
+    "InMemorySnapshotStorage",
+    "Snapshot",
+    "SnapshotStorage",
+    "SnapshotStore",
+    "SnapshotStrategy",
+    "storage_for",
+]

@@ -1,0 +1,45 @@
+"""The snapshot storage port, and finding the storage for what ``SnapshotStore`` is given."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Protocol, runtime_checkable
+
+from cqrs_ddd_advanced_core.domain.exceptions import EventSourcingConfigurationError
+from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
+
+ENTRY_POINT_GROUP = "cqrs_ddd.snapshot_storage"
+"""Installed persistence packages name here a function ``(session) -> SnapshotStorage | None``."""
+
+
+@runtime_checkable
+class SnapshotStorage(Protocol):
+    """Keeps snapshots; writes join the ambient unit of work of the same database."""
+
+    async def latest(self, stream_id: str) -> Snapshot | None:
+        """Return the stream's newest snapshot, or None."""
+        ...
+
+    async def save(self, snapshot: Snapshot, *, keep: int) -> None:
+        """Store ``snapshot`` and keep only the stream's ``keep`` newest ones."""
+        ...
+
+
+def storage_for(session: object) -> SnapshotStorage:
+    """Return the storage for ``session``: itself if it is one, else an adapter's.
+
+    Persistence packages advertise adapters through the ``cqrs_ddd.snapshot_storage``
+    entry point group (the SQLAlchemy package understands engines, sessions and
+    session factories), so this package never imports a database driver.
+    """
+    if isinstance(session, SnapshotStorage):
+        return session
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        storage = entry_point.load()(session)
+        if storage is not None:
+            return storage  # type: ignore[no-any-return]
+    raise EventSourcingConfigurationError(
+        f"no snapshot storage understands a {type(session).__qualname__}: pass a "
+        "SnapshotStorage, None for memory, or a session of an installed persistence package "
+        "(e.g. a SQLAlchemy AsyncSession, async_sessionmaker or AsyncEngine)"
+    )

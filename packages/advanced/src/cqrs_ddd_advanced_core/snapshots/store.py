@@ -1,0 +1,107 @@
+"""``SnapshotStore``: takes snapshots when the strategy says so, and restores them."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+import pydantic
+
+from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
+from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
+from cqrs_ddd_advanced_core.snapshots.storage import SnapshotStorage, storage_for
+from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
+from cqrs_ddd_core.domain.aggregate import AggregateRoot
+
+TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
+
+_logger = logging.getLogger("cqrs_ddd_advanced_core.snapshots")
+
+
+class SnapshotStore:
+    """Snapshots of event-sourced aggregates, taken as the strategy says.
+
+    ``session`` says where snapshots live: a SQLAlchemy ``AsyncSession``,
+    ``async_sessionmaker`` or ``AsyncEngine`` (with the SQLAlchemy persistence
+    package installed), any :class:`SnapshotStorage`, or ``None`` for memory.
+    ``strategy`` defaults to ``EveryNEventsStrategy(frequency=100)``; ``keep``
+    is how many of each stream's newest snapshots are kept.
+
+    ``EventSourcedRepository.save`` calls :meth:`snapshot_if_due` in the
+    command's unit of work, so a snapshot commits with the events that crossed
+    the threshold, or not at all. ``EventSourcedLoader`` calls :meth:`restore`.
+    """
+
+    def __init__(
+        self,
+        session: object | None = None,
+        strategy: SnapshotStrategy | None = None,
+        *,
+        keep: int = 1,
+    ) -> None:
+        self.storage: SnapshotStorage = (
+            InMemorySnapshotStorage() if session is None else storage_for(session)
+        )
+        self.strategy: SnapshotStrategy = strategy or EveryNEventsStrategy(frequency=100)
+        self.keep = keep
+
+    async def snapshot_if_due(self, aggregate: AggregateRoot, *, previous_version: int) -> bool:
+        """Snapshot ``aggregate`` if saving it from ``previous_version`` crosses the threshold."""
+        if not self.strategy.should_snapshot(
+            previous_version=previous_version, new_version=aggregate.version
+        ):
+            return False
+        await self.save(aggregate)
+        return True
+
+    async def save(self, aggregate: AggregateRoot) -> Snapshot:
+        """Snapshot ``aggregate`` at its current version, whatever the strategy says."""
+        snapshot = Snapshot(
+            stream_id=aggregate.id,
+            aggregate_type=aggregate.aggregate_type_name,
+            version=aggregate.version,
+            schema_version=_schema_version(type(aggregate)),
+            state=aggregate.model_dump(mode="json"),
+        )
+        await self.storage.save(snapshot, keep=self.keep)
+        return snapshot
+
+    async def restore(self, aggregate_type: type[TAggregate], stream_id: str) -> TAggregate | None:
+        """Return the aggregate as of its newest usable snapshot, or None.
+
+        A snapshot of another aggregate type, of another schema version, or
+        whose state no longer validates against the class is not used: the
+        loader then replays the whole stream.
+        """
+        snapshot = await self.storage.latest(stream_id)
+        if snapshot is None:
+            return None
+        if snapshot.aggregate_type != aggregate_type.aggregate_type_name:
+            return None
+        expected = _schema_version(aggregate_type)
+        if snapshot.schema_version != expected:
+            _logger.info(
+                "ignoring snapshot of %s %r at version %d: schema version %d, class is at %d",
+                snapshot.aggregate_type,
+                stream_id,
+                snapshot.version,
+                snapshot.schema_version,
+                expected,
+            )
+            return None
+        try:
+            return aggregate_type.model_validate({**snapshot.state, "version": snapshot.version})
+        except pydantic.ValidationError as error:
+            _logger.warning(
+                "ignoring snapshot of %s %r at version %d: its state no longer fits: %s",
+                snapshot.aggregate_type,
+                stream_id,
+                snapshot.version,
+                error,
+            )
+            return None
+
+
+def _schema_version(aggregate_type: type[AggregateRoot]) -> int:
+    version = getattr(aggregate_type, "schema_version", 1)
+    return version if isinstance(version, int) else 1

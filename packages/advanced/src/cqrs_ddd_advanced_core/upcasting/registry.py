@@ -1,0 +1,105 @@
+"""``UpcasterRegistry``: chains of upcasters, applied to events as they are read."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from cqrs_ddd_advanced_core.domain.exceptions import UpcasterRegistrationError, UpcastingError
+from cqrs_ddd_advanced_core.upcasting.upcaster import EventUpcaster
+from cqrs_ddd_core.ports.event_store import StoredEvent
+
+
+class UpcasterRegistry:
+    """Holds the upcasters of each event type as one contiguous chain of versions.
+
+    :meth:`register` refuses a second upcaster for the same type and source
+    version, and one that would leave a gap in the type's chain (an upcaster
+    from version 3 beside one from version 1 needs the one from version 2 in
+    between); register a chain in any order that keeps it contiguous, or all at
+    once through the constructor. Reading applies the chain from the stored
+    version to its end; an upcaster that raises becomes :class:`UpcastingError`
+    naming the event type, stream and versions.
+    """
+
+    def __init__(self, upcasters: Iterable[EventUpcaster] = ()) -> None:
+        self._chains: dict[str, dict[int, EventUpcaster]] = {}
+        pending = sorted(upcasters, key=lambda upcaster: upcaster.source_version)
+        for upcaster in pending:
+            self._add(upcaster, check_gaps=False)
+        for event_type in self._chains:
+            self._check_contiguous(event_type, self._chains[event_type])
+
+    def register(self, upcaster: EventUpcaster) -> None:
+        """Add ``upcaster`` to its event type's chain (see the class docstring for errors)."""
+        self._add(upcaster, check_gaps=True)
+
+    def upcast(
+        self,
+        event_type: str,
+        schema_version: int,
+        payload: dict[str, Any],
+        *,
+        stream_id: str | None = None,
+        version: int | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """Return ``payload`` upcast along the chain, and the schema version reached."""
+        chain = self._chains.get(event_type)
+        if not chain:
+            return payload, schema_version
+        current = schema_version
+        while current in chain:
+            try:
+                payload = chain[current].upcast(payload)
+            except Exception as error:
+                raise UpcastingError(
+                    event_type,
+                    schema_version=current,
+                    stream_id=stream_id,
+                    version=version,
+                    reason=f"{type(error).__name__}: {error}",
+                ) from error
+            current += 1
+        return payload, current
+
+    def upcast_stored(self, stored: StoredEvent) -> StoredEvent:
+        """Return ``stored`` read at its latest schema version (the input is unchanged)."""
+        if stored.event_type not in self._chains:
+            return stored
+        payload, schema_version = self.upcast(
+            stored.event_type,
+            stored.schema_version,
+            stored.payload,
+            stream_id=stored.stream_id,
+            version=stored.version,
+        )
+        if schema_version == stored.schema_version:
+            return stored
+        return dataclasses.replace(stored, payload=payload, schema_version=schema_version)
+
+    def _add(self, upcaster: EventUpcaster, *, check_gaps: bool) -> None:
+        event_type, source = upcaster.event_type, upcaster.source_version
+        if not isinstance(source, int) or source < 1:
+            raise UpcasterRegistrationError(str(event_type), source, "source_version must be >= 1")
+        chain = self._chains.get(event_type, {})
+        if source in chain:
+            raise UpcasterRegistrationError(
+                event_type, source, f"{type(chain[source]).__name__} already upcasts it"
+            )
+        extended = {**chain, source: upcaster}
+        if check_gaps:
+            self._check_contiguous(event_type, extended)
+        self._chains[event_type] = extended
+
+    @staticmethod
+    def _check_contiguous(event_type: str, chain: dict[int, EventUpcaster]) -> None:
+        versions = sorted(chain)
+        missing = sorted(set(range(versions[0], versions[-1] + 1)) - set(versions))
+        if missing:
+            raise UpcasterRegistrationError(
+                event_type,
+                missing[0],
+                f"the chain {versions} has a gap: no upcaster from version "
+                f"{', '.join(map(str, missing))}",
+            )
