@@ -6,6 +6,17 @@ listed in ``__all__``, and each subpackage keeps its own.
 
 from __future__ import annotations
 
+from cqrs_ddd_advanced_core.conflict import (
+    ConflictResolutionError,
+    DeepMergeStrategy,
+    FieldMergeStrategy,
+    InvalidMergeRuleError,
+    LastWinsStrategy,
+    MergeStrategy,
+    TimestampStrategy,
+    UnionStrategy,
+    UnresolvableConflictError,
+)
 from cqrs_ddd_advanced_core.decorators import non_event_sourced
 from cqrs_ddd_advanced_core.domain import (
     EventHandlerError,
@@ -27,6 +38,8 @@ from cqrs_ddd_advanced_core.event_sourcing import (
 )
 
 __all__ = [
+    "ConflictResolutionError",
+    "DeepMergeStrategy",
     "EventHandlerError",
     "EventSourcedAggregateMixin",
     "EventSourcedAggregateRequiredError",
@@ -37,9 +50,16 @@ __all__ = [
     "EventSourcedRepository",
     "EventSourcingConfigurationError",
     "EventValidator",
+    "FieldMergeStrategy",
     "InvalidEventHandlerError",
+    "InvalidMergeRuleError",
+    "LastWinsStrategy",
+    "MergeStrategy",
     "MissingEventHandlerError",
     "StrictValidationViolationError",
+    "TimestampStrategy",
+    "UnionStrategy",
+    "UnresolvableConflictError",
     "aggregate_event_handler",
     "non_event_sourced",
 ]

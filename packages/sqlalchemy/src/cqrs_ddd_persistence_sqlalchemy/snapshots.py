@@ -89,6 +89,9 @@ def snapshot_storage_for(session: object) -> SQLAlchemySnapshotStorage | None:
 
     This is the package's ``cqrs_ddd.snapshot_storage`` entry point.
     """
-    if isinstance(session, AsyncEngine | AsyncSession | async_sessionmaker):
+    if not isinstance(session, AsyncEngine | AsyncSession | async_sessionmaker):
+        return None
+    try:
         return SQLAlchemySnapshotStorage(session)
-    return None
+    except TypeError:  # a session (factory) bound to no engine: not something we can use
+        return None

@@ -10,7 +10,10 @@ The tree::
     ├── EventSourcedAggregateRequiredError      an operation needs an event-sourced aggregate
     ├── EventSourcingConfigurationError         event sourcing is configured inconsistently
     │   └── UpcasterRegistrationError           a duplicate upcaster, or a gap in a chain
-    └── UpcastingError                          an upcaster failed on a stored event
+    ├── UpcastingError                          an upcaster failed on a stored event
+    └── ConflictResolutionError                 a merge strategy cannot merge what it was given
+        ├── InvalidMergeRuleError               a field rule names neither a side nor a strategy
+        └── UnresolvableConflictError           the sides disagree and the strategy will not choose
 """
 
 from __future__ import annotations

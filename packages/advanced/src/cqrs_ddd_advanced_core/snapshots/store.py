@@ -61,7 +61,7 @@ class SnapshotStore:
             aggregate_type=aggregate.aggregate_type_name,
             version=aggregate.version,
             schema_version=_schema_version(type(aggregate)),
-            state=aggregate.model_dump(mode="json"),
+            state=aggregate.model_dump(mode="json", by_alias=True),
         )
         await self.storage.save(snapshot, keep=self.keep)
         return snapshot

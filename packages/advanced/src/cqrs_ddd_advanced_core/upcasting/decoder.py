@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cqrs_ddd_advanced_core.upcasting.registry import UpcasterRegistry
 from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import EventSchemaVersionError
 from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import EventTypeRegistry
 
@@ -26,6 +27,16 @@ class EventDecoder:
 
     def decode(self, stored: StoredEvent) -> DomainEvent:
         """Return the domain event ``stored`` holds, at its class's schema version."""
-        if self.upcaster_registry is not None:
-            stored = self.upcaster_registry.upcast_stored(stored)
-        return self.event_registry.from_stored(stored)
+        if self.upcaster_registry is None:
+            return self.event_registry.from_stored(stored)
+        upcast = self.upcaster_registry.upcast_stored(stored)
+        try:
+            return self.event_registry.from_stored(upcast)
+        except EventSchemaVersionError as error:
+            raise EventSchemaVersionError(
+                stored.event_type,
+                stored_version=stored.schema_version,
+                class_version=error.class_version,
+                stream_id=stored.stream_id,
+                version=stored.version,
+            ) from error

@@ -49,6 +49,8 @@ class UpcasterRegistry:
         if not chain:
             return payload, schema_version
         current = schema_version
+        # a shallow copy shields the stored payload from an upcaster that sets keys in place
+        payload = dict(payload) if current in chain else payload
         while current in chain:
             try:
                 payload = chain[current].upcast(payload)
@@ -79,9 +81,16 @@ class UpcasterRegistry:
         return dataclasses.replace(stored, payload=payload, schema_version=schema_version)
 
     def _add(self, upcaster: EventUpcaster, *, check_gaps: bool) -> None:
-        event_type, source = upcaster.event_type, upcaster.source_version
-        if not isinstance(source, int) or source < 1:
-            raise UpcasterRegistrationError(str(event_type), source, "source_version must be >= 1")
+        event_type = getattr(upcaster, "event_type", None)
+        source = getattr(upcaster, "source_version", None)
+        if not isinstance(event_type, str) or not event_type:
+            raise UpcasterRegistrationError(
+                repr(event_type), -1, f"{type(upcaster).__name__} must set event_type"
+            )
+        if not isinstance(source, int) or isinstance(source, bool) or source < 1:
+            raise UpcasterRegistrationError(
+                event_type, -1, f"{type(upcaster).__name__}.source_version must be an int >= 1"
+            )
         chain = self._chains.get(event_type, {})
         if source in chain:
             raise UpcasterRegistrationError(
@@ -89,17 +98,19 @@ class UpcasterRegistry:
             )
         extended = {**chain, source: upcaster}
         if check_gaps:
-            self._check_contiguous(event_type, extended)
+            self._check_contiguous(event_type, extended, refused=source)
         self._chains[event_type] = extended
 
     @staticmethod
-    def _check_contiguous(event_type: str, chain: dict[int, EventUpcaster]) -> None:
+    def _check_contiguous(
+        event_type: str, chain: dict[int, EventUpcaster], refused: int | None = None
+    ) -> None:
         versions = sorted(chain)
         missing = sorted(set(range(versions[0], versions[-1] + 1)) - set(versions))
         if missing:
             raise UpcasterRegistrationError(
                 event_type,
-                missing[0],
+                refused if refused is not None else missing[0],
                 f"the chain {versions} has a gap: no upcaster from version "
                 f"{', '.join(map(str, missing))}",
             )
