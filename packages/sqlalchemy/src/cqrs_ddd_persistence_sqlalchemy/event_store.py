@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import RowMapping, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -137,9 +137,11 @@ class SQLAlchemyEventStore:
         )
         positions = list(result.scalars())
         if len(positions) != len(rows):
-            return await self._resolve_mismatch(
-                connection, stream_id, documents, expected_version, inserted=len(positions)
-            )
+            # The lock statement read the version from a snapshot taken before it
+            # waited for the lock; the rows that did go in must come out again.
+            if positions:
+                await connection.execute(delete(events).where(events.c.position.in_(positions)))
+            return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
         return [
             _stored_from_document(position, stream_id, document)
             for position, document in zip(positions, documents, strict=True)
@@ -163,8 +165,6 @@ class SQLAlchemyEventStore:
         stream_id: str,
         documents: list[dict[str, Any]],
         expected_version: int,
-        *,
-        inserted: int = 0,
     ) -> list[StoredEvent]:
         # A fresh statement: it sees everything committed before it, unlike the
         # locking statement, whose snapshot predates the wait for the lock.
@@ -175,9 +175,9 @@ class SQLAlchemyEventStore:
             .order_by(events.c.version)
         )
         existing = {row["event_id"]: _stored(row) for row in found.mappings()}
-        if existing and inserted == 0 and len(existing) == len(ids):
+        if existing and len(existing) == len(ids):
             return [existing[event_id] for event_id in ids]
-        if existing and inserted < len(ids):
+        if existing:
             raise DuplicateEventIdError(stream_id, [i for i in ids if i in existing])
         actual = await connection.scalar(
             select(func.coalesce(func.max(events.c.version), 0)).where(

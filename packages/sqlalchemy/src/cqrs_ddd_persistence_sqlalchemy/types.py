@@ -6,12 +6,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
-"""JSON on SQLite (stored as text), ``jsonb`` on PostgreSQL."""
+JSONDocument = JSON()
+"""JSON stored as its text on both databases (``json`` on PostgreSQL, TEXT on SQLite).
+
+Not ``jsonb``: jsonb re-normalises numbers (``1e16`` comes back as an integer,
+``-0.0`` as ``0.0``), so the same event would read back differently on the two
+databases; the event store never queries inside payloads.
+"""
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -75,12 +75,16 @@ def prepare_append(
     return documents
 
 
+MAX_NAME_LENGTH = 255
+"""The longest event type, aggregate type, correlation id or causation id accepted."""
+
+
 def _event_issues(
     index: int, event: object, stream_id: str, version: int, seen: set[object]
 ) -> list[FieldIssue]:
     if not isinstance(event, DomainEvent):
         return [FieldIssue(f"events[{index}]", f"is a {type(event).__name__}, not a DomainEvent")]
-    issues = []
+    issues = _envelope_issues(index, event)
     if event.version is not None and event.version != version:
         issues.append(
             FieldIssue(f"events[{index}].version", f"is {event.version}, expected {version}")
@@ -95,4 +99,23 @@ def _event_issues(
     if event.event_id in seen:
         issues.append(FieldIssue(f"events[{index}].event_id", "repeats an earlier event's id"))
     seen.add(event.event_id)
+    return issues
+
+
+def _envelope_issues(index: int, event: DomainEvent) -> list[FieldIssue]:
+    issues = []
+    names: dict[str, object] = {
+        "event_type": event.event_type,
+        "aggregate_type": event.aggregate_type,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+    }
+    for field, value in names.items():
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME_LENGTH):
+            issues.append(
+                FieldIssue(f"events[{index}].{field}", f"must be text of at most {MAX_NAME_LENGTH}")
+            )
+    metadata: object = event.metadata  # model_copy(update=...) skips validation
+    if not isinstance(metadata, dict):
+        issues.append(FieldIssue(f"events[{index}].metadata", "must be a JSON object"))
     return issues

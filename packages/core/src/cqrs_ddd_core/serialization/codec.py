@@ -14,7 +14,7 @@ from typing import Any
 
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import EventSerializationError
-from cqrs_ddd_core.serialization.json_safety import json_safety_issues
+from cqrs_ddd_core.serialization.json_safety import json_key_issues, json_safety_issues
 
 ENVELOPE_KEYS = (
     "event_type",
@@ -39,6 +39,12 @@ def encode_event(event: DomainEvent) -> dict[str, Any]:
     floats, the NUL character, lone surrogates, excessive nesting); no backend
     stores such an event.
     """
+    # Keys first, on the Python values: dumping would quietly replace a lone
+    # surrogate in a key with U+FFFD and so store a different key.
+    for name, value in event:
+        if isinstance(value, dict | list | tuple):
+            for where, reason in json_key_issues(value, path=name):
+                raise EventSerializationError(event.event_type, where, reason)
     try:
         document = event.model_dump(mode="json")
     except ValueError as error:  # pydantic refuses what it cannot dump (e.g. deep nesting)

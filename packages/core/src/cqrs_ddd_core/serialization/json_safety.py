@@ -77,3 +77,25 @@ def _string_issue(text: str) -> str | None:
     except UnicodeEncodeError:
         return "contains a lone surrogate, which is not valid UTF-8"
     return None
+
+
+def json_key_issues(value: Any, *, path: str = "$") -> Iterator[tuple[str, str]]:
+    """Yield ``(path, reason)`` for each mapping key in ``value`` that JSON cannot carry.
+
+    Run on Python values *before* they are dumped: the dump would otherwise
+    replace a lone surrogate in a key with U+FFFD and store a different key.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        current, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            continue
+        if isinstance(current, dict):
+            for key, item in current.items():
+                reason = _string_issue(key) if isinstance(key, str) else "is not a string"
+                if reason:
+                    yield where, f"has a key that {reason}"
+                else:
+                    stack.append((item, f"{where}.{key}", depth + 1))
+        elif isinstance(current, list | tuple):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(current))
