@@ -7,7 +7,9 @@ listed in ``__all__``, and each subpackage keeps its own.
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.conflict import (
+    ConflictHandlerError,
     ConflictResolutionError,
+    ConflictResolved,
     DeepMergeStrategy,
     FieldMergeStrategy,
     InvalidMergeRuleError,
@@ -16,6 +18,15 @@ from cqrs_ddd_advanced_core.conflict import (
     TimestampStrategy,
     UnionStrategy,
     UnresolvableConflictError,
+)
+from cqrs_ddd_advanced_core.cqrs import (
+    AttemptRecord,
+    BehaviorPipeline,
+    ConflictBehavior,
+    ConflictCommandHandler,
+    ResilientCommandHandler,
+    RetryBehavior,
+    attempts_of,
 )
 from cqrs_ddd_advanced_core.decorators import non_event_sourced
 from cqrs_ddd_advanced_core.domain import (
@@ -38,7 +49,13 @@ from cqrs_ddd_advanced_core.event_sourcing import (
 )
 
 __all__ = [
+    "AttemptRecord",
+    "BehaviorPipeline",
+    "ConflictBehavior",
+    "ConflictCommandHandler",
+    "ConflictHandlerError",
     "ConflictResolutionError",
+    "ConflictResolved",
     "DeepMergeStrategy",
     "EventHandlerError",
     "EventSourcedAggregateMixin",
@@ -56,10 +73,13 @@ __all__ = [
     "LastWinsStrategy",
     "MergeStrategy",
     "MissingEventHandlerError",
+    "ResilientCommandHandler",
+    "RetryBehavior",
     "StrictValidationViolationError",
     "TimestampStrategy",
     "UnionStrategy",
     "UnresolvableConflictError",
     "aggregate_event_handler",
+    "attempts_of",
     "non_event_sourced",
 ]

@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cqrs_ddd_advanced_core import (
+    ConflictResolved,
     EventSourcedAggregateMixin,
     EventSourcedAggregateRequiredError,
     EventSourcedLoader,
@@ -190,7 +191,14 @@ def test_a_bare_handler_applies_the_event_its_annotation_names() -> None:
 
 
 def test_an_aggregate_lists_the_events_it_has_handlers_for() -> None:
-    assert Order.handled_event_types() == {OrderCreated, ItemAdded, ItemRemoved, OrderPaid}
+    # ConflictResolved: the mixin's own handler, for states merged after a conflict
+    assert Order.handled_event_types() == {
+        OrderCreated,
+        ItemAdded,
+        ItemRemoved,
+        OrderPaid,
+        ConflictResolved,
+    }
     assert Order.event_handler_map()[OrderCreated] == "on_created"
 
 

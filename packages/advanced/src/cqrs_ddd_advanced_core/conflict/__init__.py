@@ -9,7 +9,10 @@ strategy returns a new merged document and never touches its inputs:
 - ``TimestampStrategy``: the side (or, per field, the change) with the newer timestamp.
 - ``UnionStrategy``: lists and sets united without duplicates, order kept.
 
-``MergeStrategy`` is the protocol a custom strategy fulfils.
+``MergeStrategy`` is the protocol a custom strategy fulfils. ``ConflictResolved``
+(home: ``domain.conflict_events``) is the event a conflict-resolving handler
+records with the merged state; ``ConflictHandlerError`` is raised when such a
+handler cannot load, merge or save.
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ from cqrs_ddd_advanced_core.conflict.resolution import (
     UnionStrategy,
     UnresolvableConflictError,
 )
+from cqrs_ddd_advanced_core.domain.conflict_events import ConflictResolved
+from cqrs_ddd_advanced_core.domain.exceptions import ConflictHandlerError
 
 __all__ = [
+    "ConflictHandlerError",
     "ConflictResolutionError",
+    "ConflictResolved",
     "DeepMergeStrategy",
     "FieldMergeStrategy",
     "FieldRule",

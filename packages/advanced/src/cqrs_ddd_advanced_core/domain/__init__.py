@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.domain.aggregate_mixin import EventSourcedAggregateMixin
+from cqrs_ddd_advanced_core.domain.conflict_events import ConflictResolved, apply_resolved_state
 from cqrs_ddd_advanced_core.domain.event_handlers import aggregate_event_handler
 from cqrs_ddd_advanced_core.domain.event_validation import EventValidator
 from cqrs_ddd_advanced_core.domain.exceptions import (
@@ -15,6 +16,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
 )
 
 __all__ = [
+    "ConflictResolved",
     "EventHandlerError",
     "EventSourcedAggregateMixin",
     "EventSourcedAggregateRequiredError",
@@ -24,4 +26,5 @@ __all__ = [
     "MissingEventHandlerError",
     "StrictValidationViolationError",
     "aggregate_event_handler",
+    "apply_resolved_state",
 ]

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from pydantic import BaseModel
+
+from cqrs_ddd_advanced_core.domain.conflict_events import ConflictResolved, apply_resolved_state
+from cqrs_ddd_advanced_core.domain.event_handlers import aggregate_event_handler
 from cqrs_ddd_advanced_core.domain.event_validation import EventValidator
 from cqrs_ddd_core.domain.events import DomainEvent
 
@@ -42,6 +46,10 @@ class EventSourcedAggregateMixin:
     ``schema_version`` is the version of the aggregate's state shape, carried
     by its snapshots: raise it when fields change, and older snapshots are
     ignored instead of loaded into the changed class.
+
+    The mixin applies one event itself: :class:`ConflictResolved`, recorded
+    when a conflict-resolving handler merged a concurrent change, sets the
+    fields its ``state`` names (declare your own handler for it to do more).
     """
 
     event_validator: ClassVar[EventValidator] = EventValidator()
@@ -84,3 +92,8 @@ class EventSourcedAggregateMixin:
             EventSourcedAggregateMixin.apply_event(self, event)
             if event.version is not None:
                 self.version = event.version
+
+    @aggregate_event_handler(ConflictResolved)
+    def _apply_conflict_resolved(self, event: ConflictResolved) -> None:
+        assert isinstance(self, BaseModel)  # noqa: S101 - the mixin goes on an AggregateRoot
+        apply_resolved_state(self, event.state)

@@ -11,9 +11,13 @@ The tree::
     ├── EventSourcingConfigurationError         event sourcing is configured inconsistently
     │   └── UpcasterRegistrationError           a duplicate upcaster, or a gap in a chain
     ├── UpcastingError                          an upcaster failed on a stored event
-    └── ConflictResolutionError                 a merge strategy cannot merge what it was given
+    └── ConflictResolutionError                 a conflict cannot be resolved as configured
         ├── InvalidMergeRuleError               a field rule names neither a side nor a strategy
-        └── UnresolvableConflictError           the sides disagree and the strategy will not choose
+        ├── UnresolvableConflictError           the sides disagree and the strategy will not choose
+        └── ConflictHandlerError                a conflict handler cannot load, merge or save
+
+Retry and conflict behaviours re-raise the original error, never a wrapper:
+``cqrs_ddd_advanced_core.cqrs.attempts_of(error)`` lists the attempts made.
 """
 
 from __future__ import annotations
@@ -110,7 +114,11 @@ class UpcastingError(CqrsDddError):
 
 
 class ConflictResolutionError(CqrsDddError):
-    """A merge strategy cannot merge the two sides it was given; the message says why."""
+    """A conflict cannot be resolved as configured; the message says why.
+
+    Raised by merge strategies for sides they cannot merge, and by
+    conflict-resolving handlers. Retry and conflict behaviours never retry it.
+    """
 
 
 class InvalidMergeRuleError(ConflictResolutionError):
@@ -144,3 +152,18 @@ class UnresolvableConflictError(ConflictResolutionError):
             f"unresolvable conflict at {field_path!r}: {reason} "
             f"(existing: {existing_value!r}, incoming: {incoming_value!r})"
         )
+
+
+class ConflictHandlerError(ConflictResolutionError):
+    """A conflict-resolving handler cannot load, merge or save the aggregate in conflict.
+
+    ``handler`` names the handler class and ``stream_id`` the conflicting
+    stream; the message says what is missing or wrong (no ``repo`` to load and
+    save with, or a resolved aggregate of another type or id).
+    """
+
+    def __init__(self, handler: str, stream_id: str, reason: str) -> None:
+        self.handler = handler
+        self.stream_id = stream_id
+        self.reason = reason
+        super().__init__(f"{handler} cannot resolve the conflict on stream {stream_id!r}: {reason}")

@@ -1,4 +1,4 @@
-"""Commands, queries, their handlers and registry, the mediator and its pipeline."""
+"""Commands, queries, their handlers and registry, the mediator, its pipeline and error phases."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cqrs_ddd_core.cqrs.event_dispatcher import EventDispatcher
 from cqrs_ddd_core.cqrs.handlers import CommandHandler, QueryHandler
 from cqrs_ddd_core.cqrs.mediator import Mediator
 from cqrs_ddd_core.cqrs.messages import Command, Query
+from cqrs_ddd_core.cqrs.outcome import CommandPhase, mark_phase, phase_of
 from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 from cqrs_ddd_core.cqrs.response import CommandResponse
 from cqrs_ddd_core.cqrs.scope import (
@@ -28,6 +29,7 @@ from cqrs_ddd_core.cqrs.scope import (
 __all__ = [
     "Command",
     "CommandHandler",
+    "CommandPhase",
     "CommandResponse",
     "CommandScope",
     "EventDispatcher",
@@ -44,6 +46,8 @@ __all__ = [
     "current_scope",
     "current_scope_or_none",
     "current_uow",
+    "mark_phase",
+    "phase_of",
     "run_pipeline",
     "stamp_ids",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from cqrs_ddd_core.cqrs.behaviors import Message, PipelineBehavior, run_pipeline
 from cqrs_ddd_core.cqrs.messages import Command, Query
+from cqrs_ddd_core.cqrs.outcome import CommandPhase, mark_phase
 from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 from cqrs_ddd_core.cqrs.response import CommandResponse
 from cqrs_ddd_core.cqrs.scope import command_scope, current_scope
@@ -20,7 +21,9 @@ class Mediator:
 
     For a command, :meth:`send`:
 
-    1. runs the behaviours (first outermost) around the rest;
+    1. runs the behaviours (first outermost) around the rest: the mediator's
+       own, then those the command's handler contributes
+       (:meth:`HandlerRegistry.command_behaviors_for`);
     2. opens a fresh unit of work from ``uow_factory`` and makes it ambient;
     3. calls :meth:`_dispatch_command`, which runs the handler and gathers the
        events it produced, stamped with correlation and causation ids;
@@ -28,6 +31,10 @@ class Mediator:
        and no event is dispatched;
     5. hands the events to ``event_dispatcher``, once, after the commit.
 
+    Every exception leaving steps 2-5 keeps its type and is tagged with the
+    phase it was raised in (:func:`~cqrs_ddd_core.cqrs.outcome.phase_of`):
+    handling, committing (outcome unknown) or after the commit, so that a retry
+    behaviour never sends a command again whose changes may be stored.
     Queries run through the same behaviours, without a unit of work.
     Subclasses extend :meth:`_dispatch_command` to persist events inside the
     transaction (the advanced package's ``EventSourcedMediator`` does).
@@ -52,7 +59,8 @@ class Mediator:
         Raises ``HandlerNotFoundError`` when no handler is registered, and
         whatever the behaviours or the handler raise (after rolling back).
         """
-        response: CommandResponse[Any] = await run_pipeline(self.behaviors, command, self._execute)
+        behaviors = self.behaviors + self.registry.command_behaviors_for(type(command))
+        response: CommandResponse[Any] = await run_pipeline(behaviors, command, self._execute)
         return response
 
     async def query(self, query: Query) -> Any:
@@ -62,14 +70,21 @@ class Mediator:
     async def _execute(self, message: Message) -> CommandResponse[Any]:
         assert isinstance(message, Command)  # noqa: S101 - send() only passes commands
         correlation_id = message.correlation_id or str(message.command_id)
-        async with self.uow_factory() as uow:
-            with command_scope(
-                uow, correlation_id=correlation_id, causation_id=str(message.command_id)
-            ):
-                response = await self._dispatch_command(message)
-            await uow.commit()
-        if self.event_dispatcher is not None and response.events:
-            await self.event_dispatcher.dispatch(response.events)
+        phase = CommandPhase.HANDLE
+        try:
+            async with self.uow_factory() as uow:
+                with command_scope(
+                    uow, correlation_id=correlation_id, causation_id=str(message.command_id)
+                ):
+                    response = await self._dispatch_command(message)
+                phase = CommandPhase.COMMIT
+                await uow.commit()
+            phase = CommandPhase.AFTER_COMMIT
+            if self.event_dispatcher is not None and response.events:
+                await self.event_dispatcher.dispatch(response.events)
+        except Exception as error:
+            mark_phase(error, phase, message)
+            raise
         return response
 
     async def _answer(self, message: Message) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from cqrs_ddd_core.cqrs.behaviors import PipelineBehavior
 from cqrs_ddd_core.cqrs.handlers import (
     CommandHandler,
     CommandHandlerFunction,
@@ -28,10 +29,16 @@ class HandlerRegistry:
     handler of its nearest registered base class. Registering a second handler
     for a type raises ``HandlerAlreadyRegisteredError``; asking for an
     unhandled type raises ``HandlerNotFoundError``.
+
+    A registered command handler object may also contribute pipeline behaviours
+    around its own command (a ``pipeline_behaviors()`` method, see
+    :meth:`CommandHandler.pipeline_behaviors`); :meth:`command_behaviors_for`
+    returns them, and the mediator runs them inside its own behaviours.
     """
 
     def __init__(self) -> None:
         self._command_handlers: dict[type[Command], CommandHandlerFunction] = {}
+        self._command_handler_objects: dict[type[Command], object] = {}
         self._query_handlers: dict[type[Query], QueryHandlerFunction] = {}
 
     def register_command_handler(
@@ -41,6 +48,7 @@ class HandlerRegistry:
         if command_type in self._command_handlers:
             raise HandlerAlreadyRegisteredError(command_type)
         self._command_handlers[command_type] = _as_function(handler)
+        self._command_handler_objects[command_type] = handler
 
     def register_query_handler(self, query_type: type[Query], handler: QueryHandlerLike) -> None:
         """Make ``handler`` the handler of ``query_type``."""
@@ -73,6 +81,21 @@ class HandlerRegistry:
             if handler is not None:
                 return handler
         raise HandlerNotFoundError(command_type)
+
+    def command_behaviors_for(self, command_type: type[Command]) -> tuple[PipelineBehavior, ...]:
+        """Return the behaviours the handler of ``command_type`` contributes around its command.
+
+        They come from the handler object's ``pipeline_behaviors()``, asked on
+        every call (first outermost); a handler without that method, a plain
+        function and an unhandled type contribute none.
+        """
+        for candidate in command_type.__mro__:
+            if candidate in self._command_handler_objects:
+                contribute = getattr(
+                    self._command_handler_objects[candidate], "pipeline_behaviors", None
+                )
+                return tuple(contribute()) if callable(contribute) else ()
+        return ()
 
     def query_handler_for(self, query_type: type[Query]) -> QueryHandlerFunction:
         """Return the handler of ``query_type`` (or of its nearest handled base)."""
