@@ -1,0 +1,65 @@
+"""How much work each workload does: the full run and the ``--quick`` smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one benchmark run; every figure is the median of ``repeats`` samples."""
+
+    repeats: int
+    creates: int
+    """(a) commands per sample, each creating an aggregate with one event."""
+    updates: int
+    """(b) commands per sample, each loading, changing and saving an aggregate."""
+    update_aggregates: int
+    """(b) how many existing aggregates the updates go round."""
+    stream_lengths: tuple[int, ...]
+    """(c) events in the aggregates loaded whole."""
+    loads: dict[int, int]
+    """(c) loads per sample, by stream length."""
+    batch_size: int
+    """Events appended by one command while filling the store for (d)."""
+    read_events: int
+    """(d) events read in global order per sample."""
+    page_size: int
+    """(d) events per page of the global read, on every side."""
+    writers: tuple[int, ...]
+    """(e) numbers of concurrent writers on PostgreSQL."""
+    writes_per_writer: int
+    """(e) commands per writer per sample."""
+    writer_processes: bool
+    """(e) also run the writers as separate processes (slow to start: full run only)."""
+
+
+FULL = Plan(
+    repeats=5,
+    creates=300,
+    updates=300,
+    update_aggregates=50,
+    stream_lengths=(1_000, 10_000),
+    loads={1_000: 20, 10_000: 3},
+    batch_size=1_000,
+    read_events=100_000,
+    page_size=1_000,
+    writers=(4, 8),
+    writes_per_writer=100,
+    writer_processes=True,
+)
+
+QUICK = Plan(
+    repeats=3,
+    creates=50,
+    updates=50,
+    update_aggregates=10,
+    stream_lengths=(1_000, 10_000),
+    loads={1_000: 3, 10_000: 1},
+    batch_size=1_000,
+    read_events=10_000,
+    page_size=1_000,
+    writers=(4, 8),
+    writes_per_writer=20,
+    writer_processes=False,
+)
