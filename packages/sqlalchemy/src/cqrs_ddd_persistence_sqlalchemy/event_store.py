@@ -5,10 +5,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import starmap
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, delete, func, select
+from sqlalchemy import Integer, String, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,6 +40,33 @@ _COLUMNS = (
     events.c.causation_id,
     events.c.metadata,
 )
+"""The columns every read selects, in the order of ``StoredEvent``'s fields."""
+
+# The statements are built once, with bind parameters, so that each call only
+# binds its values (SQLAlchemy reuses their compiled form).
+_LOAD_STREAM = (
+    select(*_COLUMNS)
+    .where(
+        events.c.stream_id == bindparam("stream_id", type_=String()),
+        events.c.version >= bindparam("from_version", type_=Integer()),
+    )
+    .order_by(events.c.version)
+)
+_READ_ALL = (
+    select(*_COLUMNS)
+    .where(events.c.position > bindparam("after_position", type_=Integer()))
+    .order_by(events.c.position)
+    .limit(bindparam("limit", type_=Integer()))
+)
+_CURRENT_POSITION = select(func.max(events.c.position))
+_LATEST_VERSION = select(func.max(events.c.version)).where(
+    events.c.stream_id == bindparam("stream_id", type_=String())
+)
+# PostgreSQL, one round trip: wait for the append lock, then read the stream's version.
+_LOCK_AND_LATEST_VERSION = select(
+    func.pg_advisory_xact_lock(APPEND_LOCK_KEY).label("locked"),
+    _LATEST_VERSION.scalar_subquery().label("version"),
+)
 
 
 class SQLAlchemyEventStore:
@@ -64,7 +92,13 @@ class SQLAlchemyEventStore:
     def __init__(self, source: EngineSource) -> None:
         self.engine: AsyncEngine = engine_of(source)
         self._is_postgresql = self.engine.dialect.name == "postgresql"
-        self._insert = (postgresql.insert if self._is_postgresql else sqlite.insert)(events)
+        insert = (postgresql.insert if self._is_postgresql else sqlite.insert)(events)
+        # Unsorted RETURNING: SQLAlchemy sends a batch as a few multi-row
+        # statements instead of one statement per row (which it must do on SQLite
+        # to return rows in parameter order); rows are matched back by version.
+        self._insert = insert.on_conflict_do_nothing().returning(
+            events.c.position, events.c.version
+        )
 
     async def append(
         self,
@@ -88,34 +122,25 @@ class SQLAlchemyEventStore:
 
     async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
         """Return the stream's events from ``from_version`` on, in version order."""
-        query = (
-            select(*_COLUMNS)
-            .where(events.c.stream_id == stream_id, events.c.version >= from_version)
-            .order_by(events.c.version)
-        )
+        parameters = {"stream_id": stream_id, "from_version": from_version}
         with translated_errors(f"load stream {stream_id!r}"):
             async with reading(self.engine) as connection:
-                result = await connection.execute(query)
-                return [_stored(row) for row in result.mappings()]
+                result = await connection.execute(_LOAD_STREAM, parameters)
+                return list(starmap(StoredEvent, result))
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Return up to ``limit`` committed events after ``after_position``, in position order."""
-        query = (
-            select(*_COLUMNS)
-            .where(events.c.position > after_position)
-            .order_by(events.c.position)
-            .limit(limit)
-        )
+        parameters = {"after_position": after_position, "limit": limit}
         with translated_errors(f"read events after position {after_position}"):
             async with reading(self.engine) as connection:
-                result = await connection.execute(query)
-                return [_stored(row) for row in result.mappings()]
+                result = await connection.execute(_READ_ALL, parameters)
+                return list(starmap(StoredEvent, result))
 
     async def current_position(self) -> int:
         """Return the position of the last committed event (0 for an empty store)."""
         with translated_errors("read the current position"):
             async with reading(self.engine) as connection:
-                position = await connection.scalar(select(func.max(events.c.position)))
+                position = await connection.scalar(_CURRENT_POSITION)
         return int(position or 0)
 
     async def _append(
@@ -129,35 +154,24 @@ class SQLAlchemyEventStore:
         if actual != expected_version:
             return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
         rows = [_row(stream_id, document) for document in documents]
-        result = await connection.execute(
-            self._insert.on_conflict_do_nothing().returning(
-                events.c.position, sort_by_parameter_order=True
-            ),
-            rows,
-        )
-        positions = list(result.scalars())
+        result = await connection.execute(self._insert, rows)
+        positions = {version: position for position, version in result}
         if len(positions) != len(rows):
             # The lock statement read the version from a snapshot taken before it
             # waited for the lock; the rows that did go in must come out again.
             if positions:
-                await connection.execute(delete(events).where(events.c.position.in_(positions)))
+                await connection.execute(
+                    delete(events).where(events.c.position.in_(list(positions.values())))
+                )
             return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
-        return [
-            _stored_from_document(position, stream_id, document)
-            for position, document in zip(positions, documents, strict=True)
-        ]
+        return [StoredEvent(position=positions[row["version"]], **row) for row in rows]
 
     async def _lock_and_read_version(self, connection: AsyncConnection, stream_id: str) -> int:
-        latest = select(func.max(events.c.version)).where(events.c.stream_id == stream_id)
+        parameters = {"stream_id": stream_id}
         if self._is_postgresql:
-            # One round trip: wait for the append lock, then read the stream's version.
-            query = select(
-                func.pg_advisory_xact_lock(APPEND_LOCK_KEY).label("locked"),
-                latest.scalar_subquery().label("version"),
-            )
-            row = (await connection.execute(query)).one()
+            row = (await connection.execute(_LOCK_AND_LATEST_VERSION, parameters)).one()
             return int(row.version or 0)
-        return int(await connection.scalar(latest) or 0)
+        return int(await connection.scalar(_LATEST_VERSION, parameters) or 0)
 
     async def _resolve_mismatch(
         self,
@@ -174,7 +188,7 @@ class SQLAlchemyEventStore:
             .where(events.c.stream_id == stream_id, events.c.event_id.in_(ids))
             .order_by(events.c.version)
         )
-        existing = {row["event_id"]: _stored(row) for row in found.mappings()}
+        existing = {stored.event_id: stored for stored in starmap(StoredEvent, found)}
         if existing and len(existing) == len(ids):
             return [existing[event_id] for event_id in ids]
         if existing:
@@ -203,25 +217,3 @@ def _row(stream_id: str, document: dict[str, Any]) -> dict[str, Any]:
         "payload": document["payload"],
         "metadata": document["metadata"],
     }
-
-
-def _stored_from_document(position: int, stream_id: str, document: dict[str, Any]) -> StoredEvent:
-    row = _row(stream_id, document)
-    return StoredEvent(position=position, **row)
-
-
-def _stored(row: RowMapping) -> StoredEvent:
-    return StoredEvent(
-        position=row["position"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        event_type=row["event_type"],
-        schema_version=row["schema_version"],
-        event_id=row["event_id"],
-        occurred_at=row["occurred_at"],
-        payload=row["payload"],
-        aggregate_type=row["aggregate_type"],
-        correlation_id=row["correlation_id"],
-        causation_id=row["causation_id"],
-        metadata=row["metadata"],
-    )

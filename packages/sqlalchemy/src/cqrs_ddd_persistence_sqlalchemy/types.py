@@ -9,7 +9,27 @@ from sqlalchemy import JSON, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-JSONDocument = JSON()
+
+class _JSONText(TypeDecorator[Any]):
+    """``JSON``, read back without parsing the empty object ``{}`` (most event metadata)."""
+
+    impl = JSON
+    cache_ok = True
+    hashable = False
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        """Return the dialect's JSON reader, short-cutting the text ``{}`` to a new empty dict."""
+        parse = self.impl_instance.result_processor(dialect, coltype)
+        if parse is None:
+            return None
+
+        def process(value: Any) -> Any:
+            return {} if value == "{}" else parse(value)
+
+        return process
+
+
+JSONDocument = _JSONText()
 """JSON stored as its text on both databases (``json`` on PostgreSQL, TEXT on SQLite).
 
 Not ``jsonb``: jsonb re-normalises numbers (``1e16`` comes back as an integer,

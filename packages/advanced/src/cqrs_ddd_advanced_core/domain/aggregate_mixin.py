@@ -83,8 +83,9 @@ class EventSourcedAggregateMixin:
 
         If the handler raises, nothing is recorded and the version is unchanged.
         """
-        EventSourcedAggregateMixin.apply_event(self, self.stamp_event(event))
-        return self.record_event(event)
+        stamped = self.stamp_event(event)
+        EventSourcedAggregateMixin.apply_event(self, stamped)
+        return self.record_event(stamped)  # already stamped: recorded without a second copy
 
     def replay_events(self: _RecordsEvents, events: Iterable[DomainEvent]) -> None:
         """Apply stored events in order; the version follows the last one."""

@@ -51,10 +51,20 @@ class AggregateRoot(Entity):
     def record_event(self, event: TEvent) -> TEvent:
         """Record ``event`` as the aggregate's next event and return it, stamped.
 
-        The returned copy carries this aggregate's id and type and the next
+        The returned event carries this aggregate's id and type and the next
         version (see :meth:`stamp_event`); the aggregate's ``version`` advances by one.
+        It is a stamped copy, or ``event`` itself when it already carries exactly
+        those values (as :meth:`stamp_event` returns it): events are immutable.
         """
-        stamped = self.stamp_event(event)
+        version = self.version + 1
+        if (
+            event.version == version
+            and event.aggregate_id == self.id
+            and event.aggregate_type == self.aggregate_type_name
+        ):
+            stamped = event
+        else:
+            stamped = self.stamp_event(event)
         self.version += 1
         self._pending_events.append(stamped)
         return stamped

@@ -10,11 +10,16 @@ the document is validated against the event class again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import EventSerializationError
-from cqrs_ddd_core.serialization.json_safety import json_key_issues, json_safety_issues
+from cqrs_ddd_core.serialization.json_safety import (
+    MAX_DEPTH,
+    json_key_issues,
+    json_safety_issues,
+)
 
 ENVELOPE_KEYS = (
     "event_type",
@@ -63,10 +68,35 @@ def encode_event(event: DomainEvent) -> dict[str, Any]:
         "metadata": document["metadata"],
         "payload": payload,
     }
-    for where, reason in json_safety_issues(encoded):
-        field = where.removeprefix("$.").removeprefix("payload.")
-        raise EventSerializationError(event.event_type, field, reason)
+    if type(event).model_dump is not _MODEL_DUMP or not _plainly_portable(encoded):
+        for where, reason in json_safety_issues(encoded):
+            field = where.removeprefix("$.").removeprefix("payload.")
+            raise EventSerializationError(event.event_type, field, reason)
     return encoded
 
 
+def _plainly_portable(document: dict[str, Any]) -> bool:
+    """Return True only if ``json_safety_issues(document)`` would find nothing.
+
+    A fast check on the dumped text: ``allow_nan=False`` refuses NaN and
+    infinities and anything that is not a JSON value, UTF-8 encoding refuses
+    lone surrogates, a NUL always appears escaped (as backslash-u0000), at most
+    ``MAX_DEPTH`` opening brackets bound the nesting. Keys are strings
+    because pydantic's ``mode="json"`` dump (not overridden: checked by the
+    caller) only makes string keys. False means "walk the document", which
+    then names the field, so the outcome is the same for every input.
+    """
+    try:
+        text = json.dumps(document, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except Exception:  # noqa: BLE001 - whatever the dump refuses, the walk explains
+        return False
+    return (
+        "\\u0000" not in text
+        and "\x00" not in text
+        and text.count("{") + text.count("[") <= MAX_DEPTH
+    )
+
+
 _ENVELOPE_FIELDS = DomainEvent.envelope_fields()
+_MODEL_DUMP = DomainEvent.model_dump
