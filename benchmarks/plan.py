@@ -32,6 +32,16 @@ class Plan:
     """(e) commands per writer per sample."""
     writer_processes: bool
     """(e) also run the writers as separate processes (slow to start: full run only)."""
+    snapshot_lengths: tuple[int, ...]
+    """(f) events in the aggregates loaded with and without a snapshot (built once each)."""
+    snapshot_batch: int
+    """(f) events per command while building those aggregates."""
+    snapshot_loads: int
+    """(f) loads from the snapshot per sample."""
+    replay_events: int
+    """(f) events replayed per sample of the full replay (at least one load)."""
+    upcast_events: int
+    """(g) version-1 events read per sample, with and without the upcast chain."""
 
 
 FULL = Plan(
@@ -47,6 +57,11 @@ FULL = Plan(
     writers=(4, 8),
     writes_per_writer=100,
     writer_processes=True,
+    snapshot_lengths=(10_000, 100_000),
+    snapshot_batch=10_000,
+    snapshot_loads=200,
+    replay_events=30_000,
+    upcast_events=100_000,
 )
 
 QUICK = Plan(
@@ -62,4 +77,9 @@ QUICK = Plan(
     writers=(4, 8),
     writes_per_writer=20,
     writer_processes=False,
+    snapshot_lengths=(1_000, 5_000),
+    snapshot_batch=1_000,
+    snapshot_loads=50,
+    replay_events=5_000,
+    upcast_events=5_000,
 )

@@ -38,6 +38,11 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     raw_detail: list[tuple[str, str, str, float, str]] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    snapshot_summary: list[tuple[str, int, Row, Row]] = field(default_factory=list)
+    """(f) per backend and length: the full replay row and the snapshot load row."""
+    upcast_summary: list[tuple[str, int, float, float]] = field(default_factory=list)
+    """(g) per backend: events read, decoded rate without and with the upcast chain."""
+    notes: list[str] = field(default_factory=list)
 
     def add(self, row: Row) -> Row:
         """Keep ``row`` and return it."""

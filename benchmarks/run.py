@@ -1,6 +1,7 @@
 """The benchmark command: every workload on SQLite, then on PostgreSQL, then the writers.
 
-``python -m benchmarks [--quick] [--repeats N] [--only sqlite|postgres] [--profile]``
+``python -m benchmarks [--quick] [--repeats N] [--only sqlite|postgres|writers|snapshots]
+[--profile]``
 (``bash scripts/bench.sh`` syncs the ``bench`` dependency group first). Progress
 goes to stderr; the tables go to stdout.
 """
@@ -33,6 +34,7 @@ from benchmarks.report import (
     table,
 )
 from benchmarks.settings import durability
+from benchmarks.snapshots import SnapshotTarget, bench_snapshots, summary_text
 from benchmarks.theirs import TheirBank
 from benchmarks.timing import Sample, Workload, compare
 
@@ -252,15 +254,26 @@ async def run(plan: Plan, only: str | None) -> tuple[Report, dict[str, str]]:
     """Run every backend (or ``only`` one); return the report and the machine facts."""
     report = Report()
     postgres_version = "not measured"
-    if only in (None, "sqlite"):
+    if only in (None, "sqlite", "snapshots"):
         async with fresh_sqlite() as target:
-            await bench_sqlite(target, plan, report)
-    if only in (None, "postgres", "writers"):
+            if only != "snapshots":
+                await bench_sqlite(target, plan, report)
+            snapshot_target = SnapshotTarget(
+                "sqlite", target.sqlalchemy_url, target.eventsourcing_env()
+            )
+            await bench_snapshots(snapshot_target, plan, report, progress)
+    if only in (None, "postgres", "writers", "snapshots"):
         async with fresh_postgres() as target:
             connection = await asyncpg.connect(target.dsn)
             postgres_version = await connection.fetchval("SHOW server_version")
             await connection.close()
-            await bench_postgres(target, plan, report, writers_only=only == "writers")
+            if only != "snapshots":
+                await bench_postgres(target, plan, report, writers_only=only == "writers")
+            if only != "writers":
+                snapshot_target = SnapshotTarget(
+                    "postgres", target.sqlalchemy_url, target.eventsourcing_env()
+                )
+                await bench_snapshots(snapshot_target, plan, report, progress)
     return report, machine(postgres_version)
 
 
@@ -271,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="samples per figure (median is kept)")
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "writers"),
-        help="run one backend only ('writers': only (e), on PostgreSQL)",
+        choices=("sqlite", "postgres", "writers", "snapshots"),
+        help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g))",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our path, print top costs")
     parser.add_argument(
@@ -303,9 +316,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print("ratio = ours / theirs on rates: above 1 means cqrs-ddd is faster.\n")
     print(table(report))
-    print("\nRaw driver figures (the 'raw driver' column keeps the best per row):\n")
-    print(raw_table(report))
-    print("\nDurability settings as read from the connections:\n")
-    print(facts_text(report.settings))
+    if report.snapshot_summary or report.upcast_summary:
+        print("\nSnapshots (f) and upcasting (g) against the issue's targets:\n")
+        print(summary_text(report))
+    if report.raw_detail:
+        print("\nRaw driver figures (the 'raw driver' column keeps the best per row):\n")
+        print(raw_table(report))
+    if report.settings:
+        print("\nDurability settings as read from the connections:\n")
+        print(facts_text(report.settings))
     print("\nMachine:\n")
     print(facts_text(facts))
