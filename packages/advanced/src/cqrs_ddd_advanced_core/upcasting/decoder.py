@@ -29,9 +29,17 @@ class EventDecoder:
         """Return the domain event ``stored`` holds, at its class's schema version."""
         if self.upcaster_registry is None:
             return self.event_registry.from_stored(stored)
-        upcast = self.upcaster_registry.upcast_stored(stored)
+        payload, schema_version = self.upcaster_registry.upcast(
+            stored.event_type,
+            stored.schema_version,
+            stored.payload,
+            stream_id=stored.stream_id,
+            version=stored.version,
+        )
         try:
-            return self.event_registry.from_stored(upcast)
+            return self.event_registry.from_stored(
+                stored, payload=payload, schema_version=schema_version
+            )
         except EventSchemaVersionError as error:
             raise EventSchemaVersionError(
                 stored.event_type,

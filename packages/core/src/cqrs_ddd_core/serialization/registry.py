@@ -112,8 +112,18 @@ class EventTypeRegistry:
             payload=document["payload"],
         )
 
-    def from_stored(self, stored: StoredEvent) -> DomainEvent:
-        """Build the event a store row describes; errors name its stream and version."""
+    def from_stored(
+        self,
+        stored: StoredEvent,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        schema_version: int | None = None,
+    ) -> DomainEvent:
+        """Build the event a store row describes; errors name its stream and version.
+
+        ``payload`` and ``schema_version``, when given, replace the row's (an
+        upcaster's output), so readers need not copy the row to upcast it.
+        """
         envelope = {
             "event_id": stored.event_id,
             "occurred_at": stored.occurred_at,
@@ -127,9 +137,9 @@ class EventTypeRegistry:
         }
         return self._build(
             stored.event_type,
-            schema_version=stored.schema_version,
+            schema_version=stored.schema_version if schema_version is None else schema_version,
             envelope=envelope,
-            payload=stored.payload,
+            payload=stored.payload if payload is None else payload,
             stream_id=stored.stream_id,
             version=stored.version,
         )
