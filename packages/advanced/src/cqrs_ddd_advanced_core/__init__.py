@@ -47,6 +47,7 @@ from cqrs_ddd_advanced_core.event_sourcing import (
     EventSourcedPersistenceOrchestrator,
     EventSourcedRepository,
 )
+from cqrs_ddd_advanced_core.projections import QueryOptions, SpecificationBuilder
 
 __all__ = [
     "AttemptRecord",
@@ -73,8 +74,10 @@ __all__ = [
     "LastWinsStrategy",
     "MergeStrategy",
     "MissingEventHandlerError",
+    "QueryOptions",
     "ResilientCommandHandler",
     "RetryBehavior",
+    "SpecificationBuilder",
     "StrictValidationViolationError",
     "TimestampStrategy",
     "UnionStrategy",

@@ -1,4 +1,4 @@
-"""cqrs-ddd on SQLAlchemy: event store, repositories and outbox on SQLite and PostgreSQL.
+"""cqrs-ddd on SQLAlchemy: event store, repositories, outbox and read models (SQLite, PostgreSQL).
 
 Build an engine with :func:`create_engine` (SQLite file by default,
 PostgreSQL with a ``postgresql+asyncpg://`` URL), create the schema once with
@@ -15,6 +15,7 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import (
     LockTimeoutError,
     PersistenceError,
     SchemaNotReadyError,
+    UnsupportedSpecificationError,
 )
 from cqrs_ddd_persistence_sqlalchemy.migrate import (
     downgrade_schema,
@@ -23,6 +24,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
     upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
+from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotStorage
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
@@ -33,10 +35,12 @@ __all__ = [
     "LockTimeoutError",
     "PersistenceError",
     "SQLAlchemyEventStore",
+    "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",
     "SQLAlchemySnapshotStorage",
     "SQLAlchemyUnitOfWork",
     "SchemaNotReadyError",
+    "UnsupportedSpecificationError",
     "create_engine",
     "downgrade_schema",
     "engine_of",

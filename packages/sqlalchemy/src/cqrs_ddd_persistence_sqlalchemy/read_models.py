@@ -1,0 +1,198 @@
+"""``SQLAlchemyReadModelStore``: specification queries on a read-model table.
+
+Specification trees (field, and, or, not; builders included) become SQLAlchemy
+expressions with bound parameters, written so that SQL answers exactly as the
+in-memory evaluation does: every condition is true or false, never NULL (a
+comparison with a missing value is false, ``!=`` a value is true for NULL), so
+``NOT`` flips it as Python's ``not`` does. ``contains`` and ``startswith`` are
+case-sensitive substring tests on text columns on both backends; ``contains``
+on a JSON list column is not supported. On PostgreSQL, text comparisons and
+orderings use the ``"C"`` collation (code-point order, as Python compares
+strings) rather than the database's locale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_advanced_core.projections import QueryOptions, SpecificationBuilder
+from cqrs_ddd_core.domain.specification import (
+    AndSpecification,
+    FieldSpecification,
+    NotSpecification,
+    Operator,
+    OrSpecification,
+    Specification,
+)
+from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedSpecificationError
+
+Condition = ColumnElement[bool]
+
+
+class SQLAlchemyReadModelStore:
+    """Queries one read-model table with :class:`QueryOptions`.
+
+    The table belongs to the application (its projection writes it). Fields of
+    specifications and orderings must be columns of the table, and values must
+    suit the column's type. Unknown fields, ``contains``/``startswith`` on a
+    non-text column raise :class:`~cqrs_ddd_core.exceptions.ValidationError`, and
+    specifications that cannot be translated (a ``PredicateSpecification``)
+    raise :class:`UnsupportedSpecificationError`, both before any SQL runs.
+    Reads join the running command's connection when there is one.
+    """
+
+    def __init__(self, table: Table, source: EngineSource) -> None:
+        self.table = table
+        self.engine: AsyncEngine = engine_of(source)
+        self._is_postgresql = self.engine.dialect.name == "postgresql"
+
+    async def query(self, options: QueryOptions) -> list[dict[str, Any]]:
+        """Return the rows ``options`` select, ordered and paged, as dictionaries."""
+        statement: Select[Any] = select(self.table)
+        if options.specification is not None:
+            statement = statement.where(self._condition(options.specification))
+        for ordering in options.orderings:
+            column = self._comparable(self._column(ordering.field))
+            if ordering.descending:
+                statement = statement.order_by(column.desc().nulls_last())
+            else:
+                statement = statement.order_by(column.asc().nulls_first())
+        if options.limit is not None:
+            statement = statement.limit(options.limit)
+        if options.offset:
+            statement = statement.offset(options.offset)
+        with translated_errors(f"query the read model {self.table.name!r}"):
+            async with reading(self.engine) as connection:
+                result = await connection.execute(statement)
+                return [dict(row) for row in result.mappings()]
+
+    async def count(self, specification: Specification[Any] | None = None) -> int:
+        """Return how many rows meet ``specification`` (all rows without one)."""
+        statement = select(func.count()).select_from(self.table)
+        if specification is not None:
+            statement = statement.where(self._condition(specification))
+        with translated_errors(f"count the read model {self.table.name!r}"):
+            async with reading(self.engine) as connection:
+                return int((await connection.execute(statement)).scalar_one())
+
+    def _condition(self, specification: Specification[Any]) -> Condition:
+        if isinstance(specification, SpecificationBuilder):
+            return self._condition(specification.build())
+        if isinstance(specification, AndSpecification):
+            parts = [self._condition(part) for part in specification.parts]
+            return and_(*parts) if parts else true()
+        if isinstance(specification, OrSpecification):
+            parts = [self._condition(part) for part in specification.parts]
+            return or_(*parts) if parts else false()
+        if isinstance(specification, NotSpecification):
+            return not_(self._condition(specification.inner))
+        if isinstance(specification, FieldSpecification):
+            return self._field_condition(specification)
+        raise UnsupportedSpecificationError(type(specification).__name__, self.table.name)
+
+    def _field_condition(self, specification: FieldSpecification) -> Condition:
+        column = self._column(specification.field)
+        operator, value = specification.operator, specification.value
+        if operator in (Operator.CONTAINS, Operator.STARTSWITH):
+            if not isinstance(column.type, String):
+                raise ValidationError(
+                    "specification",
+                    [FieldIssue(column.name, f"{operator.value!r} needs a text column")],
+                )
+            if not isinstance(value, str):
+                return false()
+            return self._text_condition(column, operator, value)
+        return _CONDITIONS[operator](self._comparable(column), value)
+
+    def _text_condition(self, column: Column[Any], operator: Operator, value: str) -> Condition:
+        if operator is Operator.STARTSWITH:
+            found: Condition = func.substr(column, 1, len(value)) == value
+        elif self._is_postgresql:
+            found = func.strpos(column, value) > 0
+        else:
+            found = func.instr(column, value) > 0
+        return and_(column.is_not(None), found)
+
+    def _column(self, field: str) -> Column[Any]:
+        column = self.table.columns.get(field)
+        if column is None:
+            raise ValidationError(
+                "specification",
+                [FieldIssue(field, f"is not a column of the read model {self.table.name!r}")],
+            )
+        return column
+
+    def _comparable(self, column: Column[Any]) -> ColumnElement[Any]:
+        if self._is_postgresql and isinstance(column.type, String):
+            return column.collate("C")
+        return column
+
+
+def _equal(column: ColumnElement[Any], value: Any) -> Condition:
+    if value is None:
+        return column.is_(None)
+    return and_(column.is_not(None), column == _bound(column, value))
+
+
+def _ordered(
+    compare: Callable[[ColumnElement[Any], Any], Condition],
+) -> Callable[[ColumnElement[Any], Any], Condition]:
+    def condition(column: ColumnElement[Any], value: Any) -> Condition:
+        if value is None:
+            return false()
+        return and_(column.is_not(None), compare(column, _bound(column, value)))
+
+    return condition
+
+
+def _bound(column: ColumnElement[Any], value: Any) -> ColumnElement[Any]:
+    # an explicit parameter: SQLAlchemy refuses `column > False` as a comparison with a constant
+    return bindparam(None, value, type_=column.type)
+
+
+def _member(column: ColumnElement[Any], values: Any) -> Condition:
+    present = [value for value in values if value is not None]
+    alternatives: list[Condition] = []
+    if present:
+        alternatives.append(and_(column.is_not(None), column.in_(present)))
+    if len(present) < len(values):
+        alternatives.append(column.is_(None))
+    return or_(*alternatives) if alternatives else false()
+
+
+def _is_null(column: ColumnElement[Any], value: Any) -> Condition:
+    return column.is_(None) if value else column.is_not(None)
+
+
+_CONDITIONS: Mapping[Operator, Callable[[ColumnElement[Any], Any], Condition]] = {
+    Operator.EQ: _equal,
+    Operator.NE: lambda column, value: not_(_equal(column, value)),
+    Operator.GT: _ordered(lambda column, value: column > value),
+    Operator.GE: _ordered(lambda column, value: column >= value),
+    Operator.LT: _ordered(lambda column, value: column < value),
+    Operator.LE: _ordered(lambda column, value: column <= value),
+    Operator.IN: _member,
+    Operator.NOT_IN: lambda column, values: not_(_member(column, values)),
+    Operator.IS_NULL: _is_null,
+}
