@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
 from cqrs_ddd_advanced_core.domain.exceptions import UpcasterRegistrationError, UpcastingError
 from cqrs_ddd_advanced_core.upcasting.upcaster import EventUpcaster
-from cqrs_ddd_core.ports.event_store import StoredEvent
 
 
 class UpcasterRegistry:
@@ -64,21 +62,6 @@ class UpcasterRegistry:
                 ) from error
             current += 1
         return payload, current
-
-    def upcast_stored(self, stored: StoredEvent) -> StoredEvent:
-        """Return ``stored`` read at its latest schema version (the input is unchanged)."""
-        if stored.event_type not in self._chains:
-            return stored
-        payload, schema_version = self.upcast(
-            stored.event_type,
-            stored.schema_version,
-            stored.payload,
-            stream_id=stored.stream_id,
-            version=stored.version,
-        )
-        if schema_version == stored.schema_version:
-            return stored
-        return dataclasses.replace(stored, payload=payload, schema_version=schema_version)
 
     def _add(self, upcaster: EventUpcaster, *, check_gaps: bool) -> None:
         event_type = getattr(upcaster, "event_type", None)
