@@ -24,6 +24,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
     upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
+from cqrs_ddd_persistence_sqlalchemy.projections import SQLAlchemyProjectionStorage
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotStorage
@@ -35,6 +36,7 @@ __all__ = [
     "LockTimeoutError",
     "PersistenceError",
     "SQLAlchemyEventStore",
+    "SQLAlchemyProjectionStorage",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",
     "SQLAlchemySnapshotStorage",

@@ -20,8 +20,13 @@ from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import prepare_append
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.projections import (
+    NOTIFY_CHANNEL,
+    SQLAlchemyProjectionStorage,
+    commit_signal,
+)
 from cqrs_ddd_persistence_sqlalchemy.schema import events
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_unit_of_work
 
 APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
 """The PostgreSQL advisory lock that serialises appends (a stable 32-bit key)."""
@@ -62,10 +67,12 @@ _CURRENT_POSITION = select(func.max(events.c.position))
 _LATEST_VERSION = select(func.max(events.c.version)).where(
     events.c.stream_id == bindparam("stream_id", type_=String())
 )
-# PostgreSQL, one round trip: wait for the append lock, then read the stream's version.
+# PostgreSQL, one round trip: wait for the append lock, then read the stream's
+# version; the notification (for projection workers) is delivered at commit.
 _LOCK_AND_LATEST_VERSION = select(
     func.pg_advisory_xact_lock(APPEND_LOCK_KEY).label("locked"),
     _LATEST_VERSION.scalar_subquery().label("version"),
+    func.pg_notify(NOTIFY_CHANNEL, "").label("notified"),
 )
 
 
@@ -99,6 +106,14 @@ class SQLAlchemyEventStore:
         self._insert = insert.on_conflict_do_nothing().returning(
             events.c.position, events.c.version
         )
+        self._signal = commit_signal(self.engine)
+        self._projection_storage: SQLAlchemyProjectionStorage | None = None
+
+    def projection_storage(self) -> SQLAlchemyProjectionStorage:
+        """Return the projection state beside these events (same engine, same database)."""
+        if self._projection_storage is None:
+            self._projection_storage = SQLAlchemyProjectionStorage(self.engine)
+        return self._projection_storage
 
     async def append(
         self,
@@ -112,11 +127,13 @@ class SQLAlchemyEventStore:
         if not documents:
             return []
         with translated_errors(f"append to stream {stream_id!r}"):
-            connection = ambient_connection(self.engine)
-            if connection is not None:
-                return await self._append(connection, stream_id, documents, expected_version)
+            uow = ambient_unit_of_work(self.engine)
+            if uow is not None:
+                uow.call_after_commit(self._signal.notify)
+                return await self._append(uow.connection, stream_id, documents, expected_version)
             async with self.engine.begin() as own:
                 stored = await self._append(own, stream_id, documents, expected_version)
+            self._signal.notify()
             await async_failpoint("event_store.after_commit_before_return")
             return stored
 

@@ -14,7 +14,7 @@ strings) rather than the database's locale.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
@@ -31,7 +31,10 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cqrs_ddd_advanced_core.projections import QueryOptions, SpecificationBuilder
 from cqrs_ddd_core.domain.specification import (
@@ -51,7 +54,14 @@ Condition = ColumnElement[bool]
 
 
 class SQLAlchemyReadModelStore:
-    """Queries one read-model table with :class:`QueryOptions`.
+    """Writes and queries one read-model table.
+
+    Projectors write through the batch's connection (``context.connection``),
+    so their changes commit with the projection's checkpoint:
+    :meth:`upsert`, :meth:`update`, :meth:`delete`, :meth:`get` and
+    :meth:`clear` take it as their first argument. Rows are keyed by the
+    table's primary key (a value for a one-column key, a mapping otherwise).
+    Queries take :class:`QueryOptions`.
 
     The table belongs to the application (its projection writes it). Fields of
     specifications and orderings must be columns of the table, and values must
@@ -66,6 +76,63 @@ class SQLAlchemyReadModelStore:
         self.table = table
         self.engine: AsyncEngine = engine_of(source)
         self._is_postgresql = self.engine.dialect.name == "postgresql"
+        self._key = list(table.primary_key.columns)
+        if not self._key:
+            raise ValidationError(
+                "read model", [FieldIssue(table.name, "needs a primary key to be written")]
+            )
+        dialect = postgresql if self._is_postgresql else sqlite
+        insert = dialect.insert(table)
+        others = [column for column in table.columns if column not in self._key]
+        self._upsert = (
+            insert.on_conflict_do_update(
+                index_elements=self._key,
+                set_={column.name: insert.excluded[column.name] for column in others},
+            )
+            if others
+            else insert.on_conflict_do_nothing()
+        )
+
+    async def get(self, connection: AsyncConnection, key: Any) -> dict[str, Any] | None:
+        """Return the row with ``key`` as a dictionary, or None."""
+        row = (
+            (await connection.execute(select(self.table).where(self._matches(key))))
+            .mappings()
+            .first()
+        )
+        return None if row is None else dict(row)
+
+    async def upsert(self, connection: AsyncConnection, row: Mapping[str, Any]) -> None:
+        """Insert ``row``, or overwrite the columns it gives of the row with its key."""
+        await connection.execute(self._upsert, [dict(row)])
+
+    async def update(
+        self, connection: AsyncConnection, key: Any, changes: Mapping[str, Any]
+    ) -> bool:
+        """Change columns of the row with ``key``; False when there is none."""
+        result = await connection.execute(
+            sa_update(self.table).where(self._matches(key)).values(dict(changes))
+        )
+        return bool(result.rowcount)
+
+    async def delete(self, connection: AsyncConnection, key: Any) -> bool:
+        """Delete the row with ``key``; False when there was none."""
+        result = await connection.execute(sa_delete(self.table).where(self._matches(key)))
+        return bool(result.rowcount)
+
+    async def clear(self, connection: AsyncConnection) -> None:
+        """Delete every row (a projection's reset, inside its transaction)."""
+        await connection.execute(sa_delete(self.table))
+
+    def _matches(self, key: Any) -> Condition:
+        if len(self._key) == 1 and not isinstance(key, Mapping):
+            return cast("Condition", self._key[0] == key)
+        if not isinstance(key, Mapping) or set(key) != {column.name for column in self._key}:
+            names = ", ".join(column.name for column in self._key)
+            raise ValidationError(
+                "read model key", [FieldIssue(self.table.name, f"the key is ({names})")]
+            )
+        return and_(*(column == key[column.name] for column in self._key))
 
     async def query(self, options: QueryOptions) -> list[dict[str, Any]]:
         """Return the rows ``options`` select, ordered and paged, as dictionaries."""

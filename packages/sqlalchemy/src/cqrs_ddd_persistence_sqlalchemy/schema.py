@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -84,3 +87,33 @@ outbox = Table(
     Index("ix_cqrs_outbox_unpublished", "published_at", "id"),
 )
 """Messages to publish, written in the transaction that produced them."""
+
+projections = Table(
+    "cqrs_projections",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("owner", String(255), nullable=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("halted", Boolean, nullable=False),
+    Column("last_error", Text, nullable=True),
+)
+"""One row per projection: checkpoint, lease (owner, epoch, expiry in Unix seconds), halt."""
+
+projection_dead_letters = Table(
+    "cqrs_projection_dead_letters",
+    metadata,
+    Column("projection", String(255), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("stream_id", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_type", String(255), nullable=False),
+    Column("event_id", Uuid(), nullable=False),
+    Column("error_class", String(255), nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+)
+"""Events a projection could not apply, with the error and the attempts made."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -10,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
+
+logger = logging.getLogger(__name__)
 
 
 class SQLAlchemyUnitOfWork:
@@ -30,6 +34,15 @@ class SQLAlchemyUnitOfWork:
         self.engine = engine
         self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
+        self._after_commit: list[Callable[[], None]] = []
+
+    def call_after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction has committed (not after a rollback).
+
+        Adding the same callback twice runs it once. Errors it raises are logged.
+        """
+        if callback not in self._after_commit:
+            self._after_commit.append(callback)
 
     @property
     def connection(self) -> AsyncConnection:
@@ -65,6 +78,7 @@ class SQLAlchemyUnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._after_commit = []
         connection, self._connection = self._connection, None
         session, self._session = self._session, None
         if connection is None:
@@ -83,11 +97,27 @@ class SQLAlchemyUnitOfWork:
             await self._session.flush()
         await async_failpoint("unit_of_work.before_commit")
         await self.connection.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("an after-commit callback failed")
         await async_failpoint("unit_of_work.after_commit")
 
     async def rollback(self) -> None:
         """Discard everything written through this unit of work."""
         await self.connection.rollback()
+
+
+def ambient_unit_of_work(engine: AsyncEngine) -> SQLAlchemyUnitOfWork | None:
+    """Return the ambient ``SQLAlchemyUnitOfWork`` on ``engine``, if a command runs one."""
+    scope = current_scope_or_none()
+    if scope is None or not isinstance(scope.uow, SQLAlchemyUnitOfWork):
+        return None
+    if scope.uow.engine.pool is not engine.pool:
+        return None
+    return scope.uow
 
 
 def ambient_connection(engine: AsyncEngine) -> AsyncConnection | None:

@@ -11,6 +11,11 @@ The tree::
     ├── EventSourcingConfigurationError         event sourcing is configured inconsistently
     │   └── UpcasterRegistrationError           a duplicate upcaster, or a gap in a chain
     ├── UpcastingError                          an upcaster failed on a stored event
+    ├── ProjectionError                         a projection cannot go on as configured
+    │   ├── ProjectorRegistrationError          a projector is declared or registered wrongly
+    │   ├── LeaseLostError                      another worker now owns the projection
+    │   ├── ProjectionHaltedError               the projection stopped on a failing event
+    │   └── ProjectionRebuildError              a rebuild stopped at its first failing event
     └── ConflictResolutionError                 a conflict cannot be resolved as configured
         ├── InvalidMergeRuleError               a field rule names neither a side nor a strategy
         ├── UnresolvableConflictError           the sides disagree and the strategy will not choose
@@ -167,3 +172,98 @@ class ConflictHandlerError(ConflictResolutionError):
         self.stream_id = stream_id
         self.reason = reason
         super().__init__(f"{handler} cannot resolve the conflict on stream {stream_id!r}: {reason}")
+
+
+class ProjectionError(CqrsDddError):
+    """A projection cannot go on as configured."""
+
+
+class ProjectorRegistrationError(ProjectionError):
+    """A projector declares its handlers wrongly, or two projectors share a name."""
+
+    def __init__(self, projector: str, reason: str) -> None:
+        self.projector = projector
+        super().__init__(f"projector {projector!r}: {reason}")
+
+
+class LeaseLostError(ProjectionError):
+    """Another worker took the projection over (or it was reset): nothing was written."""
+
+    def __init__(self, projection: str, owner: str, epoch: int) -> None:
+        self.projection = projection
+        self.owner = owner
+        self.epoch = epoch
+        super().__init__(
+            f"projection {projection!r}: worker {owner!r} no longer holds lease epoch {epoch}"
+        )
+
+
+class _EventFailureError(ProjectionError):
+    def __init__(
+        self,
+        summary: str,
+        projection: str,
+        *,
+        position: int,
+        stream_id: str,
+        version: int,
+        event_type: str,
+        reason: str,
+    ) -> None:
+        self.projection = projection
+        self.position = position
+        self.stream_id = stream_id
+        self.version = version
+        self.event_type = event_type
+        super().__init__(
+            f"projection {projection!r} {summary} at event {event_type!r} "
+            f"(position {position}, stream {stream_id!r}, version {version}): {reason}"
+        )
+
+
+class ProjectionHaltedError(_EventFailureError):
+    """A projection configured to stop on error met an event it cannot apply."""
+
+    def __init__(
+        self,
+        projection: str,
+        *,
+        position: int,
+        stream_id: str,
+        version: int,
+        event_type: str,
+        reason: str,
+    ) -> None:
+        super().__init__(
+            "halted",
+            projection,
+            position=position,
+            stream_id=stream_id,
+            version=version,
+            event_type=event_type,
+            reason=reason,
+        )
+
+
+class ProjectionRebuildError(_EventFailureError):
+    """A rebuild stopped at the first event it could not apply (nothing after it applied)."""
+
+    def __init__(
+        self,
+        projection: str,
+        *,
+        position: int,
+        stream_id: str,
+        version: int,
+        event_type: str,
+        reason: str,
+    ) -> None:
+        super().__init__(
+            "rebuild failed",
+            projection,
+            position=position,
+            stream_id=stream_id,
+            version=version,
+            event_type=event_type,
+            reason=reason,
+        )

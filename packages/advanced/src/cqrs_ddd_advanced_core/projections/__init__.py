@@ -1,8 +1,68 @@
-"""Projections: read models queried with specifications, in memory or in a database."""
+"""Projections: read models kept from the event log by a worker, and queried with specifications.
+
+* :class:`Projector` and :func:`projects` declare handlers; :class:`ProjectorRegistry`
+  routes events to them.
+* :class:`ProjectionWorker` applies them from their checkpoints, in batches,
+  one worker per projection at a time (leases), with retries and dead letters.
+* :class:`SpecificationBuilder` and :class:`QueryOptions` query read models.
+"""
 
 from __future__ import annotations
 
+from cqrs_ddd_advanced_core.domain.exceptions import (
+    LeaseLostError,
+    ProjectionError,
+    ProjectionHaltedError,
+    ProjectionRebuildError,
+    ProjectorRegistrationError,
+)
 from cqrs_ddd_advanced_core.projections.builder import SpecificationBuilder
+from cqrs_ddd_advanced_core.projections.projector import (
+    ProjectionContext,
+    Projector,
+    projects,
+)
 from cqrs_ddd_advanced_core.projections.query import Ordering, QueryOptions
+from cqrs_ddd_advanced_core.projections.registry import ProjectorRegistry, RegisteredProjector
+from cqrs_ddd_advanced_core.projections.storage import (
+    ChangeSignal,
+    DeadLetter,
+    Lease,
+    ProjectionBatch,
+    ProjectionRecord,
+    ProjectionStorage,
+    ProjectionStorageProvider,
+    Wakeup,
+)
+from cqrs_ddd_advanced_core.projections.worker import (
+    ProjectionStatus,
+    ProjectionWorker,
+    ReplayResult,
+)
 
-__all__ = ["Ordering", "QueryOptions", "SpecificationBuilder"]
+__all__ = [
+    "ChangeSignal",
+    "DeadLetter",
+    "Lease",
+    "LeaseLostError",
+    "Ordering",
+    "ProjectionBatch",
+    "ProjectionContext",
+    "ProjectionError",
+    "ProjectionHaltedError",
+    "ProjectionRebuildError",
+    "ProjectionRecord",
+    "ProjectionStatus",
+    "ProjectionStorage",
+    "ProjectionStorageProvider",
+    "ProjectionWorker",
+    "Projector",
+    "ProjectorRegistrationError",
+    "ProjectorRegistry",
+    "QueryOptions",
+    "RegisteredProjector",
+    "ReplayResult",
+    "SpecificationBuilder",
+    "Wakeup",
+    "projects",
+]

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
+from cqrs_ddd_advanced_core.adapters.memory.projections import (
+    InMemoryProjectionStorage,
+    InMemoryProjectionTransaction,
+    InMemoryReadModelStore,
+)
 from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
 
-__all__ = ["InMemoryEventStore", "InMemorySnapshotStorage"]
+__all__ = [
+    "InMemoryEventStore",
+    "InMemoryProjectionStorage",
+    "InMemoryProjectionTransaction",
+    "InMemoryReadModelStore",
+    "InMemorySnapshotStorage",
+]

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryProjectionStorage
+from cqrs_ddd_advanced_core.projections.storage import ChangeSignal
 from cqrs_ddd_core.adapters.memory import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.domain.events import DomainEvent
@@ -36,6 +38,15 @@ class InMemoryEventStore:
         self._positions: list[int] = []
         self._in_flight: set[int] = set()
         self._counter = itertools.count(1)
+        self.signal = ChangeSignal()
+        """Notified whenever events become visible to readers."""
+        self._projection_storage: InMemoryProjectionStorage | None = None
+
+    def projection_storage(self) -> InMemoryProjectionStorage:
+        """Return the store's projection state (one per store, made on first use)."""
+        if self._projection_storage is None:
+            self._projection_storage = InMemoryProjectionStorage(self, self.signal)
+        return self._projection_storage
 
     async def append(
         self,
@@ -75,6 +86,7 @@ class InMemoryEventStore:
 
         def discard() -> None:
             self._in_flight -= positions
+            self.signal.notify()  # events held back behind these positions are visible now
 
         scope.uow.stage(
             ("event_store", id(self), stream_id, stored[0].position),
@@ -146,3 +158,4 @@ class InMemoryEventStore:
             index = bisect.bisect_left(self._positions, event.position)
             self._positions.insert(index, event.position)
             self._log.insert(index, event)
+        self.signal.notify()
