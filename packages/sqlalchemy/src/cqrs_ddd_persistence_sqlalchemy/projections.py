@@ -86,6 +86,10 @@ class _Batch:
     def connection(self) -> AsyncConnection:
         return self._connection
 
+    @property
+    def broken(self) -> bool:
+        return self._connection.invalidated
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         async with self._connection.begin_nested():

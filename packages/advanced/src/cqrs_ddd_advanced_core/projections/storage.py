@@ -73,6 +73,11 @@ class ProjectionBatch(Protocol):
         """The transaction handle that handlers write through."""
         ...
 
+    @property
+    def broken(self) -> bool:
+        """True when the transaction's connection was lost (not a handler's fault)."""
+        ...
+
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """Return a block whose writes are undone (and only those) when it raises."""
         ...

@@ -102,6 +102,7 @@ class _Runner:
     first_failed: dict[int, datetime] = field(default_factory=dict)
     careful_until: int = 0
     rebuild_target: int | None = None
+    rebuild_epoch: int = 0
     rebuild_waiters: list[asyncio.Future[None]] = field(default_factory=list)
     renewed_at: float = 0.0
     task: asyncio.Task[None] | None = None
@@ -256,7 +257,9 @@ class ProjectionWorker:
         """Empty the projection's read model and apply every event again from position 0.
 
         The reset (the projector's ``reset``, checkpoint 0, dead letters gone)
-        is one transaction. The rebuild stops at the first event it cannot
+        is one transaction; a worker applying the projection loses its lease
+        with it and starts again from 0 (when another worker process takes the
+        projection over, it does the replay). The rebuild stops at the first event it cannot
         apply and raises :class:`ProjectionRebuildError` naming it; the
         projection is then halted at that event (see :meth:`resume`).
         """
@@ -264,6 +267,8 @@ class ProjectionWorker:
         await self.storage.reset(name, runner.entry.projector.reset)
         runner.attempts.clear()
         runner.first_failed.clear()
+        # done once a lease taken after the reset (a newer epoch) reaches the head
+        runner.rebuild_epoch = (await self.storage.record(name)).epoch
         runner.rebuild_target = await self.event_store.current_position()
         if runner.task is None:
             runner.lease = None
@@ -299,7 +304,13 @@ class ProjectionWorker:
         does not move.
         """
         runner = self._runner(name)
-        letters = await self.storage.dead_letters(name)
+        checkpoint = (await self.storage.record(name)).position
+        # letters past the checkpoint (a halted projection) are the worker's to retry
+        letters = [
+            letter
+            for letter in await self.storage.dead_letters(name)
+            if letter.position <= checkpoint
+        ]
         applied: list[int] = []
         failed: list[DeadLetter] = []
         if not letters:
@@ -494,7 +505,7 @@ class ProjectionWorker:
         )
         await async_failpoint("projection.after_fetch")
         if not stored:
-            if runner.rebuild_target is not None:
+            if self._rebuild_done(runner):
                 self._finish_rebuild(runner)
             return False
         steps = self._plan(runner, stored)
@@ -524,8 +535,17 @@ class ProjectionWorker:
         if bad is not None:
             stored, error = steps[bad].stored, steps[bad].error or ValueError("undecodable")
             raise _rebuild_error(runner.name, stored, error) from error
-        if runner.rebuild_target is not None and runner.position >= runner.rebuild_target:
+        if self._rebuild_done(runner):
             self._finish_rebuild(runner)
+
+    def _rebuild_done(self, runner: _Runner) -> bool:
+        lease, target = runner.lease, runner.rebuild_target
+        return (
+            target is not None
+            and lease is not None
+            and lease.epoch > runner.rebuild_epoch
+            and runner.position >= target
+        )
 
     def _plan(self, runner: _Runner, stored: Sequence[StoredEvent]) -> list[_Step]:
         handlers = runner.entry.handlers
@@ -558,6 +578,8 @@ class ProjectionWorker:
                 try:
                     await self._apply(runner, step, batch)
                 except Exception as error:
+                    if batch.broken:  # the connection went away: not the event's fault
+                        raise
                     raise _HandlerFailedError(step, error) from error
             batch.advance(steps[-1].stored.position)
             await async_failpoint("projection.after_apply_before_commit")
@@ -579,7 +601,9 @@ class ProjectionWorker:
                     try:
                         async with batch.savepoint():
                             await self._apply(runner, step, batch)
-                    except Exception as raised:  # noqa: BLE001 - retried, then quarantined
+                    except Exception as raised:
+                        if batch.broken:  # the connection went away: not the event's fault
+                            raise
                         error = raised
                         attempts = self._count_failure(runner, position)
                         if attempts < self.max_attempts:

@@ -66,6 +66,10 @@ class _Batch:
     def connection(self) -> InMemoryProjectionTransaction:
         return self.transaction
 
+    @property
+    def broken(self) -> bool:
+        return False
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         mark = self.transaction.mark()
