@@ -64,11 +64,17 @@ _signals: weakref.WeakKeyDictionary[Any, ChangeSignal] = weakref.WeakKeyDictiona
 
 
 def commit_signal(engine: AsyncEngine) -> ChangeSignal:
-    """Return the in-process signal notified when events commit on ``engine``'s database."""
-    pool = engine.sync_engine.pool
-    signal = _signals.get(pool)
+    """Return the in-process signal notified when events commit through ``engine``.
+
+    One per engine (views made with ``execution_options`` share their engine's),
+    surviving ``engine.dispose()``.
+    """
+    base = engine.sync_engine
+    while hasattr(base, "_proxied"):  # an OptionEngine: a view of another engine
+        base = base._proxied
+    signal = _signals.get(base)
     if signal is None:
-        signal = _signals[pool] = ChangeSignal()
+        signal = _signals[base] = ChangeSignal()
     return signal
 
 
@@ -129,6 +135,8 @@ class _Listener:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
             await driver.add_listener(NOTIFY_CHANNEL, self._on_notification)
+            # a cut connection wakes the waiter, which reconnects at once
+            driver.add_termination_listener(self._on_notification)
         except BaseException:
             await connection.invalidate()
             await connection.close()

@@ -99,6 +99,7 @@ class _Runner:
     position: int = 0
     state: ProjectionState = "idle"
     attempts: dict[int, int] = field(default_factory=dict)
+    errors: dict[int, BaseException] = field(default_factory=dict)
     first_failed: dict[int, datetime] = field(default_factory=dict)
     careful_until: int = 0
     rebuild_target: int | None = None
@@ -194,6 +195,8 @@ class ProjectionWorker:
         self._pump = asyncio.create_task(self._pump_wakeups(ready), name="projection-wakeups")
         await ready
         for runner in self._runners.values():
+            if runner.state != "halted":
+                runner.state = "idle"
             runner.task = asyncio.create_task(self._run(runner), name=f"projection-{runner.name}")
 
     async def stop(self, *, grace: float = 30.0) -> None:
@@ -266,6 +269,7 @@ class ProjectionWorker:
         runner = self._runner(name)
         await self.storage.reset(name, runner.entry.projector.reset)
         runner.attempts.clear()
+        runner.errors.clear()
         runner.first_failed.clear()
         # done once a lease taken after the reset (a newer epoch) reaches the head
         runner.rebuild_epoch = (await self.storage.record(name)).epoch
@@ -276,6 +280,7 @@ class ProjectionWorker:
         else:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             runner.rebuild_waiters.append(waiter)
+            runner.lease = None  # the reset ended it; the loop takes a new one at once
             self._nudge.notify()
             async with asyncio.timeout(within):
                 await waiter
@@ -286,6 +291,7 @@ class ProjectionWorker:
         runner = self._runner(name)
         await self.storage.resume(name)
         runner.attempts.clear()
+        runner.errors.clear()
         if runner.state == "halted":
             runner.state = "idle"
             if self.running:
@@ -317,9 +323,12 @@ class ProjectionWorker:
             return ReplayResult(applied, failed)
         lease, borrowed = runner.lease, runner.lease is not None
         if lease is None:
-            lease = await self.storage.acquire(name, self.worker_id, self.lease_ttl)
+            # an owner of its own: taking the lease as worker_id would bump the
+            # epoch under this worker's loop if it were acquiring at this moment
+            owner = f"{self.worker_id}/replay"
+            lease = await self.storage.acquire(name, owner, self.lease_ttl)
             if lease is None:
-                raise LeaseLostError(name, self.worker_id, 0)
+                raise LeaseLostError(name, owner, 0)
         try:
             for letter in letters:
                 found = await self.event_store.read_all(after_position=letter.position - 1, limit=1)
@@ -418,7 +427,8 @@ class ProjectionWorker:
                     continue
                 failures = 0
                 await self._keep_lease(runner)
-                await self._nudge.wait(self.poll_interval, seen=seen)
+                # wake often enough to renew the lease before it runs out
+                await self._nudge.wait(min(self.poll_interval, self.lease_ttl / 3), seen=seen)
             except LeaseLostError as lost:
                 logger.info("%s", lost)
                 runner.lease = None
@@ -518,7 +528,7 @@ class ProjectionWorker:
                 await self._apply_batch(runner, steps)
             except _HandlerFailedError as failed:
                 position = failed.step.stored.position
-                self._count_failure(runner, position)
+                self._count_failure(runner, position, failed.error)
                 runner.careful_until = stored[-1].position
                 await self._backoff(runner, position)
         return True
@@ -531,6 +541,13 @@ class ProjectionWorker:
             if good:
                 await self._apply_batch(runner, good)
         except _HandlerFailedError as failed:
+            # halt right before the failing event: apply the ones before it, then stop
+            index = steps.index(failed.step)
+            try:
+                if index:
+                    await self._apply_batch(runner, steps[:index])
+            except _HandlerFailedError as again:
+                failed = again
             raise _rebuild_error(runner.name, failed.step.stored, failed.error) from failed.error
         if bad is not None:
             stored, error = steps[bad].stored, steps[bad].error or ValueError("undecodable")
@@ -587,6 +604,7 @@ class ProjectionWorker:
         await async_failpoint("projection.after_commit_before_ack")
         runner.position = steps[-1].stored.position
         runner.attempts.clear()
+        runner.errors.clear()
 
     async def _apply_carefully(self, runner: _Runner, steps: list[_Step]) -> None:
         lease = _held(runner)
@@ -597,7 +615,9 @@ class ProjectionWorker:
             for step in steps:
                 position = step.stored.position
                 error = step.error
-                if error is None and step.handler is not None:
+                if runner.attempts.get(position, 0) >= self.max_attempts:
+                    error = runner.errors.get(position, error)  # tried enough already
+                elif error is None and step.handler is not None:
                     try:
                         async with batch.savepoint():
                             await self._apply(runner, step, batch)
@@ -605,7 +625,7 @@ class ProjectionWorker:
                         if batch.broken:  # the connection went away: not the event's fault
                             raise
                         error = raised
-                        attempts = self._count_failure(runner, position)
+                        attempts = self._count_failure(runner, position, raised)
                         if attempts < self.max_attempts:
                             retry_at = position
                             break
@@ -631,6 +651,7 @@ class ProjectionWorker:
                         batch.halt(str(halted))
                         break
                 runner.attempts.pop(position, None)
+                runner.errors.pop(position, None)
                 runner.first_failed.pop(position, None)
                 reached = position
             batch.advance(reached)
@@ -641,9 +662,10 @@ class ProjectionWorker:
         if retry_at is not None:
             await self._backoff(runner, retry_at)
 
-    def _count_failure(self, runner: _Runner, position: int) -> int:
+    def _count_failure(self, runner: _Runner, position: int, error: BaseException) -> int:
         attempts = runner.attempts.get(position, 0) + 1
         runner.attempts[position] = attempts
+        runner.errors[position] = error
         runner.first_failed.setdefault(position, datetime.now(UTC))
         return attempts
 
