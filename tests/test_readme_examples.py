@@ -17,7 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = sorted(
-    [ROOT / "README.md", *ROOT.glob("packages/*/README.md"), *ROOT.glob("examples/*/README.md")]
+    [
+        ROOT / "README.md",
+        *ROOT.glob("packages/*/README.md"),
+        ROOT / "packages/advanced/src/cqrs_ddd_advanced_core/projections/README.md",
+        *ROOT.glob("examples/*/README.md"),
+    ]
 )
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from cqrs_ddd_advanced_core.projections import QueryOptions
 from cqrs_ddd_core import ValidationError
 from cqrs_ddd_persistence_sqlalchemy import create_engine
+from cqrs_ddd_testing import PostgresDatabase
 from shop.__main__ import main
 from shop.application import (
     AddItem,
@@ -19,6 +21,7 @@ from shop.application import (
     build_shop,
 )
 from shop.domain import ItemAdded, OrderConfirmed, OrderError
+from shop.projections import OrderSummary
 from shop.settings import Settings
 
 
@@ -29,7 +32,22 @@ async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
     await engine.dispose()
 
 
-async def test_an_order_is_placed_filled_and_confirmed_and_the_summary_follows(
+async def place_and_fill(shop: Shop, customer_id: str = "c-1", *, confirm: bool = True) -> str:
+    order_id: str = (await shop.mediator.send(PlaceOrder(customer_id=customer_id))).result
+    await shop.mediator.send(
+        AddItem(order_id=order_id, sku="book", quantity=2, unit_price=Decimal("12.50"))
+    )
+    if confirm:
+        await shop.mediator.send(ConfirmOrder(order_id=order_id))
+    return order_id
+
+
+async def summary_of(shop: Shop, order_id: str) -> OrderSummary | None:
+    summary: OrderSummary | None = await shop.mediator.query(GetOrderSummary(order_id=order_id))
+    return summary
+
+
+async def test_an_order_is_placed_filled_and_confirmed_and_the_summary_follows_a_catch_up(
     shop: Shop,
 ) -> None:
     # given
@@ -39,11 +57,80 @@ async def test_an_order_is_placed_filled_and_confirmed_and_the_summary_follows(
         AddItem(order_id=order_id, sku="book", quantity=2, unit_price=Decimal("12.50"))
     )
     confirmed = await shop.mediator.send(ConfirmOrder(order_id=order_id))
+    (status,) = await shop.projections.catch_up()
     # then
     assert [type(e) for e in added.events] == [ItemAdded]
     assert [type(e) for e in confirmed.events] == [OrderConfirmed]
-    summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
-    assert (summary.items, summary.total, summary.status) == (2, Decimal("25.00"), "confirmed")
+    assert (status.checkpoint, status.lag_events, status.dead_letters) == (3, 0, 0)
+    assert await summary_of(shop, order_id) == OrderSummary(
+        order_id=order_id, customer_id="c-1", items=2, total=Decimal("25.00"), status="confirmed"
+    )
+
+
+async def test_the_running_projection_worker_keeps_the_summary_up_to_date(shop: Shop) -> None:
+    # given
+    await shop.projections.start()
+    try:
+        # when
+        order_id = await place_and_fill(shop, confirm=False)
+        await shop.projections.wait_until_caught_up(within=10)
+        open_summary = await summary_of(shop, order_id)
+        await shop.mediator.send(ConfirmOrder(order_id=order_id))
+        await shop.projections.wait_until_caught_up(within=10)
+        # then
+        assert open_summary is not None
+        assert (open_summary.items, open_summary.status) == (2, "open")
+        confirmed = await summary_of(shop, order_id)
+        assert confirmed is not None
+        assert confirmed.status == "confirmed"
+    finally:
+        await shop.projections.stop()
+
+
+async def test_after_a_restart_the_projection_applies_only_the_events_past_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    # given: one order projected by a first process
+    url = f"sqlite+aiosqlite:///{tmp_path / 'restart.sqlite'}"
+    first_engine = create_engine(url)
+    first = await build_shop(first_engine)
+    earlier = await place_and_fill(first)
+    await first.projections.catch_up()
+    await first_engine.dispose()
+    # when: a second process places another order and catches up
+    engine = create_engine(url)
+    try:
+        second = await build_shop(engine)
+        later = await place_and_fill(second, "c-2")
+        (status,) = await second.projections.catch_up()
+        # then: the first order is not counted twice
+        assert (status.checkpoint, status.head_position) == (6, 6)
+        earlier_summary = await summary_of(second, earlier)
+        later_summary = await summary_of(second, later)
+        assert earlier_summary is not None
+        assert later_summary is not None
+        assert (earlier_summary.items, later_summary.items) == (2, 2)
+        assert await second.summaries.count() == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_a_rebuild_restores_damaged_summaries_from_the_events(shop: Shop) -> None:
+    # given: two projected orders, then the read model damaged by hand
+    kept = await place_and_fill(shop, "c-1")
+    lost = await place_and_fill(shop, "c-2", confirm=False)
+    await shop.projections.catch_up()
+    by_order = QueryOptions().with_ordering("order_id")
+    projected = await shop.summaries.query(by_order)
+    async with shop.summaries.engine.begin() as connection:
+        await shop.summaries.delete(connection, lost)
+        await shop.summaries.update(connection, kept, {"items": 99})
+    # when
+    status = await shop.projections.rebuild("shop.order_summaries")
+    # then
+    assert (status.state, status.checkpoint) == ("idle", 5)
+    assert await shop.summaries.query(by_order) == projected
+    assert len(projected) == 2
 
 
 async def test_the_order_is_rebuilt_from_the_events_stored_in_sqlite(shop: Shop) -> None:
@@ -95,5 +182,19 @@ async def test_the_main_job_runs_to_the_end_on_a_sqlite_file(
     assert await main(settings) == 0
     output = capsys.readouterr().out
     assert "placed order" in output
+    assert "summary before the projection caught up: None" in output
+    assert "items=5, total=Decimal('28.60'), status='confirmed')" in output
+    assert "order summaries: 1, of which confirmed: 1" in output
     assert "rebuilt from its events: confirmed at version 4" in output
     assert (tmp_path / "main.sqlite").exists()
+
+
+async def test_the_main_job_runs_twice_on_postgresql_and_the_projection_follows(
+    postgres_database: PostgresDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(database_url=postgres_database.sqlalchemy_url)
+    assert await main(settings) == 0
+    assert await main(settings) == 0
+    second_run = capsys.readouterr().out.split("database:")[-1]
+    assert "projection shop.order_summaries: checkpoint 8 of 8" in second_run
+    assert "order summaries: 2, of which confirmed: 2" in second_run

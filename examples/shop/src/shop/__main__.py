@@ -1,5 +1,9 @@
 """Run the shop: ``python -m shop`` walks one order through its life and prints it.
 
+After the commands, the order-summary projection catches up with the events
+(every order ever placed in the database, the first time) and the summary is
+read from its table.
+
 The data goes to ``DATABASE_URL``: a SQLite file, ``shop.sqlite`` in the
 working directory, unless the variable names another database.
 """
@@ -11,6 +15,7 @@ import logging
 import sys
 from decimal import Decimal
 
+from cqrs_ddd_advanced_core.projections import SpecificationBuilder
 from cqrs_ddd_core import ValidationError
 from cqrs_ddd_persistence_sqlalchemy import create_engine
 from shop.application import (
@@ -26,7 +31,7 @@ from shop.settings import Settings
 
 
 async def main(settings: Settings) -> int:
-    """Place, fill and confirm an order, then show its events, the read model and the store."""
+    """Place, fill and confirm an order, then show its events, the projection and the store."""
     engine = create_engine(settings.database_url)
     try:
         shop = await build_shop(engine)
@@ -59,13 +64,30 @@ async def walk_through(shop: Shop) -> None:
     except OrderError as error:
         print(f"refused: {error}")
 
-    summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
-    print(f"summary: {summary}")
+    await show_projection(shop, order_id)
     order = await shop.orders.get(order_id)
     print(f"order {order.id} rebuilt from its events: {order.status} at version {order.version}")
     customer = await shop.customers.get("customer-7")
     print(f"customer {customer.name} has placed {customer.orders_placed} order(s) in this database")
     print(f"events in the store: {await shop.event_store.current_position()} (global position)")
+
+
+async def show_projection(shop: Shop, order_id: str) -> None:
+    """Bring the order-summary projection up to date and print what it holds."""
+    summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
+    print(f"summary before the projection caught up: {summary}")
+    for status in await shop.projections.catch_up():
+        print(
+            f"projection {status.name}: checkpoint {status.checkpoint} of {status.head_position},"
+            f" {status.lag_events} event(s) behind, {status.dead_letters} dead letter(s)"
+        )
+    summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
+    print(f"summary: {summary}")
+    confirmed = SpecificationBuilder().where("status", "==", "confirmed")
+    print(
+        f"order summaries: {await shop.summaries.count()},"
+        f" of which confirmed: {await shop.summaries.count(confirmed)}"
+    )
 
 
 if __name__ == "__main__":

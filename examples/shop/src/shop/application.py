@@ -1,8 +1,8 @@
-"""The shop's commands, queries, handlers, read model and composition root."""
+"""The shop's commands, queries, handlers and composition root."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,10 +12,15 @@ from cqrs_ddd_advanced_core.event_sourcing import (
     EventSourcedMediatorFactory,
     EventSourcedRepository,
 )
+from cqrs_ddd_advanced_core.projections import (
+    ProjectionWorker,
+    ProjectorRegistry,
+    QueryOptions,
+    SpecificationBuilder,
+)
 from cqrs_ddd_core import (
     Command,
     CommandHandler,
-    EventDispatcher,
     EventTypeRegistry,
     HandlerRegistry,
     LoggingBehavior,
@@ -26,11 +31,18 @@ from cqrs_ddd_core import (
 from cqrs_ddd_core.exceptions import FieldIssue
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
+    SQLAlchemyReadModelStore,
     SQLAlchemyRepository,
     SQLAlchemyUnitOfWork,
     upgrade_schema,
 )
 from shop.domain import Customer, ItemAdded, Money, Order, OrderConfirmed, OrderPlaced
+from shop.projections import (
+    OrderSummary,
+    OrderSummaryProjector,
+    create_read_model_tables,
+    order_summaries,
+)
 
 
 class PlaceOrder(Command):
@@ -57,42 +69,9 @@ class ConfirmOrder(Command):
 
 
 class GetOrderSummary(Query):
-    """Ask for the summary of one order."""
+    """Ask for the summary of one order, as the order-summary projection last saw it."""
 
     order_id: str
-
-
-@dataclass
-class OrderSummary:
-    """One row of the order-summary read model."""
-
-    order_id: str
-    customer_id: str
-    items: int = 0
-    total: Decimal = Decimal(0)
-    status: str = "open"
-
-
-@dataclass
-class OrderSummaries:
-    """The order-summary read model, kept up to date from committed events (in process)."""
-
-    rows: dict[str, OrderSummary] = field(default_factory=dict)
-
-    async def on_placed(self, event: OrderPlaced) -> None:
-        """Start a summary for a new order."""
-        order_id = event.aggregate_id or ""
-        self.rows[order_id] = OrderSummary(order_id=order_id, customer_id=event.customer_id)
-
-    async def on_item_added(self, event: ItemAdded) -> None:
-        """Count the item and its price."""
-        row = self.rows[event.aggregate_id or ""]
-        row.items += event.quantity
-        row.total += event.unit_price.amount * event.quantity
-
-    async def on_confirmed(self, event: OrderConfirmed) -> None:
-        """Mark the order confirmed."""
-        self.rows[event.aggregate_id or ""].status = "confirmed"
 
 
 class PlaceOrderHandler(CommandHandler[PlaceOrder]):
@@ -157,25 +136,28 @@ class Shop:
     event_store: SQLAlchemyEventStore
     orders: EventSourcedRepository[Order]
     customers: SQLAlchemyRepository[Customer]
-    summaries: OrderSummaries
+    summaries: SQLAlchemyReadModelStore
+    projections: ProjectionWorker
 
 
 async def build_shop(engine: AsyncEngine) -> Shop:
     """Build the shop on ``engine``: the composition root, where everything is made and wired.
 
-    Brings the database schema up to date first.
+    Brings the database schema (the library's tables and the shop's read
+    models) up to date first. The projection worker is built, not started: a
+    long-running service calls ``projections.start()`` and ``stop()``, a script
+    ``projections.catch_up()``.
     """
     await upgrade_schema(engine)
+    await create_read_model_tables(engine)
     event_store = SQLAlchemyEventStore(engine)
     events = EventTypeRegistry([OrderPlaced, ItemAdded, OrderConfirmed])
     orders = EventSourcedRepository(EventSourcedLoader(Order, event_store, events))
     customers = SQLAlchemyRepository(Customer, engine)
 
-    summaries = OrderSummaries()
-    dispatcher = EventDispatcher()
-    dispatcher.subscribe(OrderPlaced, summaries.on_placed)
-    dispatcher.subscribe(ItemAdded, summaries.on_item_added)
-    dispatcher.subscribe(OrderConfirmed, summaries.on_confirmed)
+    summaries = SQLAlchemyReadModelStore(order_summaries, engine)
+    projectors = ProjectorRegistry([OrderSummaryProjector(summaries)], event_registry=events)
+    projections = ProjectionWorker(projectors, event_store)
 
     registry = HandlerRegistry()
     registry.register_command_handler(PlaceOrder, PlaceOrderHandler(orders, customers))
@@ -184,13 +166,14 @@ async def build_shop(engine: AsyncEngine) -> Shop:
 
     @registry.query_handler(GetOrderSummary)
     async def get_summary(query: GetOrderSummary) -> OrderSummary | None:
-        return summaries.rows.get(query.order_id)
+        one_order = SpecificationBuilder().where("order_id", "==", query.order_id)
+        rows = await summaries.query(QueryOptions().with_specification(one_order))
+        return OrderSummary.from_row(rows[0]) if rows else None
 
     factory = EventSourcedMediatorFactory(
         event_store=event_store,
         uow_factory=lambda: SQLAlchemyUnitOfWork(engine),
         handler_registry=registry,
-        event_dispatcher=dispatcher,
         behaviors=[LoggingBehavior(), ValidationBehavior({AddItem: [positive_price]})],
     )
     factory.register_event_sourced_type(Order)
@@ -200,4 +183,5 @@ async def build_shop(engine: AsyncEngine) -> Shop:
         orders=orders,
         customers=customers,
         summaries=summaries,
+        projections=projections,
     )
