@@ -47,7 +47,21 @@ from cqrs_ddd_advanced_core.event_sourcing import (
     EventSourcedPersistenceOrchestrator,
     EventSourcedRepository,
 )
-from cqrs_ddd_advanced_core.projections import QueryOptions, SpecificationBuilder
+from cqrs_ddd_advanced_core.projections import (
+    LeaseLostError,
+    ProjectionContext,
+    ProjectionError,
+    ProjectionHaltedError,
+    ProjectionRebuildError,
+    ProjectionStatus,
+    ProjectionWorker,
+    Projector,
+    ProjectorRegistrationError,
+    ProjectorRegistry,
+    QueryOptions,
+    SpecificationBuilder,
+    projects,
+)
 
 __all__ = [
     "AttemptRecord",
@@ -72,8 +86,18 @@ __all__ = [
     "InvalidEventHandlerError",
     "InvalidMergeRuleError",
     "LastWinsStrategy",
+    "LeaseLostError",
     "MergeStrategy",
     "MissingEventHandlerError",
+    "ProjectionContext",
+    "ProjectionError",
+    "ProjectionHaltedError",
+    "ProjectionRebuildError",
+    "ProjectionStatus",
+    "ProjectionWorker",
+    "Projector",
+    "ProjectorRegistrationError",
+    "ProjectorRegistry",
     "QueryOptions",
     "ResilientCommandHandler",
     "RetryBehavior",
@@ -85,4 +109,5 @@ __all__ = [
     "aggregate_event_handler",
     "attempts_of",
     "non_event_sourced",
+    "projects",
 ]
