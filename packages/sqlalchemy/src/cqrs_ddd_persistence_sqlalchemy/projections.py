@@ -60,6 +60,15 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "cqrs_events"
 """The PostgreSQL channel appends notify at commit."""
 
+_IDLE_TIMEOUT = "idle_in_transaction_session_timeout"
+_ADMIN_TTL = 30.0
+"""How long a release, reset or resume may sit idle in its transaction (seconds)."""
+
+
+def _milliseconds(seconds: float) -> str:
+    return str(max(int(seconds * 1000), 1000))
+
+
 _signals: weakref.WeakKeyDictionary[Any, ChangeSignal] = weakref.WeakKeyDictionary()
 
 
@@ -194,6 +203,20 @@ class SQLAlchemyProjectionStorage:
         self._dialect = postgresql if self._is_postgresql else sqlite
         self.signal = commit_signal(self.engine)
 
+    @asynccontextmanager
+    async def _transaction(self, ttl: float) -> AsyncIterator[AsyncConnection]:
+        """Open a transaction that PostgreSQL ends if this worker stalls in it past ``ttl``.
+
+        A worker frozen between a lease-row UPDATE and its COMMIT would
+        otherwise keep the row locked, and no standby could take over.
+        """
+        async with self.engine.begin() as connection:
+            if self._is_postgresql:
+                await connection.execute(
+                    select(func.set_config(_IDLE_TIMEOUT, _milliseconds(ttl), literal(True)))
+                )
+            yield connection
+
     def _now(self) -> ColumnElement[float]:
         if self._is_postgresql:
             return cast(extract("epoch", func.clock_timestamp()), Float)
@@ -217,7 +240,7 @@ class SQLAlchemyProjectionStorage:
         """Take the lease when it is free, expired or already ``owner``'s; else None."""
         now = self._now()
         with translated_errors(f"take the lease of projection {projection!r}"):
-            async with self.engine.begin() as connection:
+            async with self._transaction(ttl) as connection:
                 await self._ensure(connection, projection)
                 row = (
                     await connection.execute(
@@ -246,7 +269,7 @@ class SQLAlchemyProjectionStorage:
     async def renew(self, lease: Lease, ttl: float) -> bool:
         """Extend ``lease``; False when it was lost."""
         with translated_errors(f"renew the lease of projection {lease.projection!r}"):
-            async with self.engine.begin() as connection:
+            async with self._transaction(ttl) as connection:
                 result = await connection.execute(
                     update(projections)
                     .where(self._holder(lease))
@@ -258,7 +281,7 @@ class SQLAlchemyProjectionStorage:
     async def release(self, lease: Lease) -> None:
         """Give ``lease`` up (no-op when it was lost)."""
         with translated_errors(f"release the lease of projection {lease.projection!r}"):
-            async with self.engine.begin() as connection:
+            async with self._transaction(_ADMIN_TTL) as connection:
                 await connection.execute(
                     update(projections)
                     .where(self._holder(lease))
@@ -275,9 +298,8 @@ class SQLAlchemyProjectionStorage:
             .returning(projections.c.position)
         )
         if self._is_postgresql:
-            timeout_ms = str(max(int(ttl * 1000), 1000))
             fence = fence.returning(
-                func.set_config("idle_in_transaction_session_timeout", timeout_ms, literal(True))
+                func.set_config(_IDLE_TIMEOUT, _milliseconds(ttl), literal(True))
             )
         with translated_errors(f"apply a batch of projection {lease.projection!r}"):
             async with self.engine.connect() as connection, connection.begin():
@@ -353,7 +375,7 @@ class SQLAlchemyProjectionStorage:
         a batch in flight, so no batch commits between the reset and the replay.
         """
         with translated_errors(f"reset projection {projection!r}"):
-            async with self.engine.begin() as connection:
+            async with self._transaction(_ADMIN_TTL) as connection:
                 await self._ensure(connection, projection)
                 await connection.execute(
                     update(projections)
@@ -377,7 +399,7 @@ class SQLAlchemyProjectionStorage:
     async def resume(self, projection: str) -> None:
         """Clear the halted flag and the dead letters after the checkpoint."""
         with translated_errors(f"resume projection {projection!r}"):
-            async with self.engine.begin() as connection:
+            async with self._transaction(_ADMIN_TTL) as connection:
                 position = await connection.scalar(
                     update(projections)
                     .where(projections.c.name == projection)

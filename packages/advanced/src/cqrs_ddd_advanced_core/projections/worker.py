@@ -327,6 +327,10 @@ class ProjectionWorker:
             # epoch under this worker's loop if it were acquiring at this moment
             owner = f"{self.worker_id}/replay"
             lease = await self.storage.acquire(name, owner, self.lease_ttl)
+            if lease is None and runner.task is not None:
+                # this worker's own loop may be taking the lease right now: borrow it
+                lease = await self._loop_lease(runner)
+                borrowed = lease is not None
             if lease is None:
                 raise LeaseLostError(name, owner, 0)
         try:
@@ -360,6 +364,14 @@ class ProjectionWorker:
             if not borrowed:
                 await self.storage.release(lease)
         return ReplayResult(applied, failed)
+
+    async def _loop_lease(self, runner: _Runner) -> Lease | None:
+        deadline = time.monotonic() + self.lease_ttl
+        while runner.lease is None and runner.task is not None and time.monotonic() < deadline:
+            if runner.task.done() or runner.state == "standby":
+                return None
+            await asyncio.sleep(0.01)
+        return runner.lease
 
     async def status(self, name: str | None = None) -> list[ProjectionStatus]:
         """Return each projection's checkpoint, head, lag, lease and dead-letter count."""
