@@ -434,7 +434,6 @@ async def replay_with_the_fix(outcome: Outcome) -> None:
     fixed = make_worker(outcome.engine, fixed=True, calls=outcome.calls)
     await fixed.start()
     try:
-        # once its loop holds the lease (right after start(): see the xfail test below)
         await fixed.wait_until_caught_up(within=60)
         replay = await fixed.replay_dead_letters(PROJECTION)
         remaining = await fixed.dead_letters(PROJECTION)
