@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -12,6 +13,10 @@ from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
 
 EngineSource = AsyncEngine | async_sessionmaker[AsyncSession] | AsyncSession
 """What stores accept: an engine, or a session factory or session bound to one."""
+
+T = TypeVar("T")
+
+_READER = "reader"
 
 
 def engine_of(source: EngineSource) -> AsyncEngine:
@@ -38,9 +43,40 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     if connection is not None:
         yield connection
         return
-    if engine.dialect.name == "postgresql":
-        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    else:
-        reader = read_only(engine)
-    async with reader.connect() as own:
+    async with per_engine(engine, _READER, _reader).connect() as own:
         yield own
+
+
+def per_engine(engine: AsyncEngine, key: str, build: Callable[[AsyncEngine], T]) -> T:
+    """Return ``build(engine)``, built once per engine and kept for its lifetime.
+
+    What a store derives from an engine (a read-only view of it, compiled
+    queries) is cached on the engine itself, so a store built per request does
+    not rebuild it, and it goes away with the engine. ``key`` names the value
+    among the package's; ``build`` must return the same type for one key.
+    """
+    cache = _cache_of(engine)
+    if cache is None:
+        return build(engine)
+    value: T | None = cache.get(key)
+    if value is None:
+        value = cache[key] = build(engine)
+    return value
+
+
+def _cache_of(engine: AsyncEngine) -> dict[str, Any] | None:
+    try:
+        attributes = vars(engine.sync_engine)
+    except TypeError:  # an engine class without a __dict__: build every time
+        return None
+    cache: dict[str, Any] | None = attributes.get("_cqrs_ddd_cache")
+    if cache is None:
+        cache = attributes["_cqrs_ddd_cache"] = {}
+    return cache
+
+
+def _reader(engine: AsyncEngine) -> AsyncEngine:
+    # Building an execution-options view costs about as much as the read it serves.
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return read_only(engine)

@@ -2,15 +2,126 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+import logging
+from collections.abc import Sequence
+from itertools import starmap
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import (
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from cqrs_ddd_advanced_core.snapshots import Snapshot
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
+from cqrs_ddd_persistence_sqlalchemy.connections import (
+    EngineSource,
+    engine_of,
+    per_engine,
+    reading,
+)
+from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, SQLiteLoopReader
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
-from cqrs_ddd_persistence_sqlalchemy.schema import snapshots
+from cqrs_ddd_persistence_sqlalchemy.event_store import SQLAlchemyEventStore
+from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+
+_logger = logging.getLogger("cqrs_ddd_persistence_sqlalchemy.snapshots")
+
+_STREAM_ID = bindparam("stream_id", type_=String())
+
+_LATEST = (
+    select(
+        snapshots.c.stream_id,
+        snapshots.c.aggregate_type,
+        snapshots.c.version,
+        snapshots.c.schema_version,
+        snapshots.c.state,
+        snapshots.c.taken_at,
+    )
+    .where(snapshots.c.stream_id == _STREAM_ID)
+    .order_by(snapshots.c.version.desc())
+    .limit(1)
+)
+
+# The newest snapshot and the events after it, in one statement: the events'
+# rows (in the order of ``StoredEvent``'s fields, as ``load_stream`` reads them)
+# and the snapshot as one more row of the same shape, told apart by its NULL
+# position. Without a snapshot the rows are the whole stream, as a load without
+# snapshots reads it. A UNION has no order of its own, so the rows are put in
+# version order in Python (they come in it, so that is a single pass).
+#
+# Two things keep PostgreSQL on the (stream_id, version) index whatever its
+# statistics say. The ORDER BY inside the events' subquery (the index gives that
+# order for free; another index, (stream_id, event_id), would need a sort). And
+# ``version <= 2**31 - 1``, which excludes nothing (the column is a 32-bit
+# integer) but makes the condition a range: the lower bound comes from a
+# subquery, unknown when planning, and a lone ``>`` on an unknown value is
+# estimated at a third of the stream, enough for a sequential scan when one
+# large stream dominates the table (the streams that need snapshots), while a
+# range with an unknown end is estimated at 0.5%.
+_NEWEST_VERSION = (
+    select(func.max(snapshots.c.version)).where(snapshots.c.stream_id == _STREAM_ID)
+).scalar_subquery()
+_EVENTS_AFTER_SNAPSHOT = (
+    select(
+        events.c.position,
+        events.c.stream_id,
+        events.c.version,
+        events.c.event_type,
+        events.c.schema_version,
+        events.c.event_id,
+        events.c.occurred_at,
+        events.c.payload,
+        events.c.aggregate_type,
+        events.c.correlation_id,
+        events.c.causation_id,
+        events.c.metadata,
+    )
+    .where(
+        events.c.stream_id == _STREAM_ID,
+        events.c.version > func.coalesce(_NEWEST_VERSION, literal_column("0")),
+        events.c.version <= literal_column(str(2**31 - 1)),
+    )
+    .order_by(events.c.version)
+    .subquery("later_events")
+)
+_SNAPSHOT_AS_ROW = select(
+    cast(null(), events.c.position.type),
+    snapshots.c.stream_id,
+    snapshots.c.version,
+    cast(null(), events.c.event_type.type),
+    snapshots.c.schema_version,
+    cast(null(), events.c.event_id.type),
+    snapshots.c.taken_at,
+    snapshots.c.state,
+    snapshots.c.aggregate_type,
+    cast(null(), events.c.correlation_id.type),
+    cast(null(), events.c.causation_id.type),
+    cast(null(), events.c.metadata.type),
+).where(snapshots.c.stream_id == _STREAM_ID, snapshots.c.version == _NEWEST_VERSION)
+_SNAPSHOT_AND_LATER_EVENTS = union_all(select(_EVENTS_AFTER_SNAPSHOT), _SNAPSHOT_AS_ROW)
+
+
+class _JointRead:
+    """The compiled one-round-trip query of one engine, and its SQLite loop reader."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        query = DriverQuery(_SNAPSHOT_AND_LATER_EVENTS, engine)
+        self.query = query if query.supported else None
+        self.loop_reader = (
+            SQLiteLoopReader.for_engine(engine, query.sql) if query.supported else None
+        )
 
 
 class SQLAlchemySnapshotStorage:
@@ -20,34 +131,102 @@ class SQLAlchemySnapshotStorage:
     a SQLAlchemy ``AsyncSession``, ``async_sessionmaker`` or ``AsyncEngine``.
     A save inside a command commits with the command's events; saving a
     snapshot that already exists (same stream and version) is a no-op.
+
+    It is also a ``SnapshotAndEventsReader`` of a :class:`SQLAlchemyEventStore`
+    on the same engine: a load reads the newest snapshot and the events after
+    it in one statement, one round trip (inside a command on the command's
+    connection, in its transaction). Outside a command the statement runs on
+    the driver connection without SQLAlchemy's execution layer, and on a SQLite
+    file on the event loop's thread (see :class:`SQLiteLoopReader`) unless
+    ``sqlite_loop_reads=False``.
     """
 
-    def __init__(self, source: EngineSource) -> None:
+    def __init__(self, source: EngineSource, *, sqlite_loop_reads: bool = True) -> None:
         self.engine: AsyncEngine = engine_of(source)
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert(snapshots)
+        self.sqlite_loop_reads = sqlite_loop_reads
 
     async def latest(self, stream_id: str) -> Snapshot | None:
         """Return the stream's newest snapshot, or None."""
-        query = (
-            select(snapshots)
-            .where(snapshots.c.stream_id == stream_id)
-            .order_by(snapshots.c.version.desc())
-            .limit(1)
-        )
         with translated_errors(f"load the snapshot of {stream_id!r}"):
             async with reading(self.engine) as connection:
-                row = (await connection.execute(query)).mappings().first()
+                row = (await connection.execute(_LATEST, {"stream_id": stream_id})).first()
         if row is None:
             return None
-        return Snapshot(
-            stream_id=row["stream_id"],
-            aggregate_type=row["aggregate_type"],
-            version=row["version"],
-            schema_version=row["schema_version"],
-            state=row["state"],
-            taken_at=row["taken_at"],
+        return Snapshot(*row)
+
+    def reads_events_of(self, event_store: EventStore) -> bool:
+        """Return whether ``event_store`` is a ``SQLAlchemyEventStore`` reading this database.
+
+        True when it reads the same tables through the same pool (the same
+        engine, or views of one engine with the same execution options), and
+        does not change how streams are loaded.
+        """
+        if not isinstance(event_store, SQLAlchemyEventStore):
+            return False
+        if type(event_store).load_stream is not SQLAlchemyEventStore.load_stream:
+            return False
+        theirs = event_store.engine
+        return (
+            theirs.pool is self.engine.pool
+            and theirs.get_execution_options() == self.engine.get_execution_options()
         )
+
+    async def load_snapshot_and_events(
+        self, stream_id: str
+    ) -> tuple[Snapshot | None, list[StoredEvent]]:
+        """Return the newest snapshot and the events after it (all without one), in one read.
+
+        The events are what ``SQLAlchemyEventStore.load_stream(stream_id,
+        from_version=snapshot.version + 1)`` returns. Inside a command the
+        read runs on the command's connection and sees its writes.
+        """
+        parameters = {"stream_id": stream_id}
+        with translated_errors(f"load the snapshot and events of {stream_id!r}"):
+            rows = await self._read_joint(parameters)
+        snapshot: Snapshot | None = None
+        event_rows: list[Sequence[Any]] = []
+        for row in rows:
+            if row[0] is None:
+                snapshot = Snapshot(
+                    stream_id=row[1],
+                    aggregate_type=row[8],
+                    version=row[2],
+                    schema_version=row[4],
+                    state=row[7],
+                    taken_at=row[6],
+                )
+            else:
+                event_rows.append(row)
+        event_rows.sort(key=itemgetter(2))
+        return snapshot, list(starmap(StoredEvent, event_rows))
+
+    async def _read_joint(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        joint = per_engine(self.engine, "snapshot_and_events", _JointRead)
+        query = joint.query
+        connection = ambient_connection(self.engine)
+        if connection is not None:
+            # In the command's transaction. On aiosqlite the driver call is one
+            # hand-off to its thread; on asyncpg SQLAlchemy must run it, as it
+            # starts the transaction with the first statement.
+            if query is not None and query.driver == "aiosqlite":
+                try:
+                    return await query.fetch_on(connection, parameters)
+                except Exception:  # SQLAlchemy's run below reports it, typed
+                    _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
+            return (await connection.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
+        if query is not None:
+            if joint.loop_reader is not None and self.sqlite_loop_reads:
+                raw_rows = joint.loop_reader.fetch(query.arguments(parameters))
+                if raw_rows is not None:
+                    return query.rows(raw_rows)
+            try:
+                return await query.fetch_pooled(self.engine, parameters)
+            except Exception:  # SQLAlchemy's run below reports it, typed
+                _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
+        async with reading(self.engine) as own:
+            return (await own.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
 
     async def save(self, snapshot: Snapshot, *, keep: int) -> None:
         """Store ``snapshot`` and delete the stream's snapshots older than the ``keep`` newest."""

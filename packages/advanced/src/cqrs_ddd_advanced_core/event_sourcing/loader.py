@@ -24,10 +24,12 @@ class EventSourcedLoader(Generic[TAggregate]):
     """Loads aggregates of one event-sourced type by replaying their stored events.
 
     With a ``snapshot_store`` the newest usable snapshot is restored first and
-    only the later events are read. Each stored event is upcast along
-    ``upcaster_registry``'s chain and turned back into its class through
-    ``event_registry`` (an unknown type, a failing upcaster or a malformed
-    payload raises a typed error naming the stream, version and type) and applied by the aggregate's
+    only the later events are read (in the same round trip when the snapshot
+    storage reads the event store's events, see ``SnapshotAndEventsReader``).
+    Each stored event is upcast along ``upcaster_registry``'s chain and turned
+    back into its class through ``event_registry`` (an unknown type, a failing
+    upcaster or a malformed payload raises a typed error naming the stream,
+    version and type) and applied by the aggregate's
     ``@aggregate_event_handler`` methods. The aggregate type must use
     :class:`EventSourcedAggregateMixin` and must not be ``@non_event_sourced``;
     otherwise :class:`EventSourcedAggregateRequiredError` is raised when the
@@ -64,11 +66,12 @@ class EventSourcedLoader(Generic[TAggregate]):
         A stream written by another aggregate type (ids are shared by all types
         of one event store) is not this type's aggregate: None as well.
         """
-        restored = None
-        if self.snapshot_store is not None:
-            restored = await self.snapshot_store.restore(self.aggregate_type, aggregate_id)
-        from_version = restored.version + 1 if restored is not None else 1
-        stored = await self.event_store.load_stream(aggregate_id, from_version=from_version)
+        if self.snapshot_store is None:
+            restored, stored = None, await self.event_store.load_stream(aggregate_id)
+        else:
+            restored, stored = await self.snapshot_store.restore_with_events(
+                self.aggregate_type, aggregate_id, self.event_store
+            )
         if restored is None and (
             not stored or stored[0].aggregate_type not in (None, self._type_name)
         ):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
-from cqrs_ddd_advanced_core.snapshots.storage import ENTRY_POINT_GROUP, SnapshotStorage, storage_for
+from cqrs_ddd_advanced_core.snapshots.storage import (
+    ENTRY_POINT_GROUP,
+    SnapshotAndEventsReader,
+    SnapshotStorage,
+    storage_for,
+)
 from cqrs_ddd_advanced_core.snapshots.store import SnapshotStore
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
 
@@ -13,6 +18,7 @@ __all__ = [
     "EveryNEventsStrategy",
     "InMemorySnapshotStorage",
     "Snapshot",
+    "SnapshotAndEventsReader",
     "SnapshotStorage",
     "SnapshotStore",
     "SnapshotStrategy",

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from cqrs_ddd_advanced_core.domain.exceptions import EventSourcingConfigurationError
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 
 ENTRY_POINT_GROUP = "cqrs_ddd.snapshot_storage"
 """Installed persistence packages name here a function ``(session) -> SnapshotStorage | None``."""
@@ -22,6 +23,33 @@ class SnapshotStorage(Protocol):
 
     async def save(self, snapshot: Snapshot, *, keep: int) -> None:
         """Store ``snapshot`` and keep only the stream's ``keep`` newest ones."""
+        ...
+
+
+@runtime_checkable
+class SnapshotAndEventsReader(Protocol):
+    """A snapshot storage that also reads the events after the snapshot, in one round trip.
+
+    An optional capability: ``SnapshotStore.restore_with_events`` (and so
+    ``EventSourcedLoader``) uses it when the storage says it reads the same
+    events as the loader's event store (same database, same table), and
+    falls back to ``latest`` then ``EventStore.load_stream`` otherwise.
+    """
+
+    def reads_events_of(self, event_store: EventStore) -> bool:
+        """Return whether :meth:`load_snapshot_and_events` reads ``event_store``'s events."""
+        ...
+
+    async def load_snapshot_and_events(
+        self, stream_id: str
+    ) -> tuple[Snapshot | None, list[StoredEvent]]:
+        """Return the stream's newest snapshot and the events after it, read together.
+
+        The events are those ``load_stream(stream_id, from_version=snapshot.version + 1)``
+        returns, in version order; the whole stream when there is no snapshot.
+        Inside a command the read joins the command's transaction, as the
+        event store's reads do.
+        """
         ...
 
 

@@ -9,9 +9,14 @@ import pydantic
 
 from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
-from cqrs_ddd_advanced_core.snapshots.storage import SnapshotStorage, storage_for
+from cqrs_ddd_advanced_core.snapshots.storage import (
+    SnapshotAndEventsReader,
+    SnapshotStorage,
+    storage_for,
+)
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -29,7 +34,8 @@ class SnapshotStore:
 
     ``EventSourcedRepository.save`` calls :meth:`snapshot_if_due` in the
     command's unit of work, so a snapshot commits with the events that crossed
-    the threshold, or not at all. ``EventSourcedLoader`` calls :meth:`restore`.
+    the threshold, or not at all. ``EventSourcedLoader`` calls
+    :meth:`restore_with_events`.
     """
 
     def __init__(
@@ -44,6 +50,11 @@ class SnapshotStore:
         )
         self.strategy: SnapshotStrategy = strategy or EveryNEventsStrategy(frequency=100)
         self.keep = keep
+        # The last (storage, event store) pair asked about, and whether the storage
+        # reads that store's events itself: asked once, not on every load.
+        self._joint: tuple[SnapshotStorage, EventStore, SnapshotAndEventsReader | None] | None = (
+            None
+        )
 
     async def snapshot_if_due(self, aggregate: AggregateRoot, *, previous_version: int) -> bool:
         """Snapshot ``aggregate`` if saving it from ``previous_version`` crosses the threshold."""
@@ -74,8 +85,47 @@ class SnapshotStore:
         loader then replays the whole stream.
         """
         snapshot = await self.storage.latest(stream_id)
+        return None if snapshot is None else self._usable(aggregate_type, snapshot)
+
+    async def restore_with_events(
+        self, aggregate_type: type[TAggregate], stream_id: str, event_store: EventStore
+    ) -> tuple[TAggregate | None, list[StoredEvent]]:
+        """Return the aggregate as of its newest usable snapshot (or None) and the events after it.
+
+        The events are ``event_store``'s, from the snapshot's version + 1 on, or
+        the whole stream when no snapshot is usable (see :meth:`restore`). When
+        the storage is a :class:`SnapshotAndEventsReader` of ``event_store``
+        (the SQLAlchemy storage with the SQLAlchemy event store on the same
+        database), the snapshot and the events come in one read, one round trip;
+        only an unusable snapshot costs a second read, of the whole stream.
+        """
+        reader = self._reader_of(event_store)
+        if reader is None:
+            restored = await self.restore(aggregate_type, stream_id)
+            from_version = restored.version + 1 if restored is not None else 1
+            return restored, await event_store.load_stream(stream_id, from_version=from_version)
+        snapshot, stored = await reader.load_snapshot_and_events(stream_id)
         if snapshot is None:
-            return None
+            return None, stored
+        restored = self._usable(aggregate_type, snapshot)
+        if restored is None:
+            return None, await event_store.load_stream(stream_id)
+        return restored, stored
+
+    def _reader_of(self, event_store: EventStore) -> SnapshotAndEventsReader | None:
+        storage = self.storage
+        joint = self._joint
+        if joint is not None and joint[0] is storage and joint[1] is event_store:
+            return joint[2]
+        reader = (
+            storage
+            if isinstance(storage, SnapshotAndEventsReader) and storage.reads_events_of(event_store)
+            else None
+        )
+        self._joint = (storage, event_store, reader)
+        return reader
+
+    def _usable(self, aggregate_type: type[TAggregate], snapshot: Snapshot) -> TAggregate | None:
         if snapshot.aggregate_type != aggregate_type.aggregate_type_name:
             return None
         expected = _schema_version(aggregate_type)
@@ -83,7 +133,7 @@ class SnapshotStore:
             _logger.info(
                 "ignoring snapshot of %s %r at version %d: schema version %d, class is at %d",
                 snapshot.aggregate_type,
-                stream_id,
+                snapshot.stream_id,
                 snapshot.version,
                 snapshot.schema_version,
                 expected,
@@ -95,7 +145,7 @@ class SnapshotStore:
             _logger.warning(
                 "ignoring snapshot of %s %r at version %d: its state no longer fits: %s",
                 snapshot.aggregate_type,
-                stream_id,
+                snapshot.stream_id,
                 snapshot.version,
                 error,
             )

@@ -1,0 +1,238 @@
+"""Hot reads run straight on the driver: one call per query, no execution layer around it.
+
+A read of a few rows (a snapshot and the events after it) costs far less in the
+database than around it. Through SQLAlchemy's asyncio layer a single SELECT
+takes a pool checkout wrapped in an ``AsyncConnection``, greenlet switches and
+a result object; on SQLite each cursor operation is also its own hand-off to
+aiosqlite's worker thread (cursor, execute, fetch, close, then the ``BEGIN``
+and ``ROLLBACK`` around them), each tens of microseconds. Measured on the
+snapshot load (``benchmarks/README.md``), that was most of its time.
+
+:class:`DriverQuery` compiles a SELECT once for an engine's dialect and runs
+it with the driver's own one-call API: ``fetch`` on asyncpg, ``execute_fetchall``
+(one hand-off) on aiosqlite, then applies the dialect's result processors, so
+the rows are the values SQLAlchemy would return. :class:`SQLiteLoopReader`
+goes further for reads outside a command on a SQLite file: it runs the query
+on the event loop's own thread through a private ``sqlite3`` connection, with
+no hand-off at all, under limits that keep it short (see its docstring).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import CompoundSelect, Select, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+_logger = logging.getLogger("cqrs_ddd_persistence_sqlalchemy.driver_reads")
+
+Row = tuple[Any, ...]
+"""One result row, its values as SQLAlchemy would return them."""
+
+_DRIVERS = ("asyncpg", "aiosqlite")
+_SQLITE_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class DriverQuery:
+    """A SELECT compiled once for ``engine``, run on the driver connection in one call.
+
+    ``supported`` is False for drivers other than asyncpg and aiosqlite and for
+    engines whose execution options change the SQL (``schema_translate_map``):
+    callers then execute the statement through SQLAlchemy as usual.
+    """
+
+    def __init__(self, statement: Select[Any] | CompoundSelect[Any], engine: AsyncEngine) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.driver = dialect.driver
+        self.supported = (
+            self.driver in _DRIVERS and "schema_translate_map" not in engine.get_execution_options()
+        )
+        self._names: Sequence[str] = compiled.positiontup or ()
+        self._binds: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in self._names
+        ]
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (index, processor)
+            for index, processor in enumerate(processors)
+            if processor is not None
+        ]
+
+    def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
+        """Return ``parameters`` as the driver's positional arguments, bind-processed."""
+        return [
+            parameters[name] if process is None else process(parameters[name])
+            for name, process in self._binds
+        ]
+
+    def rows(self, raw_rows: Sequence[Sequence[Any]]) -> list[Row]:
+        """Return the driver's rows with the dialect's result processors applied."""
+        if not self._processors:
+            return [tuple(row) for row in raw_rows]
+        processed: list[Row] = []
+        for raw in raw_rows:
+            row = list(raw)
+            for index, process in self._processors:
+                row[index] = process(row[index])
+            processed.append(tuple(row))
+        return processed
+
+    async def fetch_on(
+        self, connection: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> list[Row]:
+        """Run on ``connection``'s driver connection, inside whatever transaction it has."""
+        proxied = await connection.get_raw_connection()
+        return await self._fetch(proxied.driver_connection, parameters)
+
+    async def fetch_pooled(self, engine: AsyncEngine, parameters: Mapping[str, Any]) -> list[Row]:
+        """Run on a connection checked out of ``engine``'s pool, outside any transaction.
+
+        A single statement outside a transaction sees one consistent state of
+        the database on both backends. On failure the connection is discarded
+        (it may be broken) and the error raised.
+        """
+        proxied = await engine.raw_connection()
+        try:
+            rows = await self._fetch(proxied.driver_connection, parameters)
+        except BaseException:
+            await greenlet_spawn(proxied.invalidate)
+            raise
+        await greenlet_spawn(proxied.close)
+        return rows
+
+    async def _fetch(self, driver_connection: Any, parameters: Mapping[str, Any]) -> list[Row]:
+        arguments = self.arguments(parameters)
+        if self.driver == "asyncpg":
+            raw_rows = await driver_connection.fetch(self.sql, *arguments)
+        else:
+            raw_rows = await driver_connection.execute_fetchall(self.sql, arguments)
+        return self.rows(raw_rows)
+
+
+class SQLiteLoopReader:
+    """Runs short reads of one SQLite file on the calling thread: no hand-off, no pool.
+
+    For reads outside a command only (inside one, the command's connection is
+    the only one that sees its writes). The reads go through a private
+    ``sqlite3`` connection that is read-only (``query_only``) and never waits:
+
+    * **No lock waits.** Its busy timeout is 0, so where SQLite would make it
+      wait (WAL recovery, a database not in WAL mode being written) the read
+      gives up at once and :meth:`fetch` returns None: the caller then reads
+      through the pool on aiosqlite's thread, waiting there. In WAL mode, the
+      mode ``create_engine`` sets, readers otherwise never wait for writers.
+    * **Bounded work.** A read that would return more than ``max_rows`` rows
+      is abandoned after that many (None again); a single statement in
+      autocommit mode sees one committed state of the database, as the
+      pooled read does.
+    * **One caller at a time.** A second thread finding the connection in use
+      does not wait for it either (None).
+
+    Any ``sqlite3`` error also returns None, so the caller's ordinary read
+    decides (and reports) what is wrong. The connection is closed when the
+    engine is disposed (and reopened on the next read) or when the reader is
+    garbage collected.
+    """
+
+    max_rows = 250
+    """Reads returning more rows than this run through the pool instead.
+
+    Stepping through a row costs ``sqlite3`` about 2 µs on the loop (small
+    events, 2-core machine), so a read that gives up has held the loop for
+    about half a millisecond; a snapshot every 100 events (the default)
+    leaves at most 100 rows to read.
+    """
+
+    def __init__(self, path: str, sql: str) -> None:
+        self.path = path
+        self.sql = sql
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine, sql: str) -> SQLiteLoopReader | None:
+        """Return a reader of ``engine``'s database file, or None when it has none.
+
+        Only a plain file path on aiosqlite qualifies: not ``:memory:``, not a
+        ``file:`` URI, no URL query options, no ``native_datetime`` (whose
+        values the private connection would not convert alike). The reader is
+        closed when ``engine`` is disposed.
+        """
+        url = engine.url
+        database = url.database
+        if (
+            engine.dialect.driver != "aiosqlite"
+            or not database
+            or database == ":memory:"
+            or database.startswith("file:")
+            or url.query
+            or getattr(engine.dialect, "native_datetime", False)
+        ):
+            return None
+        reader = cls(str(Path(database).absolute()), sql)
+        event.listen(engine.sync_engine, "engine_disposed", reader._on_engine_disposed)
+        return reader
+
+    def fetch(self, arguments: Sequence[Any]) -> list[Sequence[Any]] | None:
+        """Return the raw rows of the query for ``arguments``, or None to read elsewhere."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            connection = self._connection or self._open()
+            cursor = connection.execute(self.sql, arguments)
+            try:
+                rows = cursor.fetchmany(self.max_rows + 1)
+            finally:
+                cursor.close()  # ends the statement, and with it the read transaction
+        except sqlite3.Error as error:
+            if getattr(error, "sqlite_errorcode", None) not in _SQLITE_BUSY_CODES:
+                _logger.debug("SQLite loop read of %s failed, reading through the pool", self.path)
+                self._close_connection()
+            return None
+        finally:
+            self._lock.release()
+        return None if len(rows) > self.max_rows else rows
+
+    def close(self) -> None:
+        """Close the private connection (a later read opens a new one)."""
+        with self._lock:
+            self._close_connection()
+
+    def _open(self) -> sqlite3.Connection:
+        uri = f"file:{quote(self.path)}?mode=rw"  # never creates a missing database
+        connection = sqlite3.connect(
+            uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA query_only = ON")
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _on_engine_disposed(self, engine: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        connection = getattr(self, "_connection", None)
+        if connection is not None:
+            connection.close()
