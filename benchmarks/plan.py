@@ -42,6 +42,14 @@ class Plan:
     """(f) events replayed per sample of the full replay (at least one load)."""
     upcast_events: int
     """(g) version-1 events read per sample, with and without the upcast chain."""
+    projection_events: int
+    """(h) events appended per side, then projected from position 0 by each catch-up."""
+    projection_streams: int
+    """(h) accounts those events are spread over (one read-model row each)."""
+    projection_batches: tuple[int, ...]
+    """(h) our worker's batch sizes (events per transaction)."""
+    projection_repeats: int
+    """(h) catch-ups per side (the median is kept; no warm-up: each is long)."""
 
 
 FULL = Plan(
@@ -62,6 +70,10 @@ FULL = Plan(
     snapshot_loads=200,
     replay_events=30_000,
     upcast_events=100_000,
+    projection_events=100_000,
+    projection_streams=1_000,
+    projection_batches=(100, 500),
+    projection_repeats=3,
 )
 
 QUICK = Plan(
@@ -82,4 +94,8 @@ QUICK = Plan(
     snapshot_loads=50,
     replay_events=5_000,
     upcast_events=5_000,
+    projection_events=10_000,
+    projection_streams=100,
+    projection_batches=(100, 500),
+    projection_repeats=3,
 )

@@ -1,7 +1,7 @@
 """The benchmark command: every workload on SQLite, then on PostgreSQL, then the writers.
 
-``python -m benchmarks [--quick] [--repeats N] [--only sqlite|postgres|writers|snapshots]
-[--profile]``
+``python -m benchmarks [--quick] [--repeats N]
+[--only sqlite|postgres|writers|snapshots|projections] [--profile]``
 (``bash scripts/bench.sh`` syncs the ``bench`` dependency group first). Progress
 goes to stderr; the tables go to stdout.
 """
@@ -22,6 +22,8 @@ from benchmarks import writer_processes, writers
 from benchmarks.databases import PostgresTarget, SQLiteTarget, fresh_postgres, fresh_sqlite
 from benchmarks.ours import OurBank
 from benchmarks.plan import FULL, QUICK, Plan
+from benchmarks.projections import ProjectionResults, bench_projections
+from benchmarks.projections import summary_text as projection_summary
 from benchmarks.raw import AsyncpgDriver, RawDriver
 from benchmarks.raw_sqlite import AiosqliteDriver, SQLite3Driver
 from benchmarks.report import (
@@ -250,7 +252,9 @@ def _add_writers_row(report: Report, workload: str, rates: dict[str, float]) -> 
     )
 
 
-async def run(plan: Plan, only: str | None) -> tuple[Report, dict[str, str]]:
+async def run(
+    plan: Plan, only: str | None, projections: ProjectionResults
+) -> tuple[Report, dict[str, str]]:
     """Run every backend (or ``only`` one); return the report and the machine facts."""
     report = Report()
     postgres_version = "not measured"
@@ -274,6 +278,10 @@ async def run(plan: Plan, only: str | None) -> tuple[Report, dict[str, str]]:
                     "postgres", target.sqlalchemy_url, target.eventsourcing_env()
                 )
                 await bench_snapshots(snapshot_target, plan, report, progress)
+    if only in (None, "projections"):
+        await bench_projections(plan, report, projections, progress)
+        if postgres_version == "not measured":
+            postgres_version = projections.postgres_version
     return report, machine(postgres_version)
 
 
@@ -284,8 +292,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="samples per figure (median is kept)")
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "writers", "snapshots"),
-        help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g))",
+        choices=("sqlite", "postgres", "writers", "snapshots", "projections"),
+        help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g); "
+        "'projections': only (h), on both backends)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our path, print top costs")
     parser.add_argument(
@@ -294,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.repeats:
-        plan = dataclasses.replace(plan, repeats=args.repeats)
+        plan = dataclasses.replace(plan, repeats=args.repeats, projection_repeats=args.repeats)
     if args.breakdown:
         from benchmarks.breakdown import breakdown  # noqa: PLC0415 - only when asked
 
@@ -307,18 +316,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     started = time.perf_counter()
     load_at_start = load_average()
-    report, facts = asyncio.run(run(plan, args.only))
+    projections = ProjectionResults()
+    report, facts = asyncio.run(run(plan, args.only, projections))
     facts = {"load average at the start": load_at_start} | facts
     elapsed = time.perf_counter() - started
     print(
         f"cqrs-ddd vs eventsourcing: {'quick' if args.quick else 'full'} run, "
         f"median of {plan.repeats} repeats, {elapsed:.0f} s"
+        + (f" ((h): median of {plan.projection_repeats})" if projections.backends else "")
     )
     print("ratio = ours / theirs on rates: above 1 means cqrs-ddd is faster.\n")
     print(table(report))
     if report.snapshot_summary or report.upcast_summary:
         print("\nSnapshots (f) and upcasting (g) against the issue's targets:\n")
         print(summary_text(report))
+    if projections.backends:
+        print("\nProjection catch-up (h) against the issue's targets:\n")
+        print(projection_summary(projections))
     if report.raw_detail:
         print("\nRaw driver figures (the 'raw driver' column keeps the best per row):\n")
         print(raw_table(report))
