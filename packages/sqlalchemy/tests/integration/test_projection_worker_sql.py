@@ -647,9 +647,9 @@ async def test_one_worker_holds_the_lease_and_a_standby_takes_over_without_loss_
     first, first_projector = tally(db, worker_id="first", **options)
     second, second_projector = tally(db, worker_id="second", **options)
     await first.start()
-    await second.start()
     try:
-        await first.wait_until_caught_up(within=5)
+        await first.wait_until_caught_up(within=5)  # first holds the lease before second starts
+        await second.start()
         # and: a catch-up elsewhere leaves a projection held by another worker alone
         third, third_projector = tally(db, worker_id="third")
         [status] = await third.catch_up()
