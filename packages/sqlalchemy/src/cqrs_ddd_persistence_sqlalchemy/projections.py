@@ -50,6 +50,7 @@ from cqrs_ddd_advanced_core.projections import (
     Lease,
     LeaseLostError,
     ProjectionRecord,
+    SignalWakeup,
 )
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
@@ -134,7 +135,7 @@ class _Listener:
     def __init__(self, engine: AsyncEngine, signal: ChangeSignal) -> None:
         self._engine = engine
         self._signal = signal
-        self._seen = signal.generation
+        self._wakeup = SignalWakeup(signal)
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
 
@@ -174,19 +175,10 @@ class _Listener:
                 logger.warning("cannot LISTEN for new events (%r); polling", error)
             # notifications may have been missed while the connection was down
             self._signal.notify()
-        self._seen = await self._signal.wait(seconds, seen=self._seen)
+        await self._wakeup.wait(seconds)
 
     def _on_notification(self, *_: object) -> None:
         self._signal.notify()
-
-
-class _LocalWakeup:
-    def __init__(self, signal: ChangeSignal) -> None:
-        self._signal = signal
-        self._seen = signal.generation
-
-    async def wait(self, seconds: float) -> None:
-        self._seen = await self._signal.wait(seconds, seen=self._seen)
 
 
 class SQLAlchemyProjectionStorage:
@@ -449,10 +441,10 @@ class SQLAlchemyProjectionStorage:
         return int(count or 0)
 
     @asynccontextmanager
-    async def wakeups(self) -> AsyncIterator[_Listener | _LocalWakeup]:
+    async def wakeups(self) -> AsyncIterator[_Listener | SignalWakeup]:
         """LISTEN for appends on PostgreSQL; the in-process signal on SQLite."""
         if not self._is_postgresql:
-            yield _LocalWakeup(self.signal)
+            yield SignalWakeup(self.signal)
             return
         listener = _Listener(self.engine, self.signal)
         await listener.open()

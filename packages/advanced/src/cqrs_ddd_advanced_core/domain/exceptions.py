@@ -199,9 +199,10 @@ class LeaseLostError(ProjectionError):
 
 
 class _EventFailureError(ProjectionError):
+    summary = "failed"
+
     def __init__(
         self,
-        summary: str,
         projection: str,
         *,
         position: int,
@@ -216,7 +217,7 @@ class _EventFailureError(ProjectionError):
         self.version = version
         self.event_type = event_type
         super().__init__(
-            f"projection {projection!r} {summary} at event {event_type!r} "
+            f"projection {projection!r} {self.summary} at event {event_type!r} "
             f"(position {position}, stream {stream_id!r}, version {version}): {reason}"
         )
 
@@ -224,46 +225,10 @@ class _EventFailureError(ProjectionError):
 class ProjectionHaltedError(_EventFailureError):
     """A projection configured to stop on error met an event it cannot apply."""
 
-    def __init__(
-        self,
-        projection: str,
-        *,
-        position: int,
-        stream_id: str,
-        version: int,
-        event_type: str,
-        reason: str,
-    ) -> None:
-        super().__init__(
-            "halted",
-            projection,
-            position=position,
-            stream_id=stream_id,
-            version=version,
-            event_type=event_type,
-            reason=reason,
-        )
+    summary = "halted"
 
 
 class ProjectionRebuildError(_EventFailureError):
     """A rebuild stopped at the first event it could not apply (nothing after it applied)."""
 
-    def __init__(
-        self,
-        projection: str,
-        *,
-        position: int,
-        stream_id: str,
-        version: int,
-        event_type: str,
-        reason: str,
-    ) -> None:
-        super().__init__(
-            "rebuild failed",
-            projection,
-            position=position,
-            stream_id=stream_id,
-            version=version,
-            event_type=event_type,
-            reason=reason,
-        )
+    summary = "rebuild failed"

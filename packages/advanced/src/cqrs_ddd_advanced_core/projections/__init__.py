@@ -32,6 +32,7 @@ from cqrs_ddd_advanced_core.projections.storage import (
     ProjectionRecord,
     ProjectionStorage,
     ProjectionStorageProvider,
+    SignalWakeup,
     Wakeup,
 )
 from cqrs_ddd_advanced_core.projections.worker import (
@@ -62,6 +63,7 @@ __all__ = [
     "QueryOptions",
     "RegisteredProjector",
     "ReplayResult",
+    "SignalWakeup",
     "SpecificationBuilder",
     "Wakeup",
     "projects",

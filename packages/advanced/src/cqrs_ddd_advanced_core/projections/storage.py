@@ -209,3 +209,15 @@ class ChangeSignal:
             async with asyncio.timeout(seconds):
                 await event.wait()
         return self._generation
+
+
+class SignalWakeup:
+    """A :class:`Wakeup` fed by a :class:`ChangeSignal`: no notification made since is lost."""
+
+    def __init__(self, signal: ChangeSignal) -> None:
+        self._signal = signal
+        self._seen = signal.generation
+
+    async def wait(self, seconds: float) -> None:
+        """Return when the signal was notified since the last wait, or after ``seconds``."""
+        self._seen = await self._signal.wait(seconds, seen=self._seen)

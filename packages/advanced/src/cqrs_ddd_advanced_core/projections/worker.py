@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 from cqrs_ddd_advanced_core.domain.exceptions import (
     LeaseLostError,
@@ -560,10 +560,12 @@ class ProjectionWorker:
                     await self._apply_batch(runner, steps[:index])
             except _HandlerFailedError as again:
                 failed = again
-            raise _rebuild_error(runner.name, failed.step.stored, failed.error) from failed.error
+            raise _event_error(
+                ProjectionRebuildError, runner.name, failed.step.stored, failed.error
+            ) from failed.error
         if bad is not None:
             stored, error = steps[bad].stored, steps[bad].error or ValueError("undecodable")
-            raise _rebuild_error(runner.name, stored, error) from error
+            raise _event_error(ProjectionRebuildError, runner.name, stored, error) from error
         if self._rebuild_done(runner):
             self._finish_rebuild(runner)
 
@@ -659,7 +661,9 @@ class ProjectionWorker:
                         error,
                     )
                     if self.on_error == "halt":
-                        halted = _halted_error(runner.name, step.stored, error)
+                        halted = _event_error(
+                            ProjectionHaltedError, runner.name, step.stored, error
+                        )
                         batch.halt(str(halted))
                         break
                 runner.attempts.pop(position, None)
@@ -738,19 +742,13 @@ def _letter(
     )
 
 
-def _halted_error(projection: str, stored: StoredEvent, error: BaseException) -> Any:
-    return ProjectionHaltedError(
-        projection,
-        position=stored.position,
-        stream_id=stored.stream_id,
-        version=stored.version,
-        event_type=stored.event_type,
-        reason=_reason(error),
-    )
+TEventError = TypeVar("TEventError", ProjectionHaltedError, ProjectionRebuildError)
 
 
-def _rebuild_error(projection: str, stored: StoredEvent, error: BaseException) -> Any:
-    return ProjectionRebuildError(
+def _event_error(
+    kind: type[TEventError], projection: str, stored: StoredEvent, error: BaseException
+) -> TEventError:
+    return kind(
         projection,
         position=stored.position,
         stream_id=stored.stream_id,

@@ -16,6 +16,7 @@ from cqrs_ddd_advanced_core.projections.storage import (
     DeadLetter,
     Lease,
     ProjectionRecord,
+    SignalWakeup,
 )
 from cqrs_ddd_core.domain.specification import Specification
 from cqrs_ddd_core.ports.event_store import EventStore
@@ -90,15 +91,6 @@ class _Batch:
 
     def halt(self, reason: str) -> None:
         self.halted = reason
-
-
-class _Wakeup:
-    def __init__(self, signal: ChangeSignal) -> None:
-        self._signal = signal
-        self._seen = signal.generation
-
-    async def wait(self, seconds: float) -> None:
-        self._seen = await self._signal.wait(seconds, seen=self._seen)
 
 
 class InMemoryProjectionStorage:
@@ -220,9 +212,9 @@ class InMemoryProjectionStorage:
             position = found[-1].position
 
     @asynccontextmanager
-    async def wakeups(self) -> AsyncIterator[_Wakeup]:
+    async def wakeups(self) -> AsyncIterator[SignalWakeup]:
         """Wake-ups from the event store's in-process signal."""
-        yield _Wakeup(self.signal)
+        yield SignalWakeup(self.signal)
 
     def _row(self, projection: str) -> _Row:
         return self._rows.setdefault(projection, _Row())
