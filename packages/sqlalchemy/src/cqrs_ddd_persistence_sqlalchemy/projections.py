@@ -54,6 +54,7 @@ from cqrs_ddd_advanced_core.projections import (
 )
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.pending_writes import drop_writes, flush_writes, hold_writes
 from cqrs_ddd_persistence_sqlalchemy.schema import events, projection_dead_letters, projections
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class _Batch:
         self._connection = connection
         self._storage = storage
         self._projection = projection
+        self._pending = hold_writes(connection)
         self.position: int | None = None
         self.halted: str | None = None
 
@@ -108,8 +110,17 @@ class _Batch:
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        async with self._connection.begin_nested():
-            yield
+        await self.flush()
+        try:
+            async with self._connection.begin_nested():
+                yield
+                await self.flush()  # inside: a queued write's error is this block's
+        except BaseException:
+            self._pending.discard()
+            raise
+
+    async def flush(self) -> None:
+        await flush_writes(self._connection)
 
     def advance(self, position: int) -> None:
         self.position = position
@@ -298,7 +309,11 @@ class SQLAlchemyProjectionStorage:
                 if (await connection.execute(fence)).first() is None:
                     raise LeaseLostError(lease.projection, lease.owner, lease.epoch)
                 batch = _Batch(connection, self, lease.projection)
-                yield batch
+                try:
+                    yield batch
+                    await batch.flush()
+                finally:
+                    drop_writes(connection)
                 values: dict[str, Any] = {}
                 if batch.position is not None:
                     values["position"] = batch.position

@@ -49,6 +49,7 @@ from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedSpecificationError
+from cqrs_ddd_persistence_sqlalchemy.pending_writes import pending_writes
 
 Condition = ColumnElement[bool]
 
@@ -81,17 +82,9 @@ class SQLAlchemyReadModelStore:
             raise ValidationError(
                 "read model", [FieldIssue(table.name, "needs a primary key to be written")]
             )
-        dialect = postgresql if self._is_postgresql else sqlite
-        insert = dialect.insert(table)
-        others = [column for column in table.columns if column not in self._key]
-        self._upsert = (
-            insert.on_conflict_do_update(
-                index_elements=self._key,
-                set_={column.name: insert.excluded[column.name] for column in others},
-            )
-            if others
-            else insert.on_conflict_do_nothing()
-        )
+        self._dialect = postgresql if self._is_postgresql else sqlite
+        self._key_names = frozenset(column.name for column in self._key)
+        self._upserts: dict[frozenset[str], Any] = {}
 
     async def get(self, connection: AsyncConnection, key: Any) -> dict[str, Any] | None:
         """Return the row with ``key`` as a dictionary, or None."""
@@ -103,8 +96,50 @@ class SQLAlchemyReadModelStore:
         return None if row is None else dict(row)
 
     async def upsert(self, connection: AsyncConnection, row: Mapping[str, Any]) -> None:
-        """Insert ``row``, or overwrite the columns it gives of the row with its key."""
-        await connection.execute(self._upsert, [dict(row)])
+        """Insert ``row``, or overwrite the columns it gives of the row with its key.
+
+        Inside a projection batch the row is queued and sent with the batch's
+        other upserts (see ``pending_writes``); anything else run on the
+        connection, and the batch's end, sends the queue first.
+        """
+        values = dict(row)
+        statement = self._upsert_for(values)
+        pending = pending_writes(connection)
+        if pending is None:
+            await connection.execute(statement, [values])
+        else:
+            pending.add(statement, values)
+
+    def _upsert_for(self, values: dict[str, Any]) -> Any:
+        columns = frozenset(values)
+        statement = self._upserts.get(columns)
+        if statement is None:
+            if not self._key_names <= columns:
+                names = ", ".join(sorted(self._key_names - columns))
+                raise ValidationError(
+                    "read model row", [FieldIssue(self.table.name, f"misses its key ({names})")]
+                )
+            unknown = columns - set(self.table.columns.keys())
+            if unknown:
+                raise ValidationError(
+                    "read model row",
+                    [
+                        FieldIssue(name, f"is not a column of {self.table.name!r}")
+                        for name in sorted(unknown)
+                    ],
+                )
+            insert = self._dialect.insert(self.table)
+            given = sorted(columns - self._key_names)
+            statement = (
+                insert.on_conflict_do_update(
+                    index_elements=self._key,
+                    set_={name: insert.excluded[name] for name in given},
+                )
+                if given
+                else insert.on_conflict_do_nothing()
+            )
+            self._upserts[columns] = statement
+        return statement
 
     async def update(
         self, connection: AsyncConnection, key: Any, changes: Mapping[str, Any]

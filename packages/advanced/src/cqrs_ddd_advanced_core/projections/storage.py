@@ -82,6 +82,15 @@ class ProjectionBatch(Protocol):
         """Return a block whose writes are undone (and only those) when it raises."""
         ...
 
+    async def flush(self) -> None:
+        """Send the read-model writes the transaction holds back (see the SQL storage).
+
+        Called by the worker after the handlers of a batch ran, so that a
+        failing write is seen before the checkpoint; a savepoint flushes at
+        its end by itself.
+        """
+        ...
+
     def advance(self, position: int) -> None:
         """Set the checkpoint that commits with the batch."""
         ...

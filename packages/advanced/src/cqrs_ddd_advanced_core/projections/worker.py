@@ -114,7 +114,9 @@ class _Runner:
 
 
 class _HandlerFailedError(Exception):
-    def __init__(self, step: _Step, error: BaseException) -> None:
+    """A batch failed; ``step`` is the event's, or None when held-back writes failed."""
+
+    def __init__(self, step: _Step | None, error: BaseException) -> None:
         super().__init__(str(error))
         self.step = step
         self.error = error
@@ -539,10 +541,12 @@ class ProjectionWorker:
             try:
                 await self._apply_batch(runner, steps)
             except _HandlerFailedError as failed:
-                position = failed.step.stored.position
-                self._count_failure(runner, position, failed.error)
+                # again event by event, each in a savepoint: the failing one is found
                 runner.careful_until = stored[-1].position
-                await self._backoff(runner, position)
+                if failed.step is not None:
+                    position = failed.step.stored.position
+                    self._count_failure(runner, position, failed.error)
+                    await self._backoff(runner, position)
         return True
 
     async def _rebuild_step(self, runner: _Runner, steps: list[_Step]) -> None:
@@ -554,20 +558,36 @@ class ProjectionWorker:
                 await self._apply_batch(runner, good)
         except _HandlerFailedError as failed:
             # halt right before the failing event: apply the ones before it, then stop
-            index = steps.index(failed.step)
-            try:
-                if index:
-                    await self._apply_batch(runner, steps[:index])
-            except _HandlerFailedError as again:
-                failed = again
-            raise _event_error(
-                ProjectionRebuildError, runner.name, failed.step.stored, failed.error
-            ) from failed.error
+            await self._rebuild_up_to(runner, good, failed)
         if bad is not None:
             stored, error = steps[bad].stored, steps[bad].error or ValueError("undecodable")
             raise _event_error(ProjectionRebuildError, runner.name, stored, error) from error
         if self._rebuild_done(runner):
             self._finish_rebuild(runner)
+
+    async def _rebuild_up_to(
+        self, runner: _Runner, steps: list[_Step], failed: _HandlerFailedError
+    ) -> None:
+        """Apply ``steps`` up to the one that failed, then raise its rebuild error."""
+        if failed.step is not None:
+            index = steps.index(failed.step)
+            try:
+                if index:
+                    await self._apply_batch(runner, steps[:index])
+            except _HandlerFailedError as again:
+                await self._rebuild_up_to(runner, steps[:index], again)
+            raise _event_error(
+                ProjectionRebuildError, runner.name, failed.step.stored, failed.error
+            ) from failed.error
+        # a held-back write failed: one event per transaction finds whose it was
+        for step in steps:
+            try:
+                await self._apply_batch(runner, [step])
+            except _HandlerFailedError as alone:
+                raise _event_error(
+                    ProjectionRebuildError, runner.name, step.stored, alone.error
+                ) from alone.error
+        # every event applied on its own: the failure did not recur
 
     def _rebuild_done(self, runner: _Runner) -> bool:
         lease, target = runner.lease, runner.rebuild_target
@@ -612,6 +632,12 @@ class ProjectionWorker:
                     if batch.broken:  # the connection went away: not the event's fault
                         raise
                     raise _HandlerFailedError(step, error) from error
+            try:
+                await batch.flush()
+            except Exception as error:
+                if batch.broken:
+                    raise
+                raise _HandlerFailedError(None, error) from error
             batch.advance(steps[-1].stored.position)
             await async_failpoint("projection.after_apply_before_commit")
         runner.renewed_at = time.monotonic()

@@ -80,6 +80,10 @@ class _Batch:
             self.transaction.rollback_to(mark)
             raise
 
+    async def flush(self) -> None:
+        # in-memory read models write at once: nothing is ever held back
+        return None
+
     def advance(self, position: int) -> None:
         self.position = position
 
