@@ -61,6 +61,12 @@ class DriverQuery:
             (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in self._names
         ]
+        # binds the statement fixes itself (SQLite's "OFFSET ?" after a LIMIT)
+        self._fixed: Mapping[str, Any] = {
+            name: bind.effective_value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None
+        }
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
@@ -73,9 +79,14 @@ class DriverQuery:
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
         """Return ``parameters`` as the driver's positional arguments, bind-processed."""
+        fixed = self._fixed
+        values = [
+            parameters.get(name, fixed[name]) if name in fixed else parameters[name]
+            for name, _ in self._binds
+        ]
         return [
-            parameters[name] if process is None else process(parameters[name])
-            for name, process in self._binds
+            value if process is None else process(value)
+            for value, (_, process) in zip(values, self._binds, strict=True)
         ]
 
     def rows(self, raw_rows: Sequence[Sequence[Any]]) -> list[Row]:
@@ -120,6 +131,22 @@ class DriverQuery:
         else:
             raw_rows = await driver_connection.execute_fetchall(self.sql, arguments)
         return self.rows(raw_rows)
+
+
+class PreparedRead:
+    """A SELECT prepared for one engine: its driver query and, on a SQLite file, its loop reader.
+
+    ``query`` is None where :class:`DriverQuery` is not supported (read
+    through SQLAlchemy then), ``loop_reader`` None where there is no file to
+    read on the loop.
+    """
+
+    def __init__(self, statement: Select[Any] | CompoundSelect[Any], engine: AsyncEngine) -> None:
+        query = DriverQuery(statement, engine)
+        self.query = query if query.supported else None
+        self.loop_reader = (
+            SQLiteLoopReader.for_engine(engine, query.sql) if query.supported else None
+        )
 
 
 class SQLiteLoopReader:

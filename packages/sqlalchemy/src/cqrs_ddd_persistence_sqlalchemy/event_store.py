@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from itertools import starmap
 from typing import Any
 from uuid import UUID
@@ -18,7 +20,13 @@ from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
 from cqrs_ddd_core.failpoints import async_failpoint
 from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import prepare_append
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_persistence_sqlalchemy.connections import (
+    EngineSource,
+    engine_of,
+    per_engine,
+    reading,
+)
+from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.projections import (
     NOTIFY_CHANNEL,
@@ -26,7 +34,7 @@ from cqrs_ddd_persistence_sqlalchemy.projections import (
     commit_signal,
 )
 from cqrs_ddd_persistence_sqlalchemy.schema import events
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_unit_of_work
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, ambient_unit_of_work
 
 APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
 """The PostgreSQL advisory lock that serialises appends (a stable 32-bit key)."""
@@ -57,6 +65,8 @@ _LOAD_STREAM = (
     )
     .order_by(events.c.version)
 )
+_logger = logging.getLogger(__name__)
+
 _READ_ALL = (
     select(*_COLUMNS)
     .where(events.c.position > bindparam("after_position", type_=Integer()))
@@ -94,10 +104,17 @@ class SQLAlchemyEventStore:
 
     ``source`` is an ``AsyncEngine``, an ``async_sessionmaker`` or an
     ``AsyncSession``; the store uses the engine behind it.
+
+    **Global reads on the driver.** Outside a command, :meth:`read_all` runs
+    its one SELECT straight on the driver (see ``driver_reads``): asyncpg's
+    ``fetch``, or on a SQLite file a private read-only ``sqlite3`` connection
+    on the event loop's thread for pages of up to 250 rows
+    (``sqlite_loop_reads=False`` turns that off), aiosqlite otherwise.
     """
 
-    def __init__(self, source: EngineSource) -> None:
+    def __init__(self, source: EngineSource, *, sqlite_loop_reads: bool = True) -> None:
         self.engine: AsyncEngine = engine_of(source)
+        self.sqlite_loop_reads = sqlite_loop_reads
         self._is_postgresql = self.engine.dialect.name == "postgresql"
         insert = (postgresql.insert if self._is_postgresql else sqlite.insert)(events)
         # Unsorted RETURNING: SQLAlchemy sends a batch as a few multi-row
@@ -149,9 +166,32 @@ class SQLAlchemyEventStore:
         """Return up to ``limit`` committed events after ``after_position``, in position order."""
         parameters = {"after_position": after_position, "limit": limit}
         with translated_errors(f"read events after position {after_position}"):
+            if ambient_connection(self.engine) is None:
+                rows = await self._read_on_driver(parameters, limit)
+                if rows is not None:
+                    return list(starmap(StoredEvent, rows))
             async with reading(self.engine) as connection:
                 result = await connection.execute(_READ_ALL, parameters)
                 return list(starmap(StoredEvent, result))
+
+    async def _read_on_driver(
+        self, parameters: dict[str, Any], limit: int
+    ) -> Sequence[Sequence[Any]] | None:
+        """Read a page of ``read_all`` on the driver; None to read through SQLAlchemy."""
+        read = per_engine(self.engine, "read_all", partial(PreparedRead, _READ_ALL))
+        query = read.query
+        if query is None:
+            return None
+        loop_reader = read.loop_reader
+        if loop_reader is not None and self.sqlite_loop_reads and limit <= loop_reader.max_rows:
+            raw_rows = loop_reader.fetch(query.arguments(parameters))
+            if raw_rows is not None:
+                return query.rows(raw_rows)
+        try:
+            return await query.fetch_pooled(self.engine, parameters)
+        except Exception:  # SQLAlchemy's run reports it, typed
+            _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
+            return None
 
     async def current_position(self) -> int:
         """Return the position of the last committed event (0 for an empty store)."""

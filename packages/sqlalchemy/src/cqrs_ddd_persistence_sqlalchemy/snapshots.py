@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from itertools import starmap
 from operator import itemgetter
 from typing import Any
@@ -30,7 +31,7 @@ from cqrs_ddd_persistence_sqlalchemy.connections import (
     per_engine,
     reading,
 )
-from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, SQLiteLoopReader
+from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.event_store import SQLAlchemyEventStore
 from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
@@ -113,17 +114,6 @@ _SNAPSHOT_AS_ROW = select(
 _SNAPSHOT_AND_LATER_EVENTS = union_all(select(_EVENTS_AFTER_SNAPSHOT), _SNAPSHOT_AS_ROW)
 
 
-class _JointRead:
-    """The compiled one-round-trip query of one engine, and its SQLite loop reader."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        query = DriverQuery(_SNAPSHOT_AND_LATER_EVENTS, engine)
-        self.query = query if query.supported else None
-        self.loop_reader = (
-            SQLiteLoopReader.for_engine(engine, query.sql) if query.supported else None
-        )
-
-
 class SQLAlchemySnapshotStorage:
     """Keeps snapshots in ``cqrs_snapshots``, joining the command's unit of work.
 
@@ -203,7 +193,9 @@ class SQLAlchemySnapshotStorage:
         return snapshot, list(starmap(StoredEvent, event_rows))
 
     async def _read_joint(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
-        joint = per_engine(self.engine, "snapshot_and_events", _JointRead)
+        joint = per_engine(
+            self.engine, "snapshot_and_events", partial(PreparedRead, _SNAPSHOT_AND_LATER_EVENTS)
+        )
         query = joint.query
         connection = ambient_connection(self.engine)
         if connection is not None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,9 @@ from cqrs_ddd_persistence_sqlalchemy import (
     upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.connections import per_engine, reading
-from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, SQLiteLoopReader
+from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, PreparedRead, SQLiteLoopReader
 from cqrs_ddd_persistence_sqlalchemy.schema import snapshots
-from cqrs_ddd_persistence_sqlalchemy.snapshots import _JointRead
+from cqrs_ddd_persistence_sqlalchemy.snapshots import _SNAPSHOT_AND_LATER_EVENTS
 
 pytest_plugins = ["sqlalchemy_fixtures"]
 
@@ -498,7 +499,9 @@ async def test_the_read_only_view_of_an_engine_is_built_once(engine: AsyncEngine
 
 
 def _loop_reader(engine: AsyncEngine) -> SQLiteLoopReader:
-    reader = per_engine(engine, "snapshot_and_events", _JointRead).loop_reader
+    reader = per_engine(
+        engine, "snapshot_and_events", partial(PreparedRead, _SNAPSHOT_AND_LATER_EVENTS)
+    ).loop_reader
     assert reader is not None
     return reader
 
