@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from cqrs_ddd_persistence_sqlalchemy.engine import read_only
@@ -80,3 +81,15 @@ def _reader(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return read_only(engine)
+
+
+def base_engine(engine: AsyncEngine) -> Engine:
+    """Return the sync engine behind ``engine``, past any ``execution_options`` views.
+
+    Views made with ``execution_options`` (``OptionEngine``) share their
+    engine's pool and events: state kept per engine is kept on this one.
+    """
+    base = engine.sync_engine
+    while hasattr(base, "_proxied"):  # an OptionEngine: a view of another engine
+        base = base._proxied
+    return base

@@ -8,7 +8,7 @@ connection; runs of upserts of the same shape go out as one ``executemany``.
 
 The queue is sent, in the order written:
 
-* before any other statement runs on that connection (an ``before_execute``
+* before any other statement runs on that connection (a ``before_execute``
   listener on the engine), so a handler that reads back, or runs SQL of its
   own, sees every earlier write of the batch;
 * when the worker flushes the batch: before its checkpoint is written, and at
@@ -27,6 +27,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
+
+from cqrs_ddd_persistence_sqlalchemy.connections import base_engine
 
 _KEY = "cqrs_ddd.pending_writes"
 
@@ -79,13 +81,6 @@ def drop_writes(connection: AsyncConnection) -> None:
     connection.info.pop(_KEY, None)
 
 
-async def flush_writes(connection: AsyncConnection) -> None:
-    """Send the queue of ``connection`` now, when it holds anything."""
-    pending = pending_writes(connection)
-    if pending is not None and pending:
-        await connection.run_sync(pending.send)
-
-
 def _send_first(connection: Connection, *_: Any) -> None:
     pending: PendingWrites | None = connection.info.get(_KEY)
     if pending is not None and pending:
@@ -93,8 +88,6 @@ def _send_first(connection: Connection, *_: Any) -> None:
 
 
 def _listen(engine: AsyncEngine) -> None:
-    base = engine.sync_engine
-    while hasattr(base, "_proxied"):  # an OptionEngine: listen on the engine it views
-        base = base._proxied
+    base = base_engine(engine)
     if not event.contains(base, "before_execute", _send_first):
         event.listen(base, "before_execute", _send_first)

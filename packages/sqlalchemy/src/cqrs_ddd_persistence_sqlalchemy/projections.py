@@ -52,9 +52,14 @@ from cqrs_ddd_advanced_core.projections import (
     ProjectionRecord,
     SignalWakeup,
 )
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_persistence_sqlalchemy.connections import (
+    EngineSource,
+    base_engine,
+    engine_of,
+    reading,
+)
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
-from cqrs_ddd_persistence_sqlalchemy.pending_writes import drop_writes, flush_writes, hold_writes
+from cqrs_ddd_persistence_sqlalchemy.pending_writes import drop_writes, hold_writes
 from cqrs_ddd_persistence_sqlalchemy.schema import events, projection_dead_letters, projections
 
 logger = logging.getLogger(__name__)
@@ -80,9 +85,7 @@ def commit_signal(engine: AsyncEngine) -> ChangeSignal:
     One per engine (views made with ``execution_options`` share their engine's),
     surviving ``engine.dispose()``.
     """
-    base = engine.sync_engine
-    while hasattr(base, "_proxied"):  # an OptionEngine: a view of another engine
-        base = base._proxied
+    base = base_engine(engine)
     signal = _signals.get(base)
     if signal is None:
         signal = _signals[base] = ChangeSignal()
@@ -120,7 +123,8 @@ class _Batch:
             raise
 
     async def flush(self) -> None:
-        await flush_writes(self._connection)
+        if self._pending:
+            await self._connection.run_sync(self._pending.send)
 
     def advance(self, position: int) -> None:
         self.position = position
