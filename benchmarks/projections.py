@@ -169,7 +169,6 @@ class ReadModelSqlTimer:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.seconds = 0.0
-        self.executions = 0
         self._sync = engine.sync_engine
         self._started = 0.0
 
@@ -179,7 +178,6 @@ class ReadModelSqlTimer:
     def _after(self, _connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.startswith(f"INSERT INTO {OUR_TABLE.name}"):
             self.seconds += time.perf_counter() - self._started
-            self.executions += 1
 
     def __enter__(self) -> ReadModelSqlTimer:
         event.listen(self._sync, "before_cursor_execute", self._before)
@@ -196,8 +194,6 @@ class Clock:
     """Wall-clock seconds per part of a catch-up, and the SQL statements it sent."""
 
     parts: dict[str, float] = field(default_factory=dict)
-    driver_upsert_seconds: float = 0.0
-    """The read-model SQL: the upserts' time between SQLAlchemy's before/after cursor events."""
     statements: Counter[str] = field(default_factory=Counter)
 
     def add(self, part: str, seconds: float) -> None:
@@ -205,18 +201,11 @@ class Clock:
         self.parts[part] = self.parts.get(part, 0.0) + seconds
 
     def listen(self, engine: AsyncEngine) -> Callable[[], None]:
-        """Count ``engine``'s statements and time the upserts' cursor execution; return undo."""
+        """Count ``engine``'s statements, commits and pool resets; return undo."""
         sync = engine.sync_engine
 
-        def before(connection: Any, *_: Any) -> None:
-            connection.info["bench_started"] = time.perf_counter()
-
-        def after(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            seconds = time.perf_counter() - connection.info.pop("bench_started")
-            kind = _statement_kind(statement)
-            self.statements[kind] += 1
-            if kind == f"INSERT {OUR_TABLE.name}":
-                self.driver_upsert_seconds += seconds
+        def after(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            self.statements[_statement_kind(statement)] += 1
 
         def commit(_connection: Any) -> None:
             self.statements["COMMIT"] += 1
@@ -225,7 +214,6 @@ class Clock:
             self.statements["pool reset on return (rollback)"] += 1
 
         listeners: list[tuple[Any, str, Callable[..., None]]] = [
-            (sync, "before_cursor_execute", before),
             (sync, "after_cursor_execute", after),
             (sync, "commit", commit),
             (sync.pool, "reset", reset),
@@ -362,11 +350,11 @@ class OurProjection:
         worker.decoder = _TimedDecoder(worker.decoder, clock)  # type: ignore[assignment]
         undo = clock.listen(self.bank.engine)
         try:
-            with Stopwatch() as watch:
+            with ReadModelSqlTimer(self.bank.engine) as sql, Stopwatch() as watch:
                 await worker.catch_up()
         finally:
             undo()
-        clock.add("read-model SQL: the batches' executemany upserts", clock.driver_upsert_seconds)
+        clock.add("read-model SQL: the batches' executemany upserts", sql.seconds)
         return watch.seconds, clock
 
     async def profiled(self, size: int) -> tuple[str, dict[str, float]]:
