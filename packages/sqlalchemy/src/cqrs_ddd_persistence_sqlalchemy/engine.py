@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from typing import Any
 
 from sqlalchemy import event
@@ -39,7 +41,9 @@ def create_engine(
     """
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, **engine_options)
+        connect_args = dict(engine_options.pop("connect_args", {}))
+        connect_args.setdefault("factory", RollingBackConnection)
+        engine = create_async_engine(url, connect_args=connect_args, **engine_options)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     if url.get_backend_name() == "postgresql":
@@ -50,6 +54,28 @@ def create_engine(
         connect_args["server_settings"] = settings
         return create_async_engine(url, connect_args=connect_args, **engine_options)
     return create_async_engine(url, **engine_options)
+
+
+class RollingBackConnection(sqlite3.Connection):
+    """A ``sqlite3`` connection that rolls back an open transaction when it is closed.
+
+    SQLite keeps a closed connection alive, locks and all, while a cursor of
+    it still holds a statement (``sqlite3_close_v2``). When a task is
+    cancelled in the middle of a statement, SQLAlchemy invalidates the
+    connection and closes it, but the cursor lives on in the cancelled
+    frame's traceback until the garbage collector runs: a write transaction
+    (``BEGIN IMMEDIATE``) would keep the database file locked for every other
+    writer meanwhile. Rolling back first ends the transaction at once; a
+    rollback is allowed with statements still pending.
+    """
+
+    def close(self) -> None:
+        """Roll back the open transaction, if any, then close."""
+        # closing is what matters: a failed rollback leaves it to the close
+        with contextlib.suppress(sqlite3.Error):
+            if self.in_transaction:
+                self.rollback()
+        super().close()
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:
