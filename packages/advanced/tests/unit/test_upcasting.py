@@ -11,6 +11,7 @@ import copy
 import importlib
 from collections.abc import Callable
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pytest
@@ -423,6 +424,158 @@ def test_a_failure_in_the_second_link_names_the_version_it_started_from() -> Non
         "p-1",
         7,
     )
+
+
+class Invoiced(DomainEvent):
+    """Release 2 of ``Invoiced`` added ``currency``, with a default for new events."""
+
+    schema_version: ClassVar[int] = 2
+
+    amount: int
+    currency: str = "EUR"
+
+
+class InvoicedV1(DomainEvent):
+    """``Invoiced`` as release 1 stored it: invoices were all in dollars then."""
+
+    event_type: ClassVar[str] = "Invoiced"
+
+    amount: int
+
+
+class InvoicedV1ToV2SetInPlace(EventUpcaster):
+    """Sets the currency in place and forgets to return the payload (returns None)."""
+
+    event_type = "Invoiced"
+    source_version = 1
+
+    def upcast(self, data: dict[str, Any]) -> Any:
+        data["currency"] = "USD"
+
+
+class Invoice(EventSourcedAggregateMixin, AggregateRoot):
+    amount: int = 0
+    currency: str = ""
+
+    @aggregate_event_handler
+    def on_invoiced(self, event: Invoiced) -> None:
+        self.amount = event.amount
+        self.currency = event.currency
+
+
+def upcaster_returning(result: object) -> EventUpcaster:
+    """Return an upcaster of ``Invoiced`` from version 1 whose ``upcast`` returns ``result``."""
+
+    class ReturnsNotAMapping(EventUpcaster):
+        event_type = "Invoiced"
+        source_version = 1
+
+        def upcast(self, data: dict[str, Any]) -> Any:
+            return result
+
+    return ReturnsNotAMapping()
+
+
+async def test_an_upcaster_that_returns_none_is_an_upcasting_error_naming_it_and_the_event(
+    event_store: InMemoryEventStore,
+) -> None:
+    # given: an invoice release 1 stored, read by an upcaster that forgets to return
+    old = InvoicedV1(amount=12, aggregate_type="Invoice", aggregate_id="inv-7")
+    await event_store.append("inv-7", [old], expected_version=0)
+    [stored] = await event_store.load_stream("inv-7")
+    decoder = EventDecoder(
+        EventTypeRegistry([Invoiced]), UpcasterRegistry([InvoicedV1ToV2SetInPlace()])
+    )
+    # when
+    with pytest.raises(UpcastingError) as raised:
+        decoder.decode(stored)
+    # then
+    error = raised.value
+    assert (error.event_type, error.stream_id, error.version) == ("Invoiced", "inv-7", 1)
+    assert (error.schema_version, error.upcaster) == (1, "InvoicedV1ToV2SetInPlace")
+    message = str(error)
+    for part in ("'Invoiced'", "'inv-7'", "at version 1", "schema version 1"):
+        assert part in message
+    assert "InvoicedV1ToV2SetInPlace" in message
+    assert "None" in message
+
+
+async def test_an_old_payload_is_never_read_under_the_new_version_when_its_upcaster_returns_none(
+    event_store: InMemoryEventStore,
+) -> None:
+    # given: a release-1 invoice (in dollars), loaded through an upcaster that returns None
+    old = InvoicedV1(amount=12, aggregate_type="Invoice", aggregate_id="inv-1")
+    await event_store.append("inv-1", [old], expected_version=0)
+    loader = EventSourcedLoader(
+        Invoice,
+        event_store,
+        EventTypeRegistry([Invoiced]),
+        upcaster_registry=UpcasterRegistry([InvoicedV1ToV2SetInPlace()]),
+    )
+    # when: the load refuses, rather than reading release 1's payload as version 2 (in euros)
+    with pytest.raises(UpcastingError) as raised:
+        await loader.load("inv-1")
+    # then
+    assert (raised.value.stream_id, raised.value.version) == ("inv-1", 1)
+    [stored] = await event_store.load_stream("inv-1")
+    assert (stored.schema_version, stored.payload) == (1, {"amount": 12})
+
+
+@pytest.mark.parametrize(
+    "result",
+    [None, [("amount", 12)], "amount=12", 12, {"amount", "currency"}],
+    ids=["none", "list", "str", "int", "set"],
+)
+def test_an_upcaster_that_returns_anything_but_a_mapping_is_an_upcasting_error(
+    result: object,
+) -> None:
+    # given
+    registry = UpcasterRegistry([upcaster_returning(result)])
+    # when
+    with pytest.raises(UpcastingError) as raised:
+        registry.upcast("Invoiced", 1, {"amount": 12}, stream_id="inv-3", version=4)
+    # then
+    error = raised.value
+    assert (error.event_type, error.schema_version, error.stream_id, error.version) == (
+        "Invoiced",
+        1,
+        "inv-3",
+        4,
+    )
+    assert error.upcaster == "ReturnsNotAMapping"
+    assert type(result).__name__ in str(error)
+
+
+def test_a_mapping_that_is_not_a_dict_is_read_as_a_plain_dict() -> None:
+    # given: an upcaster returning a read-only mapping, then one that sets a key on its input
+    class ReadOnlyV1ToV2(EventUpcaster):
+        event_type = "Invoiced"
+        source_version = 1
+
+        def upcast(self, data: dict[str, Any]) -> Any:
+            return MappingProxyType({**data, "currency": "USD"})
+
+    class TaggingV2ToV3(EventUpcaster):
+        event_type = "Invoiced"
+        source_version = 2
+
+        def upcast(self, data: dict[str, Any]) -> dict[str, Any]:
+            data["tagged"] = True
+            return data
+
+    registry = UpcasterRegistry([ReadOnlyV1ToV2(), TaggingV2ToV3()])
+    # when
+    payload, version = registry.upcast("Invoiced", 1, {"amount": 12})
+    # then
+    assert type(payload) is dict
+    assert (payload, version) == ({"amount": 12, "currency": "USD", "tagged": True}, 3)
+
+
+def test_a_mapping_returned_by_the_last_upcaster_is_read_as_a_plain_dict() -> None:
+    registry = UpcasterRegistry([upcaster_returning(MappingProxyType({"amount": 5}))])
+    payload, version = registry.upcast("Invoiced", 1, {"amount": 12})
+    assert type(payload) is dict
+    assert (payload, version) == ({"amount": 5}, 2)
 
 
 # ---------------------------------------------------------------- global reads

@@ -97,7 +97,11 @@ class UpcasterRegistrationError(EventSourcingConfigurationError):
 
 
 class UpcastingError(CqrsDddError):
-    """An upcaster raised on a stored event; names the event, its stream and versions."""
+    """An upcaster failed on a stored event; names the event, its stream and versions.
+
+    It failed by raising, or by returning something other than a mapping.
+    ``upcaster`` is the failing upcaster's class name, when known.
+    """
 
     def __init__(
         self,
@@ -107,14 +111,18 @@ class UpcastingError(CqrsDddError):
         stream_id: str | None = None,
         version: int | None = None,
         reason: str = "",
+        upcaster: str | None = None,
     ) -> None:
         self.event_type = event_type
         self.schema_version = schema_version
         self.stream_id = stream_id
         self.version = version
+        self.upcaster = upcaster
         where = f" in stream {stream_id!r} at version {version}" if stream_id is not None else ""
+        by = f" with {upcaster}" if upcaster is not None else ""
         super().__init__(
-            f"upcasting {event_type!r} from schema version {schema_version}{where} failed: {reason}"
+            f"upcasting {event_type!r} from schema version {schema_version}{where}{by} "
+            f"failed: {reason}"
         )
 
 

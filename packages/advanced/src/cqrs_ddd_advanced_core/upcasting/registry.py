@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cqrs_ddd_advanced_core.domain.exceptions import UpcasterRegistrationError, UpcastingError
@@ -17,8 +17,10 @@ class UpcasterRegistry:
     from version 3 beside one from version 1 needs the one from version 2 in
     between); register a chain in any order that keeps it contiguous, or all at
     once through the constructor. Reading applies the chain from the stored
-    version to its end; an upcaster that raises becomes :class:`UpcastingError`
-    naming the event type, stream and versions.
+    version to its end; an upcaster that raises, or returns anything but a
+    mapping (``None`` from one that set keys in place and forgot to return), is
+    an :class:`UpcastingError` naming the upcaster, the event type, stream and
+    versions. A mapping that is not a ``dict`` is copied into one.
     """
 
     def __init__(self, upcasters: Iterable[EventUpcaster] = ()) -> None:
@@ -50,16 +52,29 @@ class UpcasterRegistry:
         # a shallow copy shields the stored payload from an upcaster that sets keys in place
         payload = dict(payload) if current in chain else payload
         while current in chain:
+            upcaster = chain[current]
             try:
-                payload = chain[current].upcast(payload)
+                result: object = upcaster.upcast(payload)
             except Exception as error:
                 raise UpcastingError(
                     event_type,
                     schema_version=current,
                     stream_id=stream_id,
                     version=version,
+                    upcaster=type(upcaster).__name__,
                     reason=f"{type(error).__name__}: {error}",
                 ) from error
+            if not isinstance(result, Mapping):
+                # readers take a None payload for "the row's own": never let one through
+                raise UpcastingError(
+                    event_type,
+                    schema_version=current,
+                    stream_id=stream_id,
+                    version=version,
+                    upcaster=type(upcaster).__name__,
+                    reason=f"upcast() returned {type(result).__name__}, not a mapping",
+                )
+            payload = result if type(result) is dict else dict(result)
             current += 1
         return payload, current
 
