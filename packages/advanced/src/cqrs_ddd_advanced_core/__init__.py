@@ -1,7 +1,8 @@
-"""cqrs-ddd advanced core: event sourcing, snapshots, upcasting, projections, sagas and more.
+"""cqrs-ddd advanced core: event sourcing, snapshots, upcasting, projections, conflict resolution.
 
-The package grows capability by capability; what is importable from here is
-listed in ``__all__``, and each subpackage keeps its own.
+Also the retrying and conflict-resolving command handlers. What is importable
+from here is listed in ``__all__``, and each subpackage keeps its own. Sagas,
+command scheduling and undo/redo are not written yet.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""cqrs-ddd messaging: outbox publishers and inbox consumers for message brokers.
+"""cqrs-ddd messaging: an empty placeholder, with nothing to import yet.
 
-The package is being built issue by issue; its public API grows here as each
-capability lands (see the package README for what is available today).
+Coming here: the outbox relay and the broker adapters (publishers and inbox
+consumers for RabbitMQ, NATS JetStream and Redis Streams). None of them exists
+today; the package README lists them.
 """
 
 from __future__ import annotations
