@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from cqrs_ddd_advanced_core.projections import QueryOptions
-from cqrs_ddd_core import ValidationError
+from cqrs_ddd_core import ConcurrencyError, ValidationError
 from cqrs_ddd_persistence_sqlalchemy import create_engine
 from cqrs_ddd_testing import PostgresDatabase
 from shop.__main__ import main
@@ -148,8 +149,45 @@ async def test_the_customer_is_state_stored_beside_the_event_sourced_orders(shop
     await shop.mediator.send(PlaceOrder(customer_id="c-1", customer_name="Ada"))
     await shop.mediator.send(PlaceOrder(customer_id="c-1"))
     customer = await shop.customers.get("c-1")
-    assert (customer.name, customer.orders_placed, customer.version) == ("Ada", 2, 1)
+    # every save of the state-stored customer advances its version, events or not
+    assert (customer.name, customer.orders_placed, customer.version) == ("Ada", 2, 2)
     assert await shop.event_store.load_stream("c-1") == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite'}"
+    database: PostgresDatabase = request.getfixturevalue("postgres_database")
+    return database.sqlalchemy_url
+
+
+async def test_concurrent_orders_of_one_customer_are_all_counted_or_refused(
+    database_url: str,
+) -> None:
+    # given: a shop, and one customer
+    engine = create_engine(database_url)
+    try:
+        shop = await build_shop(engine)
+        await shop.mediator.send(PlaceOrder(customer_id="c-1", customer_name="Ada"))
+        # when: 20 orders are placed for that customer at once
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(shop.mediator.send(PlaceOrder(customer_id="c-1")) for _ in range(20)),
+                return_exceptions=True,
+            ),
+            timeout=120,
+        )
+        # then: each order stored is counted on the customer; the others were refused
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        assert all(isinstance(failure, ConcurrencyError) for failure in failures), failures
+        placed = 1 + len(outcomes) - len(failures)
+        await shop.projections.catch_up()
+        assert (await shop.customers.get("c-1")).orders_placed == placed
+        assert await shop.summaries.count() == placed
+    finally:
+        await engine.dispose()
 
 
 async def test_a_confirmed_order_refuses_items_and_keeps_its_total(shop: Shop) -> None:

@@ -7,6 +7,7 @@ from core_test_model import Order
 
 from cqrs_ddd_core import (
     AggregateNotFoundError,
+    ConcurrencyError,
     FieldSpecification,
     InMemoryMessagePublisher,
     InMemoryRepository,
@@ -105,3 +106,49 @@ async def test_the_in_memory_publisher_keeps_a_message_id_once() -> None:
     await publisher.publish("payments", {"n": 2}, message_id="m-2")
     assert [m.message_id for m in publisher.on_topic("orders")] == ["m-1"]
     assert len(publisher.messages) == 2
+
+
+async def test_a_save_that_records_no_event_still_advances_the_version(
+    orders: InMemoryRepository[Order],
+) -> None:
+    # given
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(Order.place("c-1", "o-1"))
+        await uow.commit()
+    loaded = await orders.get("o-1")
+    # when: a change that records no event
+    loaded.customer_id = "c-2"
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow) as scope:
+            await orders.save(loaded)
+            assert scope.take_events() == []
+        await uow.commit()
+    # then
+    stored = await orders.get("o-1")
+    assert (stored.customer_id, stored.version, loaded.version) == ("c-2", 2, 2)
+
+
+async def test_two_commands_changing_one_aggregate_without_events_cannot_both_win(
+    orders: InMemoryRepository[Order],
+) -> None:
+    # given: one order, loaded by two commands before either saves
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(Order.place("c-1", "o-1"))
+        await uow.commit()
+    first, second = await orders.get("o-1"), await orders.get("o-1")
+    first.customer_id, second.customer_id = "first", "second"
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(first)
+        await uow.commit()
+    # when
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            await orders.save(second)
+        with pytest.raises(ConcurrencyError) as raised:
+            await uow.commit()
+    # then: the first change is kept, and the error says why
+    assert (raised.value.expected_version, raised.value.actual_version) == (1, 2)
+    assert (await orders.get("o-1")).customer_id == "first"

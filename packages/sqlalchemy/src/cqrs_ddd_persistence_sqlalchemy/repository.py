@@ -34,9 +34,12 @@ class SQLAlchemyRepository(Generic[TAggregate]):
     ``save`` joins the command's :class:`SQLAlchemyUnitOfWork`: it writes the
     aggregate's state, checked against the version it was loaded at (a stale
     aggregate raises ``ConcurrencyError``), and one outbox row per new event,
-    all in the command's transaction. The events also go to the command, so the
-    mediator dispatches them after the commit. ``topic`` names the outbox topic
-    (the aggregate's type name by default).
+    all in the command's transaction. Every save advances the stored version,
+    even one that recorded no event
+    (:meth:`~cqrs_ddd_core.domain.AggregateRoot.collect_state_change`), so two
+    commands changing the same aggregate at once never both succeed. The events
+    also go to the command, so the mediator dispatches them after the commit.
+    ``topic`` names the outbox topic (the aggregate's type name by default).
 
     The state is ``model_dump(mode="json")``; loading validates it back into the
     class, so the aggregate's fields must round-trip through JSON.
@@ -82,12 +85,13 @@ class SQLAlchemyRepository(Generic[TAggregate]):
                 "SQLAlchemyRepository.save needs the command's unit of work to be a "
                 "SQLAlchemyUnitOfWork on the repository's engine"
             )
-        expected_version = aggregate.persisted_version
         state = aggregate.model_dump(mode="json")
         issues = [FieldIssue(path, reason) for path, reason in json_safety_issues(state)]
         if issues:
             raise ValidationError(f"{self._type_name} {aggregate.id!r}", issues)
-        events = current_scope().record(aggregate.collect_events())
+        expected_version, events = aggregate.collect_state_change()
+        events = current_scope().record(events)
+        state["version"] = aggregate.version
         with translated_errors(f"save {self._type_name} {aggregate.id!r}"):
             await self._write_state(connection, aggregate, state, expected_version)
             await write_outbox(connection, events, topic=self.topic)

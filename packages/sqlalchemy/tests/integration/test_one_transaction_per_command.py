@@ -212,3 +212,83 @@ async def test_a_stale_state_stored_aggregate_is_refused(engine: AsyncEngine) ->
         await mediator.send(Rename(name="Grace", use_stale=True))
     assert (raised.value.expected_version, raised.value.actual_version) == (1, 2)
     assert (await shop.customers.get("c-1")).name == "Ada L."
+
+
+class CountOrder(Command):
+    customer_id: str
+
+
+def counting_mediator(
+    shop: Shop, *, barrier: asyncio.Barrier | None = None
+) -> EventSourcedMediator:
+    """A mediator whose one command changes a customer without recording an event."""
+    registry = HandlerRegistry()
+
+    @registry.command_handler(CountOrder)
+    async def count_order(command: CountOrder) -> None:
+        customer = await shop.customers.get(command.customer_id)
+        if barrier is not None:
+            await barrier.wait()
+        customer.orders += 1
+        await shop.customers.save(customer)
+
+    return EventSourcedMediator(
+        registry=registry, uow_factory=lambda: SQLAlchemyUnitOfWork(shop.engine)
+    )
+
+
+async def test_a_state_change_without_events_is_checked_and_advances_the_version(
+    engine: AsyncEngine,
+) -> None:
+    # given: a customer loaded twice, outside any command
+    shop = Shop(engine)
+    await shop.mediator.send(RegisterAndOrder(customer_id="c-1", order_id="o-1"))
+    stale = await shop.customers.get("c-1")
+    registry = HandlerRegistry()
+
+    class Bump(Command):
+        use_stale: bool
+
+    @registry.command_handler(Bump)
+    async def bump(command: Bump) -> None:
+        customer = stale if command.use_stale else await shop.customers.get("c-1")
+        customer.orders += 1
+        await shop.customers.save(customer)
+
+    mediator = EventSourcedMediator(
+        registry=registry, uow_factory=lambda: SQLAlchemyUnitOfWork(engine)
+    )
+    # when: one change commits, then the stale copy tries to
+    await mediator.send(Bump(use_stale=False))
+    with pytest.raises(ConcurrencyError) as raised:
+        await mediator.send(Bump(use_stale=True))
+    # then
+    assert (raised.value.expected_version, raised.value.actual_version) == (1, 2)
+    customer = await shop.customers.get("c-1")
+    assert (customer.orders, customer.version) == (1, 2)
+    assert await shop.count(outbox) == 1  # only the registration recorded an event
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_concurrent_changes_without_events_lose_no_update(engine: AsyncEngine) -> None:
+    # given: a customer, and 12 commands that each count one more order on it
+    # (at most 15 connections: the pool of 5 with its overflow of 10)
+    shop = Shop(engine)
+    await shop.mediator.send(RegisterAndOrder(customer_id="c-1", order_id="o-1"))
+    writers = 12
+    mediator = counting_mediator(shop, barrier=asyncio.Barrier(writers))
+    # when: all of them have loaded the customer before any saves
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            *(mediator.send(CountOrder(customer_id="c-1")) for _ in range(writers)),
+            return_exceptions=True,
+        ),
+        timeout=60,
+    )
+    # then: one wins, every other one is told, and the count is exact
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert all(isinstance(failure, ConcurrencyError) for failure in failures), failures
+    succeeded = writers - len(failures)
+    assert succeeded == 1
+    customer = await shop.customers.get("c-1")
+    assert (customer.orders, customer.version) == (succeeded, 1 + succeeded)

@@ -21,6 +21,13 @@ class AggregateRoot(Entity):
     takes the recorded events once with :meth:`collect_events`, persists them with
     the aggregate in one transaction and dispatches them after the commit.
 
+    A state-stored aggregate (saved as its state, not rebuilt from events) may
+    also change without recording an event. Its repository saves it through
+    :meth:`collect_state_change`, which advances the version by one for such a
+    save, so that every save is checked against the version it was loaded at
+    and no concurrent change is ever lost. Its version then counts saves and
+    events rather than events alone.
+
     ``aggregate_type_name`` is the stable name events and streams use for this
     class; it defaults to the class name.
     """
@@ -86,3 +93,19 @@ class AggregateRoot(Entity):
         """Take the recorded events: each is handed out once, then forgotten."""
         events, self._pending_events = self._pending_events, []
         return events
+
+    def collect_state_change(self) -> tuple[int, list[DomainEvent]]:
+        """Take what a state-stored save writes: the version to check, and the new events.
+
+        Returns the version the stored state must still have (the one the
+        aggregate was loaded or last saved at) and the recorded events, taken
+        as :meth:`collect_events` takes them. The aggregate's ``version`` is
+        then the version to store: advanced by the number of events, or by one
+        when the change recorded none, so that a concurrent save of the same
+        aggregate is always detected.
+        """
+        expected_version = self.persisted_version
+        events = self.collect_events()
+        if not events:
+            self.version = expected_version + 1
+        return expected_version, events

@@ -19,8 +19,11 @@ class InMemoryRepository(Generic[TAggregate]):
     ``save`` stages the aggregate in the ambient :class:`InMemoryUnitOfWork` and
     hands its new events to the command; the change becomes visible when the
     unit of work commits, and only if the stored version is still the one the
-    aggregate was loaded at (otherwise ``ConcurrencyError``). Readers always get
-    a copy, so changing a loaded aggregate without saving it changes nothing.
+    aggregate was loaded at (otherwise ``ConcurrencyError``). Every save
+    advances the version, even one that recorded no event
+    (:meth:`~cqrs_ddd_core.domain.AggregateRoot.collect_state_change`). Readers
+    always get a copy, so changing a loaded aggregate without saving it changes
+    nothing.
     """
 
     def __init__(self, aggregate_type: type[TAggregate]) -> None:
@@ -47,8 +50,8 @@ class InMemoryRepository(Generic[TAggregate]):
                 "InMemoryRepository needs an InMemoryUnitOfWork, "
                 f"not {type(scope.uow).__qualname__}"
             )
-        expected_version = aggregate.persisted_version
-        scope.record(aggregate.collect_events())
+        expected_version, events = aggregate.collect_state_change()
+        scope.record(events)
         state = aggregate.model_copy(deep=True)
         aggregate_id = aggregate.id
 
