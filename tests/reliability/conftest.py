@@ -3,10 +3,15 @@
 Soak-size variants (``@pytest.mark.soak``) run only on demand: they are skipped
 unless the ``-m`` expression names ``soak`` (``pytest -m soak tests/reliability``),
 so a plain ``pytest tests/reliability`` stays at CI size.
+
+A scenario may run for 10 minutes, a soak size for an hour, rather than the
+workspace's 2 minutes per test (pytest-timeout, configured in the root
+pyproject.toml); a test that hangs fails at that limit instead.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,13 +28,34 @@ SCENARIO_APPLICATION_NAME = "cqrs_ddd_reliability"
 """The ``application_name`` of the scenarios' own engines."""
 
 
+SCENARIO_TIMEOUT = 600
+"""Seconds a CI-size scenario of this directory may run (the workspace default is 120)."""
+
+SOAK_TIMEOUT = 3600
+"""Seconds a soak-size scenario (``-m soak``) may run."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip this directory's soak-size tests unless ``-m`` asks for them."""
+    """Give this directory's tests their longer timeouts; skip soak sizes unless ``-m`` asks.
+
+    A test's own ``@pytest.mark.timeout`` is kept, and so is an explicit
+    ``--timeout`` on the command line (or ``PYTEST_TIMEOUT``): ``--timeout=0``
+    lifts every limit, to debug a scenario.
+    """
+    here = [item for item in items if item.path.is_relative_to(HERE)]
+    timeout_given = (
+        config.getoption("timeout", default=None) is not None or "PYTEST_TIMEOUT" in os.environ
+    )
+    for item in here:
+        if timeout_given or item.get_closest_marker("timeout") is not None:
+            continue
+        soak = item.get_closest_marker("soak") is not None
+        item.add_marker(pytest.mark.timeout(SOAK_TIMEOUT if soak else SCENARIO_TIMEOUT))
     if "soak" in (config.option.markexpr or ""):
         return
     skip = pytest.mark.skip(reason="soak size: run with -m soak")
-    for item in items:
-        if item.get_closest_marker("soak") is not None and item.path.is_relative_to(HERE):
+    for item in here:
+        if item.get_closest_marker("soak") is not None:
             item.add_marker(skip)
 
 
