@@ -36,10 +36,12 @@ _KEY = "cqrs_ddd.pending_writes"
 class PendingWrites:
     """Statements queued on one connection, sent in order as ``executemany`` runs."""
 
-    __slots__ = ("_runs",)
+    __slots__ = ("_runs", "failed")
 
     def __init__(self) -> None:
         self._runs: list[tuple[Executable, list[dict[str, Any]]]] = []
+        self.failed = False
+        """True once sending the queue raised: the error was a queued write's."""
 
     def add(self, statement: Executable, parameters: dict[str, Any]) -> None:
         """Queue ``statement`` with ``parameters`` after everything queued so far."""
@@ -52,8 +54,12 @@ class PendingWrites:
     def send(self, connection: Connection) -> None:
         """Execute the queue on ``connection`` (synchronous: runs inside the async bridge)."""
         runs, self._runs = self._runs, []  # emptied first: the listener sees nothing to send
-        for statement, parameters in runs:
-            connection.execute(statement, parameters)
+        try:
+            for statement, parameters in runs:
+                connection.execute(statement, parameters)
+        except BaseException:
+            self.failed = True
+            raise
 
     def discard(self) -> None:
         """Forget the queue without sending it (the writes' savepoint rolled back)."""

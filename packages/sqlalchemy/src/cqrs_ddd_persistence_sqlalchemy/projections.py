@@ -111,6 +111,10 @@ class _Batch:
     def broken(self) -> bool:
         return self._connection.invalidated
 
+    @property
+    def held_writes_failed(self) -> bool:
+        return self._pending.failed
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         await self.flush()

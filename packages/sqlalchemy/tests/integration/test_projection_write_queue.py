@@ -77,6 +77,8 @@ class CounterProjector(Projector):
         """Values of ``n`` whose handler queues its row and then raises."""
         self.count_on: set[int] = set()
         """Values of ``n`` whose handler counts the rows with raw SQL first."""
+        self.reads_first = False
+        """Whether every handler reads its stream's row (``get``) before writing it."""
 
     @projects(Ticked)
     async def ticked(self, event: Ticked, context: ProjectionContext) -> None:
@@ -84,6 +86,8 @@ class CounterProjector(Projector):
         if event.n in self.count_on:
             # raw SQL on the batch's connection: the rows queued before must be visible
             seen = await context.connection.scalar(select(func.count()).select_from(counters))
+        if self.reads_first:
+            await self.read_model.get(context.connection, context.stream_id)
         await self.read_model.upsert(
             context.connection,
             {
@@ -180,13 +184,37 @@ async def test_a_queued_write_that_fails_is_dead_lettered_as_its_events(db: Asyn
     assert all(rows[f"s{i}"]["last_n"] == 21 + i for i in range(10))
 
 
-async def test_a_rebuild_halts_right_before_an_event_whose_queued_write_fails(
+async def test_a_failed_queued_write_is_blamed_on_its_event_not_on_the_one_that_sent_it(
     db: AsyncEngine,
+) -> None:
+    # given: handlers that read their row before writing it; event 2's write breaks NOT NULL,
+    # and only event 3's read sends it
+    writer = Writer(SQLAlchemyEventStore(db))
+    await writer.tick("a", 2)  # n = 1, 2
+    await writer.tick("b", 2)  # n = 3, 4
+    projector = CounterProjector(SQLAlchemyReadModelStore(counters, db))
+    projector.reads_first = True
+    projector.null_on = {2}
+    worker = _worker(db, projector, max_attempts=1)
+    # when
+    [status] = await worker.catch_up()
+    # then: event 2 alone is quarantined, after the one attempt it made; event 3 is applied
+    assert status.checkpoint == 4
+    [letter] = await worker.dead_letters("queue_counters")
+    assert (letter.position, letter.stream_id, letter.version, letter.attempts) == (2, "a", 2, 1)
+    rows = await _rows(db)
+    assert {stream: row["last_n"] for stream, row in rows.items()} == {"a": 1, "b": 4}
+
+
+@pytest.mark.parametrize("reads_first", [False, True], ids=["writes only", "reads first"])
+async def test_a_rebuild_halts_right_before_an_event_whose_queued_write_fails(
+    db: AsyncEngine, reads_first: bool
 ) -> None:
     writer = Writer(SQLAlchemyEventStore(db))
     await writer.interleaved([f"s{i}" for i in range(5)], rounds=4)  # 20 events, one batch
     projector = CounterProjector(SQLAlchemyReadModelStore(counters, db))
     projector.null_on = {13}
+    projector.reads_first = reads_first  # then event 14's read sends event 13's write
     worker = _worker(db, projector)
 
     with pytest.raises(ProjectionRebuildError) as raised:

@@ -78,6 +78,16 @@ class ProjectionBatch(Protocol):
         """True when the transaction's connection was lost (not a handler's fault)."""
         ...
 
+    @property
+    def held_writes_failed(self) -> bool:
+        """True once sending held-back read-model writes failed in this transaction.
+
+        A held-back write fails when it is sent: at :meth:`flush`, or inside
+        whichever handler runs the next statement on the connection, which is
+        then not the handler that made the write.
+        """
+        ...
+
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """Return a block whose writes are undone (and only those) when it raises."""
         ...

@@ -15,6 +15,10 @@ savepoint: the failing event is retried with backoff up to ``max_attempts``
 times, then recorded as a dead letter (and skipped, or the projection halted,
 per ``on_error``); events that cannot be decoded (unknown type, malformed
 payload, failing upcaster) are recorded at once, since retrying cannot help.
+The whole-batch try counts as an attempt of the event whose handler raised,
+unless what failed in that handler was the sending of read-model writes held
+back from earlier events (a read sends them first): then no event is blamed,
+and the event-by-event pass finds the one whose write fails.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class _Runner:
 
 
 class _HandlerFailedError(Exception):
-    """A batch failed; ``step`` is the event's, or None when held-back writes failed."""
+    """A batch failed; ``step`` is the failing event's, or None when it cannot be told."""
 
     def __init__(self, step: _Step | None, error: BaseException) -> None:
         super().__init__(str(error))
@@ -631,7 +635,9 @@ class ProjectionWorker:
                 except Exception as error:
                     if batch.broken:  # the connection went away: not the event's fault
                         raise
-                    raise _HandlerFailedError(step, error) from error
+                    # a held-back write of an earlier event may be what failed here
+                    blamed = None if batch.held_writes_failed else step
+                    raise _HandlerFailedError(blamed, error) from error
             try:
                 await batch.flush()
             except Exception as error:

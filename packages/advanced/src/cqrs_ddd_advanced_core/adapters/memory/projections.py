@@ -71,6 +71,10 @@ class _Batch:
     def broken(self) -> bool:
         return False
 
+    @property
+    def held_writes_failed(self) -> bool:
+        return False  # in-memory read models write at once: nothing is held back
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         mark = self.transaction.mark()
