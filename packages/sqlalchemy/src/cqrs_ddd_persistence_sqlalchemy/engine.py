@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -76,6 +77,31 @@ class RollingBackConnection(sqlite3.Connection):
             if self.in_transaction:
                 self.rollback()
         super().close()
+
+
+def same_database(first: AsyncEngine, second: AsyncEngine) -> bool:
+    """Return whether two engines open connections to the same database.
+
+    True for views of one engine (one pool), and for engines built from URLs
+    naming the same database: the same SQLite file (paths compared once made
+    absolute), or the same PostgreSQL host, port, database and user. An
+    in-memory SQLite database is private to its engine.
+    """
+    if first.pool is second.pool:
+        return True
+    key = _database_key(first)
+    return key is not None and key == _database_key(second)
+
+
+def _database_key(engine: AsyncEngine) -> tuple[object, ...] | None:
+    url = engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return (backend, str(Path(database).absolute()))
+    return (backend, url.host or "", url.port, url.database or "", url.username or "")
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:

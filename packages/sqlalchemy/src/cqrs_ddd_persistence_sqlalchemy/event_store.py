@@ -34,7 +34,7 @@ from cqrs_ddd_persistence_sqlalchemy.projections import (
     commit_signal,
 )
 from cqrs_ddd_persistence_sqlalchemy.schema import events
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, ambient_unit_of_work
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, unit_of_work_for_write
 
 APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
 """The PostgreSQL advisory lock that serialises appends (a stable 32-bit key)."""
@@ -143,8 +143,9 @@ class SQLAlchemyEventStore:
         documents = prepare_append(stream_id, events, expected_version=expected_version)
         if not documents:
             return []
-        with translated_errors(f"append to stream {stream_id!r}"):
-            uow = ambient_unit_of_work(self.engine)
+        operation = f"append to stream {stream_id!r}"
+        uow = unit_of_work_for_write(self.engine, operation)
+        with translated_errors(operation):
             if uow is not None:
                 uow.call_after_commit(self._signal.notify)
                 return await self._append(uow.connection, stream_id, documents, expected_version)

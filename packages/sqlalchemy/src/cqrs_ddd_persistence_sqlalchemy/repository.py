@@ -15,7 +15,7 @@ from cqrs_ddd_core.exceptions import (
     AggregateNotFoundError,
     ConcurrencyError,
     FieldIssue,
-    UnitOfWorkError,
+    NoActiveUnitOfWorkError,
     ValidationError,
 )
 from cqrs_ddd_core.serialization import json_safety_issues
@@ -23,7 +23,7 @@ from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of,
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.schema import aggregates
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import unit_of_work_for_write
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -78,13 +78,10 @@ class SQLAlchemyRepository(Generic[TAggregate]):
 
     async def save(self, aggregate: TAggregate) -> None:
         """Write the aggregate's state and outbox rows in the ambient unit of work."""
-        connection = ambient_connection(self.engine)
-        if connection is None:
-            current_scope()  # raises NoActiveUnitOfWorkError outside a command
-            raise UnitOfWorkError(
-                "SQLAlchemyRepository.save needs the command's unit of work to be a "
-                "SQLAlchemyUnitOfWork on the repository's engine"
-            )
+        uow = unit_of_work_for_write(self.engine, f"save {self._type_name} {aggregate.id!r}")
+        if uow is None:  # a state-stored save only happens inside a command
+            raise NoActiveUnitOfWorkError
+        connection = uow.connection
         state = aggregate.model_dump(mode="json")
         issues = [FieldIssue(path, reason) for path, reason in json_safety_issues(state)]
         if issues:

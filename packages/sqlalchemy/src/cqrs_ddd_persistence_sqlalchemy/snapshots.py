@@ -35,7 +35,7 @@ from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.event_store import SQLAlchemyEventStore
 from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, unit_of_work_for_write
 
 _logger = logging.getLogger("cqrs_ddd_persistence_sqlalchemy.snapshots")
 
@@ -222,10 +222,11 @@ class SQLAlchemySnapshotStorage:
 
     async def save(self, snapshot: Snapshot, *, keep: int) -> None:
         """Store ``snapshot`` and delete the stream's snapshots older than the ``keep`` newest."""
-        with translated_errors(f"save a snapshot of {snapshot.stream_id!r}"):
-            connection = ambient_connection(self.engine)
-            if connection is not None:
-                await self._save(connection, snapshot, keep)
+        operation = f"save a snapshot of {snapshot.stream_id!r}"
+        uow = unit_of_work_for_write(self.engine, operation)
+        with translated_errors(operation):
+            if uow is not None:
+                await self._save(uow.connection, snapshot, keep)
                 return
             async with self.engine.begin() as own:
                 await self._save(own, snapshot, keep)

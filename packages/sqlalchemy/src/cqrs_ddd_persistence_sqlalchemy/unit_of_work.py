@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
+from cqrs_ddd_persistence_sqlalchemy.engine import same_database
 
 logger = logging.getLogger(__name__)
 
@@ -111,23 +112,53 @@ class SQLAlchemyUnitOfWork:
 
 
 def ambient_unit_of_work(engine: AsyncEngine) -> SQLAlchemyUnitOfWork | None:
-    """Return the ambient ``SQLAlchemyUnitOfWork`` on ``engine``, if a command runs one."""
-    scope = current_scope_or_none()
-    if scope is None or not isinstance(scope.uow, SQLAlchemyUnitOfWork):
-        return None
-    if scope.uow.engine.pool is not engine.pool:
-        return None
-    return scope.uow
+    """Return the ambient ``SQLAlchemyUnitOfWork`` when a command runs one on ``engine``'s database.
 
-
-def ambient_connection(engine: AsyncEngine) -> AsyncConnection | None:
-    """Return the connection of the ambient ``SQLAlchemyUnitOfWork`` on ``engine``, if any.
-
-    A unit of work on another engine (another database) is not joined.
+    The unit of work may be on ``engine`` itself or on another engine of the
+    same database (see :func:`same_database`): a store joins the command's
+    transaction either way, so its writes commit or roll back with it.
     """
     scope = current_scope_or_none()
     if scope is None or not isinstance(scope.uow, SQLAlchemyUnitOfWork):
         return None
-    if scope.uow.engine.pool is not engine.pool:
+    uow = scope.uow
+    if uow.engine.pool is engine.pool or same_database(uow.engine, engine):
+        return uow
+    return None
+
+
+def ambient_connection(engine: AsyncEngine) -> AsyncConnection | None:
+    """Return the connection of the ambient ``SQLAlchemyUnitOfWork`` on ``engine``'s database.
+
+    For reads: a unit of work on another database is not joined (None).
+    """
+    uow = ambient_unit_of_work(engine)
+    return None if uow is None else uow.connection
+
+
+def unit_of_work_for_write(engine: AsyncEngine, operation: str) -> SQLAlchemyUnitOfWork | None:
+    """Return the unit of work a write on ``engine`` must join: the command's, or None outside one.
+
+    Raises ``UnitOfWorkError`` naming ``operation`` inside a command whose unit
+    of work cannot carry the write (not a ``SQLAlchemyUnitOfWork``, or one on
+    another database): written on its own, the write would commit even when
+    the command rolls back.
+    """
+    scope = current_scope_or_none()
+    if scope is None:
         return None
-    return scope.uow.connection
+    uow = ambient_unit_of_work(engine)
+    if uow is None:
+        raise UnitOfWorkError(
+            f"{operation} cannot join the command's unit of work "
+            f"({type(scope.uow).__qualname__}{_database_of(scope.uow)}): its writes would "
+            f"commit apart from the command. Run the command in a SQLAlchemyUnitOfWork on "
+            f"the same database ({engine.url.render_as_string(hide_password=True)})"
+        )
+    return uow
+
+
+def _database_of(uow: object) -> str:
+    if isinstance(uow, SQLAlchemyUnitOfWork):
+        return f" on {uow.engine.url.render_as_string(hide_password=True)}"
+    return ""

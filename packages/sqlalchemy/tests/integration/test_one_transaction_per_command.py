@@ -21,7 +21,10 @@ from cqrs_ddd_core import (
     DomainEvent,
     EventTypeRegistry,
     HandlerRegistry,
+    InMemoryUnitOfWork,
+    command_scope,
 )
+from cqrs_ddd_core.exceptions import NoActiveUnitOfWorkError, UnitOfWorkError
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
     SQLAlchemyRepository,
@@ -292,3 +295,27 @@ async def test_concurrent_changes_without_events_lose_no_update(engine: AsyncEng
     assert succeeded == 1
     customer = await shop.customers.get("c-1")
     assert (customer.orders, customer.version) == (succeeded, 1 + succeeded)
+
+
+async def test_a_store_refuses_to_write_apart_from_a_command_it_cannot_join(
+    engine: AsyncEngine,
+) -> None:
+    # given: a command whose unit of work is an in-memory one
+    shop = Shop(engine)
+    order = Order(id="o-1")
+    order.trigger_event(OrderPlaced(customer_id="c-1"))
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow):
+            # when / then: the SQL writes would commit on their own, so they are refused
+            with pytest.raises(UnitOfWorkError, match="append to stream 'o-1'"):
+                await shop.store.append("o-1", order.pending_events, expected_version=0)
+            with pytest.raises(UnitOfWorkError, match="save Customer 'c-1'"):
+                await shop.customers.save(Customer.register("c-1", "Ada"))
+    assert [await shop.count(t) for t in (aggregates, events, outbox)] == [0, 0, 0]
+
+
+async def test_a_state_stored_save_outside_a_command_is_refused(engine: AsyncEngine) -> None:
+    shop = Shop(engine)
+    with pytest.raises(NoActiveUnitOfWorkError):
+        await shop.customers.save(Customer.register("c-1", "Ada"))
+    assert await shop.count(aggregates) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,10 +39,13 @@ from upcasting_test_model import (
 from cqrs_ddd_advanced_core import EventSourcedLoader, EventSourcingConfigurationError
 from cqrs_ddd_advanced_core.snapshots import EveryNEventsStrategy, SnapshotStore
 from cqrs_ddd_advanced_core.upcasting import EventDecoder, UpcasterRegistry
+from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
     SQLAlchemySnapshotStorage,
     SQLAlchemyUnitOfWork,
+    create_engine,
+    upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
 
@@ -319,3 +323,59 @@ async def test_upgrade_schema_creates_the_snapshots_table(engine: AsyncEngine) -
             "taken_at": False,
         }
         assert sorted(await connection.run_sync(primary_key)) == ["stream_id", "version"]
+
+
+# ---------------------------------------------------------------- stores on other engines
+
+
+async def test_a_snapshot_store_on_another_engine_of_the_same_database_joins_the_command(
+    engine: AsyncEngine,
+) -> None:
+    # given: snapshots written through an engine of their own, on the same database
+    snapshot_engine = create_engine(engine.url)
+    try:
+        shop = snapshotting_shop(
+            SQLAlchemyEventStore(engine),
+            SnapshotStore(snapshot_engine, EveryNEventsStrategy(frequency=3)),
+            lambda: SQLAlchemyUnitOfWork(engine),
+        )
+        await shop.create_order()
+        # when: a command crosses the threshold, then fails
+        with pytest.raises(PaymentDeclinedError):
+            await shop.mediator.send(
+                AddItems(order_id="o-1", lines=lines(3), fail_after_saving=True)
+            )
+        # then: its snapshot went with it, and the order goes on from its real state
+        assert await snapshot_rows(engine, "o-1") == []
+        await shop.mediator.send(AddItems(order_id="o-1", lines=lines(2)))
+        assert await snapshot_rows(engine, "o-1") == [(3, 1)]
+        order = await shop.orders.get("o-1")
+        assert (order.version, order.items) == (3, {"sku-1": 2})
+        await shop.mediator.send(AddItems(order_id="o-1", lines=lines(1)))
+        assert (await shop.orders.get("o-1")).version == 4
+    finally:
+        await snapshot_engine.dispose()
+
+
+async def test_a_snapshot_store_on_another_database_is_refused_inside_a_command(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # given: snapshots kept in a database other than the command's
+    elsewhere = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'elsewhere.sqlite'}")
+    try:
+        await upgrade_schema(elsewhere)
+        shop = snapshotting_shop(
+            SQLAlchemyEventStore(engine),
+            SnapshotStore(elsewhere, EveryNEventsStrategy(frequency=3)),
+            lambda: SQLAlchemyUnitOfWork(engine),
+        )
+        await shop.create_order()
+        # when: a command would write its snapshot there
+        with pytest.raises(UnitOfWorkError, match="snapshot") as raised:
+            await shop.mediator.send(AddItems(order_id="o-1", lines=lines(3)))
+        # then: it names where the snapshot would go, and the command left nothing
+        assert "elsewhere.sqlite" in str(raised.value)
+        assert await event_count(engine, "o-1") == 1
+        assert await snapshot_rows(elsewhere, "o-1") == []
+    finally:
+        await elsewhere.dispose()
