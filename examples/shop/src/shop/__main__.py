@@ -1,95 +1,143 @@
-"""Run the shop: ``python -m shop`` walks one order through its life and prints it.
+"""The shop's command line: ``python -m shop`` walks one order through its life and prints it.
 
-After the commands, the order-summary projection catches up with the events
-(every order ever placed in the database, the first time) and the summary is
-read from its table.
+The walk-through itself is :mod:`shop.walkthrough`. The data goes to the
+database ``DATABASE_URL`` names, or ``--database-url``: a SQLite file,
+``shop.sqlite`` in the working directory, when neither is given.
 
-The data goes to ``DATABASE_URL``: a SQLite file, ``shop.sqlite`` in the
-working directory, unless the variable names another database.
+This module is the edge. It reads the arguments and the environment once,
+into a checked :class:`~shop.settings.Settings`, before anything connects. A bad
+URL, or a database that cannot be reached or refuses an operation, ends the
+run with one line on standard error saying what went wrong and what to do.
+The exit status is 0 when the walk-through ran, 1 when it failed and 2 for
+bad usage or a bad setting (nothing was run).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import sys
-from decimal import Decimal
+import threading
+import time
+from collections.abc import Mapping, Sequence
 
-from cqrs_ddd_advanced_core.projections import SpecificationBuilder
-from cqrs_ddd_core import ValidationError
-from cqrs_ddd_persistence_sqlalchemy import create_engine
-from shop.application import (
-    AddItem,
-    ConfirmOrder,
-    GetOrderSummary,
-    PlaceOrder,
-    Shop,
-    build_shop,
-)
-from shop.domain import OrderError
-from shop.settings import Settings
+from shop.settings import DEFAULT_DATABASE_URL, POSTGRES_EXAMPLE, Settings, SettingsError
+
+PROG = "python -m shop"
+
+EXIT_OK = 0
+"""The walk-through ran."""
+EXIT_FAILED = 1
+"""The walk-through did not finish: the database could not be reached or refused."""
+EXIT_USAGE = 2
+"""Bad arguments or a bad setting: nothing was run."""
+
+DESCRIPTION = """\
+Walk one order of the example shop through its life on a real database and
+print what happens: place an order for customer-7 (Ada), add two items
+(printing each event), try an item with a negative price (refused by a
+validation behaviour before its handler runs), confirm the order, try one more
+item (refused by the confirmed order), bring the order-summary projection up to
+date and show the summary before and after, rebuild the order from its stored
+events, and show the state-stored customer saved in the same transactions.
+
+The schema is created or upgraded on first use; each run adds one order."""
+
+EPILOG = f"""\
+environment:
+  DATABASE_URL  the database to use (--database-url overrides it); when unset,
+                {DEFAULT_DATABASE_URL}, a file in the working directory.
+                PostgreSQL: {POSTGRES_EXAMPLE}
+
+exit status:
+  {EXIT_OK}  the walk-through ran
+  {EXIT_FAILED}  it failed: the database could not be reached or refused an operation
+  {EXIT_USAGE}  bad usage or a bad database URL: nothing was run"""
+
+
+class WalkThroughError(Exception):
+    """The walk-through stopped because of its database; the message is one line."""
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``--help`` and bad usage exit here (0 and 2)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="the database to use, instead of DATABASE_URL",
+    )
+    return parser.parse_args(argv)
+
+
+def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Read the arguments and settings, run the walk-through, return the exit status.
+
+    Only the errors a user can act on become one line on standard error: a bad
+    setting (status 2), and a database that cannot be reached or refuses an
+    operation (status 1). Anything else is a bug and keeps its traceback.
+    """
+    arguments = parse_arguments(argv)
+    try:
+        settings = Settings.from_environment(environ, database_url=arguments.database_url)
+    except SettingsError as error:
+        return fail(str(error), EXIT_USAGE)
+    logging.basicConfig(level=logging.WARNING, format="  log: %(message)s", stream=sys.stdout)
+    try:
+        return asyncio.run(main(settings))
+    except BrokenPipeError:  # whoever read our output stopped reading (`| head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except WalkThroughError as error:
+        return fail(str(error), EXIT_FAILED)
 
 
 async def main(settings: Settings) -> int:
-    """Place, fill and confirm an order, then show its events, the projection and the store."""
-    engine = create_engine(settings.database_url)
+    """Run the walk-through on the database of ``settings``; 0 when it ran.
+
+    Raises :class:`WalkThroughError` when the database cannot be reached or refuses an
+    operation. :mod:`shop.walkthrough` is imported here rather than at the top:
+    it loads SQLAlchemy's engine, Alembic and the whole shop, most of the
+    start-up time, which ``--help`` and a bad setting do without.
+    """
+    from shop import walkthrough  # noqa: PLC0415 - deliberately late, see above
+
     try:
-        shop = await build_shop(engine)
-        print(f"database: {engine.url.render_as_string(hide_password=True)}")
-        await walk_through(shop)
-    finally:
-        await engine.dispose()
-    return 0
+        return await walkthrough.main(settings)
+    except BrokenPipeError:
+        raise
+    except walkthrough.DATABASE_FAILURES as error:
+        wait_for_sqlite_workers()
+        raise WalkThroughError(walkthrough.describe_failure(error, settings)) from error
 
 
-async def walk_through(shop: Shop) -> None:
-    """Send the commands of one order's life and print what they produced."""
-    send = shop.mediator.send
-    placed = await send(PlaceOrder(customer_id="customer-7", customer_name="Ada"))
-    order_id = placed.result
-    print(f"placed order {order_id}")
-    for sku, quantity, price in [("book", 2, "12.50"), ("pen", 3, "1.20")]:
-        response = await send(
-            AddItem(order_id=order_id, sku=sku, quantity=quantity, unit_price=Decimal(price))
-        )
-        for event in response.events:
-            print(f"  event v{event.version} {event.event_type}: {event.payload()}")
-    try:
-        await send(AddItem(order_id=order_id, sku="gift", quantity=1, unit_price=Decimal(-1)))
-    except ValidationError as error:
-        print(f"refused: {error}")
-    await send(ConfirmOrder(order_id=order_id))
-    try:
-        await send(AddItem(order_id=order_id, sku="late", quantity=1, unit_price=Decimal(1)))
-    except OrderError as error:
-        print(f"refused: {error}")
+def wait_for_sqlite_workers(within: float = 2.0) -> None:
+    """Wait (``within`` seconds at most) for the threads of SQLite connections to end.
 
-    await show_projection(shop, order_id)
-    order = await shop.orders.get(order_id)
-    print(f"order {order.id} rebuilt from its events: {order.status} at version {order.version}")
-    customer = await shop.customers.get("customer-7")
-    print(f"customer {customer.name} has placed {customer.orders_placed} order(s) in this database")
-    print(f"events in the store: {await shop.event_store.current_position()} (global position)")
+    When a SQLite file cannot be opened, aiosqlite (0.22) tells the
+    connection's worker thread to stop without waiting for it. Should the event
+    loop close first, the thread's last hand-back raises "Event loop is closed"
+    and prints a traceback after our one-line message (omnilib/aiosqlite#241).
+    Called while the loop is still open, this lets the thread finish quietly.
+    """
+    deadline = time.monotonic() + within
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
-async def show_projection(shop: Shop, order_id: str) -> None:
-    """Bring the order-summary projection up to date and print what it holds."""
-    summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
-    print(f"summary before the projection caught up: {summary}")
-    for status in await shop.projections.catch_up():
-        print(
-            f"projection {status.name}: checkpoint {status.checkpoint} of {status.head_position},"
-            f" {status.lag_events} event(s) behind, {status.dead_letters} dead letter(s)"
-        )
-    summary = await shop.mediator.query(GetOrderSummary(order_id=order_id))
-    print(f"summary: {summary}")
-    confirmed = SpecificationBuilder().where("status", "==", "confirmed")
-    print(
-        f"order summaries: {await shop.summaries.count()},"
-        f" of which confirmed: {await shop.summaries.count(confirmed)}"
-    )
+def fail(message: str, status: int) -> int:
+    """Print ``message`` as one line on standard error and return ``status``."""
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="  log: %(message)s", stream=sys.stdout)
-    sys.exit(asyncio.run(main(Settings.from_environment())))
+    sys.exit(run())

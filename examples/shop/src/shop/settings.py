@@ -1,20 +1,116 @@
-"""The shop's settings, read once from the environment at start-up."""
+"""The shop's settings, read once at start-up and checked before anything connects.
+
+The shop runs on SQLite through aiosqlite or on PostgreSQL through asyncpg,
+the two drivers the persistence package ships. A URL that cannot work (not a
+URL at all, another database, a synchronous driver, a SQLite file in a folder
+that does not exist) raises :class:`SettingsError`, whose message is one line
+naming the setting, what is wrong and what to write instead.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///shop.sqlite"
+"""A SQLite file, ``shop.sqlite``, in the working directory."""
+
+POSTGRES_EXAMPLE = "postgresql+asyncpg://user:password@host:5432/database"
+
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+"""The databases the shop runs on, each with the async driver it uses."""
+
+SCHEME_ALIASES = {"postgres": "postgresql", "sqlite3": "sqlite"}
+"""Schemes other tools accept and SQLAlchemy does not, with the name it wants."""
+
+USE_INSTEAD = f"use {DEFAULT_DATABASE_URL} or {POSTGRES_EXAMPLE}"
+
+
+class SettingsError(ValueError):
+    """A setting cannot work; the message is one line: which, what is wrong, what to use."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the shop keeps its data."""
+    """Where the shop keeps its data, checked when made.
+
+    ``source`` names where the URL came from (``DATABASE_URL`` or
+    ``--database-url``), so that messages about it point at what to change.
+    """
 
     database_url: str = DEFAULT_DATABASE_URL
+    source: str = field(default="DATABASE_URL", compare=False)
+
+    def __post_init__(self) -> None:
+        check_database_url(self.database_url, source=self.source)
+
+    @property
+    def backend(self) -> str:
+        """The database the URL names: ``sqlite`` or ``postgresql``."""
+        return make_url(self.database_url).get_backend_name()
 
     @classmethod
-    def from_environment(cls) -> Settings:
-        """Read ``DATABASE_URL`` (a SQLite file in the working directory when unset)."""
-        return cls(database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, *, database_url: str | None = None
+    ) -> Settings:
+        """Read ``DATABASE_URL`` (``shop.sqlite`` when unset) unless ``database_url`` is given.
+
+        ``database_url`` is the command line's ``--database-url``, which wins
+        over the environment. Raises :class:`SettingsError` for a URL that
+        cannot work.
+        """
+        if database_url is not None:
+            return cls(database_url=database_url, source="--database-url")
+        environment = os.environ if environ is None else environ
+        return cls(database_url=environment.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+
+
+def check_database_url(value: str, *, source: str = "DATABASE_URL") -> URL:
+    """Return ``value`` parsed, or raise :class:`SettingsError` saying what to use instead."""
+
+    def refuse(problem: str) -> SettingsError:
+        return SettingsError(f"{source} {without_password(value)!r} {problem}")
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise refuse(f"is not a database URL: {USE_INSTEAD}") from None
+    scheme, _, driver = url.drivername.lower().partition("+")
+    backend = SCHEME_ALIASES.get(scheme, scheme)
+    if backend not in ASYNC_DRIVERS:
+        raise refuse(f"names a database the shop does not run on ({scheme}): {USE_INSTEAD}")
+    wanted = ASYNC_DRIVERS[backend]
+    if driver != wanted:
+        fixed = without_password(f"{backend}+{wanted}://{value.partition('://')[2]}")
+        if scheme != backend:
+            raise refuse(f"uses the scheme {scheme!r}, which SQLAlchemy does not know: use {fixed}")
+        if not driver:
+            raise refuse(f"has no async driver: use {fixed}")
+        raise refuse(f"names the driver {driver!r}, which the shop does not use: use {fixed}")
+    if backend == "sqlite":
+        folder = _sqlite_folder(url)
+        if folder is not None and not folder.is_dir():
+            raise refuse(
+                f"names a file in the folder {str(folder)!r}, which does not exist:"
+                " create the folder or name a file in an existing one"
+            )
+    return url
+
+
+def without_password(value: str) -> str:
+    """Return the URL ``value`` with its password, if any, replaced by ``***``."""
+    return re.sub(r"^([A-Za-z0-9+.-]+://[^:/@]*:)[^/]*@", r"\1***@", value)
+
+
+def _sqlite_folder(url: URL) -> Path | None:
+    """Return the folder of a SQLite file URL; None for memory and ``file:`` URIs."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query:
+        return None
+    return Path(database).parent
