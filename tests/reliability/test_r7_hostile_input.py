@@ -515,6 +515,35 @@ async def test_a_tampered_row_raises_a_typed_error_naming_stream_version_and_typ
         )
 
 
+async def test_a_row_whose_payload_text_is_not_json_fails_only_its_own_event(
+    tmp_path: Path,
+) -> None:
+    # given: SQLite's TEXT column, edited to hold text that is not JSON
+    # (PostgreSQL's json column refuses such an edit in the first place)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'events.sqlite'}")
+    try:
+        await upgrade_schema(engine)
+        store = SQLAlchemyEventStore(engine)
+        events = [Appended(writer="w", number=n) for n in range(3)]
+        await store.append("s-1", events, expected_version=0)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE cqrs_events SET payload = '{broken' WHERE version = 2")
+            )
+        registry = EventTypeRegistry([Appended])
+        # when: the stream and the global log are read
+        rows = await store.load_stream("s-1")
+        page = await store.read_all()
+        # then: every row reads, and only the damaged one fails to decode, typed
+        assert [row.version for row in rows] == [row.version for row in page] == [1, 2, 3]
+        with pytest.raises(EventDeserializationError, match="not valid JSON") as raised:
+            registry.from_stored(rows[1])
+        assert (raised.value.stream_id, raised.value.version) == ("s-1", 2)
+        assert [registry.from_stored(row).version for row in (rows[0], rows[2])] == [1, 3]
+    finally:
+        await engine.dispose()
+
+
 # ---------------------------------------------------------------- found divergences
 
 

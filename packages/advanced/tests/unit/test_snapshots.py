@@ -44,6 +44,7 @@ from cqrs_ddd_core import (
     InMemoryUnitOfWork,
     ValidationError,
 )
+from cqrs_ddd_core.serialization import UnreadableJSON
 
 
 def in_memory_shop(frequency: int, *, keep: int = 1) -> SnapshottingShop:
@@ -237,7 +238,7 @@ async def test_loading_restores_the_snapshot_and_reads_only_the_later_events() -
     # when
     loaded = await shop.snapshot_loader(reads).load("o-1")
     # then
-    assert reads.reads == [StreamRead("o-1", from_version=12, count=3)]
+    assert reads.reads == [StreamRead("o-1", from_version=11, count=4)]
     assert loaded.model_dump() == (await shop.replaying_loader().load("o-1")).model_dump()
     assert loaded.version == 14
 
@@ -293,7 +294,8 @@ async def test_loading_with_snapshots_yields_exactly_the_aggregate_a_full_replay
     assert with_snapshot.version == replayed.version == version
     latest = await shop.snapshots.storage.latest("o-1")
     assert (latest.version if latest else None) == snapshot_version
-    first_read = snapshot_version + 1 if snapshot_version else 1
+    # (from the snapshot's own event, which shows it is within the stream)
+    first_read = snapshot_version or 1
     assert reads.reads == [StreamRead("o-1", first_read, version - first_read + 1)]
 
 
@@ -352,7 +354,7 @@ async def test_a_snapshot_written_at_the_class_s_schema_version_is_used() -> Non
     # when
     loaded = await shop.snapshot_loader(reads, aggregate_type=OrderV2).load("o-1")
     # then
-    assert reads.reads == [StreamRead("o-1", from_version=4, count=1)]
+    assert reads.reads == [StreamRead("o-1", from_version=3, count=2)]
     assert (loaded.status, loaded.customer_id) == ("shipped", "someone-else")
 
 
@@ -471,7 +473,7 @@ async def test_the_snapshots_example_loads_order_123_from_its_snapshot_and_later
     # Load - uses snapshot if available
     order = await loader.load("order_123")
     # then
-    assert event_store.reads == [StreamRead("order_123", from_version=121, count=4)]
+    assert event_store.reads == [StreamRead("order_123", from_version=120, count=5)]
     assert order.model_dump() == (await shop.replaying_loader().load("order_123")).model_dump()
     assert (order.version, order.items) == (124, {"sku-1": 119, "sku-2": 4})
 
@@ -483,3 +485,29 @@ def test_snapshots_are_the_very_same_objects_under_both_paths_the_spec_names(nam
     home = importlib.import_module("cqrs_ddd_advanced_core.snapshots")
     alias = importlib.import_module("cqrs_ddd_advanced_core.event_sourcing.snapshots")
     assert getattr(alias, name) is getattr(home, name)
+
+
+@pytest.mark.parametrize(
+    ("damage", "kind"),
+    [
+        ({"state": [1, 2]}, "not_an_object"),
+        ({"state": None}, "not_an_object"),
+        ({"state": "text"}, "not_an_object"),
+        ({"state": UnreadableJSON("{oops", "Expecting property name")}, "not_an_object"),
+        ({"version": 99}, "past_stream_end"),
+    ],
+    ids=["list", "null", "string", "unreadable", "past-the-stream"],
+)
+async def test_a_damaged_snapshot_is_counted_logged_and_replaced_by_a_full_replay(
+    damage: dict[str, object], kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given
+    shop = await shop_with_written_snapshot(written_snapshot(**damage))
+    reads = CountingEventStore(shop.event_store)
+    # when
+    with caplog.at_level("WARNING", logger="cqrs_ddd_advanced_core.snapshots"):
+        loaded = await shop.snapshot_loader(reads).load("o-1")
+    # then
+    assert loaded.model_dump() == (await shop.replaying_loader().load("o-1")).model_dump()
+    assert shop.snapshots.unusable == {kind: 1}
+    assert any("replaying the stream" in record.getMessage() for record in caplog.records)

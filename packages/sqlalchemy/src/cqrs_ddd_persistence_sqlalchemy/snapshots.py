@@ -55,12 +55,14 @@ _LATEST = (
     .limit(1)
 )
 
-# The newest snapshot and the events after it, in one statement: the events'
-# rows (in the order of ``StoredEvent``'s fields, as ``load_stream`` reads them)
-# and the snapshot as one more row of the same shape, told apart by its NULL
-# position. Without a snapshot the rows are the whole stream, as a load without
-# snapshots reads it. A UNION has no order of its own, so the rows are put in
-# version order in Python (they come in it, so that is a single pass).
+# The newest snapshot and the events from its version on, in one statement (the
+# event at the snapshot's own version shows that the snapshot is not past the
+# stream's end): the events' rows (in the order of ``StoredEvent``'s fields, as
+# ``load_stream`` reads them) and the snapshot as one more row of the same
+# shape, told apart by its NULL position. Without a snapshot the rows are the
+# whole stream, as a load without snapshots reads it. A UNION has no order of
+# its own, so the rows are put in version order in Python (they come in it, so
+# that is a single pass).
 #
 # Two things keep PostgreSQL on the (stream_id, version) index whatever its
 # statistics say. The ORDER BY inside the events' subquery (the index gives that
@@ -91,7 +93,7 @@ _EVENTS_AFTER_SNAPSHOT = (
     )
     .where(
         events.c.stream_id == _STREAM_ID,
-        events.c.version > func.coalesce(_NEWEST_VERSION, literal_column("0")),
+        events.c.version >= func.coalesce(_NEWEST_VERSION, literal_column("0")),
         events.c.version <= literal_column(str(2**31 - 1)),
     )
     .order_by(events.c.version)
@@ -166,11 +168,12 @@ class SQLAlchemySnapshotStorage:
     async def load_snapshot_and_events(
         self, stream_id: str
     ) -> tuple[Snapshot | None, list[StoredEvent]]:
-        """Return the newest snapshot and the events after it (all without one), in one read.
+        """Return the newest snapshot and the events from its version on (all without one).
 
         The events are what ``SQLAlchemyEventStore.load_stream(stream_id,
-        from_version=snapshot.version + 1)`` returns. Inside a command the
-        read runs on the command's connection and sees its writes.
+        from_version=snapshot.version)`` returns, read with the snapshot in one
+        statement. Inside a command the read runs on the command's connection
+        and sees its writes.
         """
         parameters = {"stream_id": stream_id}
         with translated_errors(f"load the snapshot and events of {stream_id!r}"):

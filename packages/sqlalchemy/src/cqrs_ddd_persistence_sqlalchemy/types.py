@@ -9,9 +9,16 @@ from sqlalchemy import JSON, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from cqrs_ddd_core.serialization import UnreadableJSON
+
 
 class _JSONText(TypeDecorator[Any]):
-    """``JSON``, read back without parsing the empty object ``{}`` (most event metadata)."""
+    """``JSON``, read back without parsing the empty object ``{}`` (most event metadata).
+
+    Text that does not parse (a row damaged by hand; SQLite's TEXT holds
+    anything) is read as :class:`~cqrs_ddd_core.serialization.UnreadableJSON`
+    rather than failing the whole read: the reader of that one row reports it.
+    """
 
     impl = JSON
     cache_ok = True
@@ -24,7 +31,12 @@ class _JSONText(TypeDecorator[Any]):
             return None
 
         def process(value: Any) -> Any:
-            return {} if value == "{}" else parse(value)
+            if value == "{}":
+                return {}
+            try:
+                return parse(value)
+            except ValueError as error:
+                return UnreadableJSON(str(value), str(error))
 
         return process
 

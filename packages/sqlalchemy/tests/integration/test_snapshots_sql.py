@@ -132,7 +132,7 @@ async def test_the_snapshots_example_loads_order_123_from_its_snapshot_and_later
         # then
         assert isinstance(snapshot_store.storage, SQLAlchemySnapshotStorage)
         assert await snapshot_rows(engine, "order_123") == [(120, 1)]
-        assert event_store.reads == [StreamRead("order_123", from_version=121, count=4)]
+        assert event_store.reads == [StreamRead("order_123", from_version=120, count=5)]
         replayed = await shop.replaying_loader().load("order_123")
         assert order.model_dump() == replayed.model_dump()
         assert (order.version, order.items) == (124, {"sku-1": 119, "sku-2": 4})
@@ -238,6 +238,53 @@ async def test_a_snapshot_row_whose_state_no_longer_validates_is_ignored(
     # then
     assert reads.reads == [StreamRead("o-1", from_version=1, count=5)]
     assert loaded.model_dump() == (await shop.replaying_loader().load("o-1")).model_dump()
+
+
+DAMAGE = [
+    ("state = :text", "[1, 2]", "not_an_object"),
+    ("state = :text", "null", "not_an_object"),
+    ("state = :text", '"a string"', "not_an_object"),
+    ("state = :text", "{not json at all", "not_an_object"),
+    ("version = 99", None, "past_stream_end"),
+]
+
+
+@pytest.mark.parametrize(
+    ("assignment", "text", "kind"),
+    DAMAGE,
+    ids=["list", "null", "string", "not-json", "past-the-stream"],
+)
+async def test_a_damaged_snapshot_row_is_reported_and_the_stream_replayed(
+    engine: AsyncEngine,
+    assignment: str,
+    text: str | None,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given: a snapshot at 4, then damaged in the database
+    shop = sql_shop(engine, frequency=4)
+    await shop.create_order("o-1")
+    await shop.mediator.send(AddItems(order_id="o-1", lines=lines(3)))
+    await shop.mediator.send(AddItems(order_id="o-1", lines=lines(1, sku="sku-2")))
+    cast_text = "CAST(:text AS json)" if engine.dialect.name == "postgresql" else ":text"
+    statement = f"UPDATE cqrs_snapshots SET {assignment.replace(':text', cast_text)}"  # noqa: S608 - fixed text
+    if text == "{not json at all" and engine.dialect.name == "postgresql":
+        # PostgreSQL's json column refuses such damage in the first place
+        with pytest.raises(sqlalchemy.exc.DBAPIError):
+            async with engine.begin() as connection:
+                await connection.execute(sqlalchemy.text(statement), {"text": text})
+        return
+    async with engine.begin() as connection:
+        await connection.execute(sqlalchemy.text(statement), {"text": text} if text else {})
+    # when
+    with caplog.at_level("WARNING", logger="cqrs_ddd_advanced_core.snapshots"):
+        loaded = await shop.snapshot_loader(shop.event_store).load("o-1")
+    # then: the aggregate a full replay gives, and the damage reported
+    assert loaded.model_dump() == (await shop.replaying_loader().load("o-1")).model_dump()
+    assert shop.snapshots.unusable == {kind: 1}
+    [warning] = [r for r in caplog.records if r.name == "cqrs_ddd_advanced_core.snapshots"]
+    assert "'o-1'" in warning.getMessage()
+    assert "replaying the stream" in warning.getMessage()
 
 
 # ---------------------------------------------------------------- upcasting

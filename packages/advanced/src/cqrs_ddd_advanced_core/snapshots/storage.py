@@ -43,12 +43,14 @@ class SnapshotAndEventsReader(Protocol):
     async def load_snapshot_and_events(
         self, stream_id: str
     ) -> tuple[Snapshot | None, list[StoredEvent]]:
-        """Return the stream's newest snapshot and the events after it, read together.
+        """Return the stream's newest snapshot and the stream's events from its version on.
 
-        The events are those ``load_stream(stream_id, from_version=snapshot.version + 1)``
-        returns, in version order; the whole stream when there is no snapshot.
-        Inside a command the read joins the command's transaction, as the
-        event store's reads do.
+        The events are those ``load_stream(stream_id, from_version=snapshot.version)``
+        returns, in version order: the event the snapshot was taken at comes
+        first (so the caller can tell a snapshot past the stream's end), then
+        the later ones. The whole stream when there is no snapshot. Inside a
+        command the read joins the command's transaction, as the event store's
+        reads do.
         """
         ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TypeVar
 
 import pydantic
@@ -17,6 +18,7 @@ from cqrs_ddd_advanced_core.snapshots.storage import (
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
+from cqrs_ddd_core.serialization import UnreadableJSON
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -50,6 +52,11 @@ class SnapshotStore:
         )
         self.strategy: SnapshotStrategy = strategy or EveryNEventsStrategy(frequency=100)
         self.keep = keep
+        self.unusable: Counter[str] = Counter()
+        """Snapshots found and not used, by reason: ``aggregate_type``,
+        ``schema_version`` (expected after a release), and the kinds of damage
+        ``not_an_object``, ``invalid_state`` and ``past_stream_end``. Each one
+        costs a full replay; damage is also logged as a warning."""
         # The last (storage, event store) pair asked about, and whether the storage
         # reads that store's events itself: asked once, not on every load.
         self._joint: tuple[SnapshotStorage, EventStore, SnapshotAndEventsReader | None] | None = (
@@ -80,9 +87,10 @@ class SnapshotStore:
     async def restore(self, aggregate_type: type[TAggregate], stream_id: str) -> TAggregate | None:
         """Return the aggregate as of its newest usable snapshot, or None.
 
-        A snapshot of another aggregate type, of another schema version, or
-        whose state no longer validates against the class is not used: the
-        loader then replays the whole stream.
+        A snapshot of another aggregate type or schema version, or whose state
+        is not a JSON object that validates against the class, is not used
+        (see :attr:`unusable`). This reads no event, so it cannot tell a
+        snapshot taken past the stream's end: loads use :meth:`restore_with_events`.
         """
         snapshot = await self.storage.latest(stream_id)
         return None if snapshot is None else self._usable(aggregate_type, snapshot)
@@ -93,24 +101,29 @@ class SnapshotStore:
         """Return the aggregate as of its newest usable snapshot (or None) and the events after it.
 
         The events are ``event_store``'s, from the snapshot's version + 1 on, or
-        the whole stream when no snapshot is usable (see :meth:`restore`). When
-        the storage is a :class:`SnapshotAndEventsReader` of ``event_store``
-        (the SQLAlchemy storage with the SQLAlchemy event store on the same
-        database), the snapshot and the events come in one read, one round trip;
-        only an unusable snapshot costs a second read, of the whole stream.
+        the whole stream when no snapshot is usable. The read starts at the
+        snapshot's own version, so that a snapshot the stream has no event for
+        (taken past its end: a damaged row) is caught and not used. When the
+        storage is a :class:`SnapshotAndEventsReader` of ``event_store`` (the
+        SQLAlchemy storage with the SQLAlchemy event store on the same
+        database), the snapshot and the events come in one read, one round
+        trip; only an unusable snapshot costs a second read, of the whole stream.
         """
         reader = self._reader_of(event_store)
         if reader is None:
-            restored = await self.restore(aggregate_type, stream_id)
-            from_version = restored.version + 1 if restored is not None else 1
-            return restored, await event_store.load_stream(stream_id, from_version=from_version)
-        snapshot, stored = await reader.load_snapshot_and_events(stream_id)
-        if snapshot is None:
-            return None, stored
-        restored = self._usable(aggregate_type, snapshot)
-        if restored is None:
+            snapshot = await self.storage.latest(stream_id)
+            restored = None if snapshot is None else self._usable(aggregate_type, snapshot)
+            if snapshot is None or restored is None:
+                return None, await event_store.load_stream(stream_id)
+            stored = await event_store.load_stream(stream_id, from_version=snapshot.version)
+        else:
+            snapshot, stored = await reader.load_snapshot_and_events(stream_id)
+            if snapshot is None:
+                return None, stored
+            restored = self._usable(aggregate_type, snapshot)
+        if restored is None or not self._within_stream(snapshot, stored):
             return None, await event_store.load_stream(stream_id)
-        return restored, stored
+        return restored, stored[1:]
 
     def _reader_of(self, event_store: EventStore) -> SnapshotAndEventsReader | None:
         storage = self.storage
@@ -126,10 +139,14 @@ class SnapshotStore:
         return reader
 
     def _usable(self, aggregate_type: type[TAggregate], snapshot: Snapshot) -> TAggregate | None:
+        """Return the aggregate the snapshot holds, or None (counted, logged) when unusable."""
         if snapshot.aggregate_type != aggregate_type.aggregate_type_name:
+            self.unusable["aggregate_type"] += 1
             return None
         expected = _schema_version(aggregate_type)
         if snapshot.schema_version != expected:
+            # expected after a release that changed the class: not damage
+            self.unusable["schema_version"] += 1
             _logger.info(
                 "ignoring snapshot of %s %r at version %d: schema version %d, class is at %d",
                 snapshot.aggregate_type,
@@ -139,17 +156,37 @@ class SnapshotStore:
                 expected,
             )
             return None
-        try:
-            return aggregate_type.model_validate({**snapshot.state, "version": snapshot.version})
-        except pydantic.ValidationError as error:
-            _logger.warning(
-                "ignoring snapshot of %s %r at version %d: its state no longer fits: %s",
-                snapshot.aggregate_type,
-                snapshot.stream_id,
-                snapshot.version,
-                error,
+        state: object = snapshot.state
+        if not isinstance(state, dict):
+            why = (
+                f"its state is not valid JSON ({state.reason})"
+                if isinstance(state, UnreadableJSON)
+                else f"its state is a {type(state).__name__}, not a JSON object"
             )
+            self._damaged(snapshot, "not_an_object", why)
             return None
+        try:
+            return aggregate_type.model_validate({**state, "version": snapshot.version})
+        except pydantic.ValidationError as error:
+            self._damaged(snapshot, "invalid_state", f"its state no longer fits: {error}")
+            return None
+
+    def _within_stream(self, snapshot: Snapshot, stored: list[StoredEvent]) -> bool:
+        """Return whether ``stored`` (read from the snapshot's version) starts at its event."""
+        if stored and stored[0].version == snapshot.version:
+            return True
+        self._damaged(snapshot, "past_stream_end", "the stream has no event at its version")
+        return False
+
+    def _damaged(self, snapshot: Snapshot, kind: str, why: str) -> None:
+        self.unusable[kind] += 1
+        _logger.warning(
+            "ignoring snapshot of %s %r at version %d, replaying the stream instead: %s",
+            snapshot.aggregate_type,
+            snapshot.stream_id,
+            snapshot.version,
+            why,
+        )
 
 
 def _schema_version(aggregate_type: type[AggregateRoot]) -> int:

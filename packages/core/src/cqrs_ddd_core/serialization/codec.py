@@ -36,6 +36,25 @@ ENVELOPE_KEYS = (
 """The keys of a serialised event beside ``payload``."""
 
 
+class UnreadableJSON(str):
+    """Stored text that should hold a JSON document but does not parse.
+
+    Storage adapters hand it out in place of a document they cannot decode (a
+    damaged row), so that the reader, not the read, decides what to do: the
+    event type registry refuses it with a typed error naming the event, and a
+    snapshot store replays the stream instead. ``reason`` says why it did not
+    parse; the string itself is the text as stored.
+    """
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> UnreadableJSON:
+        """Wrap ``text``, which did not parse for ``reason``."""
+        unreadable = super().__new__(cls, text)
+        unreadable.reason = reason
+        return unreadable
+
+
 def encode_event(event: DomainEvent) -> dict[str, Any]:
     """Return ``event`` as a portable JSON document.
 

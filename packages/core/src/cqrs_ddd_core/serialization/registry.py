@@ -16,7 +16,7 @@ from cqrs_ddd_core.exceptions import (
     UnknownEventTypeError,
 )
 from cqrs_ddd_core.ports.event_store import StoredEvent
-from cqrs_ddd_core.serialization.codec import ENVELOPE_KEYS, encode_event
+from cqrs_ddd_core.serialization.codec import ENVELOPE_KEYS, UnreadableJSON, encode_event
 
 TEventClass = TypeVar("TEventClass", bound=type[DomainEvent])
 
@@ -156,11 +156,13 @@ class EventTypeRegistry:
     ) -> DomainEvent:
         event_class = self.resolve(event_type, stream_id=stream_id, version=version)
         if not isinstance(payload, Mapping):
+            reason = (
+                f"is not valid JSON ({payload.reason})"
+                if isinstance(payload, UnreadableJSON)
+                else "must be a JSON object"
+            )
             raise EventDeserializationError(
-                event_type,
-                [FieldIssue("payload", "must be a JSON object")],
-                stream_id=stream_id,
-                version=version,
+                event_type, [FieldIssue("payload", reason)], stream_id=stream_id, version=version
             )
         if not isinstance(schema_version, int) or isinstance(schema_version, bool):
             raise EventDeserializationError(
