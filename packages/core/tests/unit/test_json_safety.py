@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from cqrs_ddd_core.domain import DomainEvent
-from cqrs_ddd_core.exceptions import EventSerializationError
-from cqrs_ddd_core.serialization import encode_event, json_safety_issues
-from cqrs_ddd_core.serialization.json_safety import MAX_DEPTH
+from cqrs_ddd_core.domain import AggregateRoot, DomainEvent
+from cqrs_ddd_core.exceptions import EventSerializationError, ValidationError
+from cqrs_ddd_core.serialization import encode_event, encode_state, json_safety_issues
+from cqrs_ddd_core.serialization.json_safety import MAX_DEPTH, MAX_INTEGER_DIGITS
 
 
 class SensorRead(DomainEvent):
@@ -291,3 +293,64 @@ def test_ten_thousand_levels_of_nesting_are_reported_once_without_exhausting_the
     path, reason = issues[0]
     assert reason == f"nests deeper than {MAX_DEPTH} levels"
     assert path.startswith("$.payload.blob")
+
+
+# ------------------------------------------------------------------ keys at any depth
+
+
+class Tagged(BaseModel):
+    tags: dict[Any, Any] = {}
+
+
+@dataclasses.dataclass
+class Labelled:
+    labels: dict[Any, Any]
+
+
+class Carrier(DomainEvent):
+    model: Tagged = Tagged()
+    record: Any = None
+    grouped: frozenset[Any] = frozenset()
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (Carrier(model=Tagged(tags={1: "a"})), "model.tags"),
+        (Carrier(record=Labelled(labels={2.5: "x"})), "record.labels"),
+        (Carrier(record=[Tagged(tags={None: 1})]), "record[0].tags"),
+        (Carrier(grouped=frozenset({("a", 1)})), None),
+    ],
+    ids=["nested-model", "dataclass", "model-in-list", "set-without-mappings"],
+)
+def test_keys_that_are_not_strings_are_refused_at_any_depth(
+    event: Carrier, field: str | None
+) -> None:
+    if field is None:
+        assert encode_event(event)["payload"]["grouped"] == [["a", 1]]
+        return
+    with pytest.raises(EventSerializationError) as caught:
+        encode_event(event)
+    assert (caught.value.field, caught.value.reason) == (field, "has a key that is not a string")
+
+
+def test_an_integer_of_4300_digits_is_kept_and_one_of_4301_refused() -> None:
+    largest = 10**MAX_INTEGER_DIGITS - 1
+    assert encode_event(SensorRead(items=[largest]))["payload"]["items"] == [largest]
+    with pytest.raises(EventSerializationError) as caught:
+        encode_event(SensorRead(items=[-(largest + 1)]))
+    assert caught.value.field == "items[0]"
+    assert "4300 digits" in caught.value.reason
+
+
+class Account(AggregateRoot):
+    notes: dict[Any, Any] = {}
+
+
+def test_a_state_with_a_key_that_is_not_a_string_or_an_overlong_id_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        encode_state(Account(id="a" * 256, notes={"ok": {3: "three"}}))
+    assert caught.value.fields == ("id", "$.notes.ok")
+    assert encode_state(Account(id="a-1", notes={"ok": {"3": "three"}}))["notes"] == {
+        "ok": {"3": "three"}
+    }

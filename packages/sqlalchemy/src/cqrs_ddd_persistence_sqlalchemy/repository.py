@@ -14,11 +14,9 @@ from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.exceptions import (
     AggregateNotFoundError,
     ConcurrencyError,
-    FieldIssue,
     NoActiveUnitOfWorkError,
-    ValidationError,
 )
-from cqrs_ddd_core.serialization import json_safety_issues
+from cqrs_ddd_core.serialization import encode_state
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
@@ -82,10 +80,7 @@ class SQLAlchemyRepository(Generic[TAggregate]):
         if uow is None:  # a state-stored save only happens inside a command
             raise NoActiveUnitOfWorkError
         connection = uow.connection
-        state = aggregate.model_dump(mode="json")
-        issues = [FieldIssue(path, reason) for path, reason in json_safety_issues(state)]
-        if issues:
-            raise ValidationError(f"{self._type_name} {aggregate.id!r}", issues)
+        state = encode_state(aggregate)
         expected_version, events = aggregate.collect_state_change()
         events = current_scope().record(events)
         state["version"] = aggregate.version

@@ -17,8 +17,9 @@ from cqrs_ddd_advanced_core.snapshots.storage import (
 )
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
+from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
-from cqrs_ddd_core.serialization import UnreadableJSON
+from cqrs_ddd_core.serialization import UnreadableJSON, portable_dump
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -53,10 +54,11 @@ class SnapshotStore:
         self.strategy: SnapshotStrategy = strategy or EveryNEventsStrategy(frequency=100)
         self.keep = keep
         self.unusable: Counter[str] = Counter()
-        """Snapshots found and not used, by reason: ``aggregate_type``,
-        ``schema_version`` (expected after a release), and the kinds of damage
-        ``not_an_object``, ``invalid_state`` and ``past_stream_end``. Each one
-        costs a full replay; damage is also logged as a warning."""
+        """Snapshots not used, by reason. Found at a load and ignored:
+        ``aggregate_type``, ``schema_version`` (expected after a release), and
+        the kinds of damage ``not_an_object``, ``invalid_state`` and
+        ``past_stream_end``; each costs a full replay. Not taken when due:
+        ``not_portable``. Damage and skips are also logged as warnings."""
         # The last (storage, event store) pair asked about, and whether the storage
         # reads that store's events itself: asked once, not on every load.
         self._joint: tuple[SnapshotStorage, EventStore, SnapshotAndEventsReader | None] | None = (
@@ -64,22 +66,43 @@ class SnapshotStore:
         )
 
     async def snapshot_if_due(self, aggregate: AggregateRoot, *, previous_version: int) -> bool:
-        """Snapshot ``aggregate`` if saving it from ``previous_version`` crosses the threshold."""
+        """Snapshot ``aggregate`` if saving it from ``previous_version`` crosses the threshold.
+
+        A state that would not read back as it is (see :meth:`save`) is not
+        snapshotted: the command goes on without it, and the skip is logged
+        and counted in :attr:`unusable` as ``not_portable``.
+        """
         if not self.strategy.should_snapshot(
             previous_version=previous_version, new_version=aggregate.version
         ):
             return False
-        await self.save(aggregate)
+        try:
+            await self.save(aggregate)
+        except ValidationError as error:
+            self.unusable["not_portable"] += 1
+            _logger.warning("not snapshotting %s: %s", aggregate.aggregate_type_name, error)
+            return False
         return True
 
     async def save(self, aggregate: AggregateRoot) -> Snapshot:
-        """Snapshot ``aggregate`` at its current version, whatever the strategy says."""
+        """Snapshot ``aggregate`` at its current version, whatever the strategy says.
+
+        Raises ``ValidationError`` naming each field whose JSON form would not
+        read back as it is (a key that is not a string, NaN ...): such a
+        snapshot would restore a different aggregate than a replay.
+        """
+        state, issues = portable_dump(aggregate, by_alias=True)
+        if issues:
+            raise ValidationError(
+                f"snapshot of {aggregate.aggregate_type_name} {aggregate.id!r}",
+                [FieldIssue(path, reason) for path, reason in issues],
+            )
         snapshot = Snapshot(
             stream_id=aggregate.id,
             aggregate_type=aggregate.aggregate_type_name,
             version=aggregate.version,
             schema_version=_schema_version(type(aggregate)),
-            state=aggregate.model_dump(mode="json", by_alias=True),
+            state=state,
         )
         await self.storage.save(snapshot, keep=self.keep)
         return snapshot

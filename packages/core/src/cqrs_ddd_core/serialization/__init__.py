@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from cqrs_ddd_core.serialization.append import (
-    MAX_STREAM_ID_LENGTH,
-    prepare_append,
-    stream_id_issue,
+from cqrs_ddd_core.serialization.append import prepare_append
+from cqrs_ddd_core.serialization.codec import (
+    ENVELOPE_KEYS,
+    UnreadableJSON,
+    encode_event,
+    encode_state,
 )
-from cqrs_ddd_core.serialization.codec import ENVELOPE_KEYS, UnreadableJSON, encode_event
-from cqrs_ddd_core.serialization.json_safety import json_safety_issues
+from cqrs_ddd_core.serialization.json_safety import json_safety_issues, portable_dump
 from cqrs_ddd_core.serialization.registry import EventTypeRegistry
+from cqrs_ddd_core.serialization.stream_ids import MAX_STREAM_ID_LENGTH, stream_id_issue
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -17,7 +19,9 @@ __all__ = [
     "EventTypeRegistry",
     "UnreadableJSON",
     "encode_event",
+    "encode_state",
     "json_safety_issues",
+    "portable_dump",
     "prepare_append",
     "stream_id_issue",
 ]

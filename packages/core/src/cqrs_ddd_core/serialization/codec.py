@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.domain.events import DomainEvent
-from cqrs_ddd_core.exceptions import EventSerializationError
+from cqrs_ddd_core.exceptions import EventSerializationError, FieldIssue, ValidationError
 from cqrs_ddd_core.serialization.json_safety import (
     MAX_DEPTH,
+    has_containers,
     json_key_issues,
     json_safety_issues,
+    portable_dump,
 )
+from cqrs_ddd_core.serialization.stream_ids import stream_id_issue
 
 ENVELOPE_KEYS = (
     "event_type",
@@ -63,10 +67,11 @@ def encode_event(event: DomainEvent) -> dict[str, Any]:
     floats, the NUL character, lone surrogates, excessive nesting); no backend
     stores such an event.
     """
-    # Keys first, on the Python values: dumping would quietly replace a lone
-    # surrogate in a key with U+FFFD and so store a different key.
+    # Keys first, on the Python values, at any depth: dumping would quietly turn
+    # a key that is not a string into one, or a lone surrogate in a key into
+    # U+FFFD, and so store a different document.
     for name, value in event:
-        if isinstance(value, dict | list | tuple):
+        if has_containers(value):
             for where, reason in json_key_issues(value, path=name):
                 raise EventSerializationError(event.event_type, where, reason)
     try:
@@ -92,6 +97,26 @@ def encode_event(event: DomainEvent) -> dict[str, Any]:
             field = where.removeprefix("$.").removeprefix("payload.")
             raise EventSerializationError(event.event_type, field, reason)
     return encoded
+
+
+def encode_state(aggregate: AggregateRoot) -> dict[str, Any]:
+    """Return a state-stored aggregate's state as a portable JSON document.
+
+    Raises :class:`~cqrs_ddd_core.exceptions.ValidationError` naming each
+    field that keeps the state from reading back exactly as it is (keys that
+    are not strings at any depth, NaN, NUL, lone surrogates, integers past
+    4,300 digits, deep nesting) and an ``id`` that is not a valid stream id
+    (at most 255 characters of letters, digits, ``_-:@``): every repository
+    runs this, so SQLite, PostgreSQL and memory refuse alike, before any write.
+    """
+    document, found = portable_dump(aggregate)
+    issues = [FieldIssue(path, reason) for path, reason in found]
+    reason = stream_id_issue(aggregate.id)
+    if reason:
+        issues.insert(0, FieldIssue("id", reason))
+    if issues:
+        raise ValidationError(f"{aggregate.aggregate_type_name} {aggregate.id!r}", issues)
+    return document
 
 
 def _plainly_portable(document: dict[str, Any]) -> bool:

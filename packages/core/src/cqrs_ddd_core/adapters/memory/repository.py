@@ -9,6 +9,7 @@ from cqrs_ddd_core.cqrs.scope import current_scope
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.exceptions import AggregateNotFoundError, ConcurrencyError, UnitOfWorkError
 from cqrs_ddd_core.ports.specification import Satisfiable
+from cqrs_ddd_core.serialization import encode_state
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -50,6 +51,7 @@ class InMemoryRepository(Generic[TAggregate]):
                 "InMemoryRepository needs an InMemoryUnitOfWork, "
                 f"not {type(scope.uow).__qualname__}"
             )
+        encode_state(aggregate)  # refuses what the SQL repository would refuse
         expected_version, events = aggregate.collect_state_change()
         scope.record(events)
         state = aggregate.model_copy(deep=True)
