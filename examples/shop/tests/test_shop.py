@@ -236,3 +236,57 @@ async def test_the_main_job_runs_twice_on_postgresql_and_the_projection_follows(
     second_run = capsys.readouterr().out.split("database:")[-1]
     assert "projection shop.order_summaries: checkpoint 8 of 8" in second_run
     assert "order summaries: 2, of which confirmed: 2" in second_run
+
+
+@pytest.mark.parametrize(
+    ("command_changes", "field"),
+    [
+        ({"unit_price": Decimal("0.005")}, "unit_price"),
+        ({"unit_price": Decimal("1000000000.01")}, "unit_price"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": 10_001}, "quantity"),
+    ],
+    ids=["sub-cent", "over-the-largest-total", "no-quantity", "too-many"],
+)
+async def test_an_item_the_summary_could_not_hold_is_refused_before_the_handler(
+    shop: Shop, command_changes: dict[str, object], field: str
+) -> None:
+    order_id = (await shop.mediator.send(PlaceOrder(customer_id="c-1"))).result
+    command = AddItem(order_id=order_id, sku="x", quantity=1, unit_price=Decimal(1))
+    with pytest.raises(ValidationError) as raised:
+        await shop.mediator.send(command.model_copy(update=command_changes))
+    assert raised.value.fields == (field,)
+    assert (await shop.orders.get(order_id)).version == 1
+
+
+async def test_whatever_the_commands_accept_the_summary_holds_on_every_backend(
+    database_url: str,
+) -> None:
+    # given: the longest order id, and an order at the largest total, in sub-euro cents
+    engine = create_engine(database_url)
+    try:
+        shop = await build_shop(engine)
+        order_id = "o" * 255
+        await shop.mediator.send(PlaceOrder(customer_id="c" * 255, order_id=order_id))
+        for price in (Decimal("999999999.99"), Decimal("0.01")):
+            await shop.mediator.send(
+                AddItem(order_id=order_id, sku="gold", quantity=1, unit_price=price)
+            )
+        with pytest.raises(OrderError, match="largest total"):
+            await shop.mediator.send(
+                AddItem(order_id=order_id, sku="gold", quantity=1, unit_price=Decimal("0.01"))
+            )
+        await shop.mediator.send(ConfirmOrder(order_id=order_id))
+        # when
+        (status,) = await shop.projections.catch_up()
+        # then: projected, exactly, with nothing dead-lettered
+        assert status.dead_letters == 0
+        assert await summary_of(shop, order_id) == OrderSummary(
+            order_id=order_id,
+            customer_id="c" * 255,
+            items=2,
+            total=Decimal("1000000000.00"),
+            status="confirmed",
+        )
+    finally:
+        await engine.dispose()

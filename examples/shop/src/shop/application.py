@@ -36,7 +36,17 @@ from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyUnitOfWork,
     upgrade_schema,
 )
-from shop.domain import Customer, ItemAdded, Money, Order, OrderConfirmed, OrderPlaced
+from shop.domain import (
+    CENT,
+    MAX_ORDER_TOTAL,
+    MAX_QUANTITY,
+    Customer,
+    ItemAdded,
+    Money,
+    Order,
+    OrderConfirmed,
+    OrderPlaced,
+)
 from shop.projections import (
     OrderSummary,
     OrderSummaryProjector,
@@ -121,11 +131,19 @@ class ConfirmOrderHandler(CommandHandler[ConfirmOrder]):
         await self.orders.save(order)
 
 
-def positive_price(command: AddItem) -> list[FieldIssue]:
-    """Refuse items with a negative price before any handler runs."""
-    if command.unit_price < 0:
-        return [FieldIssue("unit_price", "must not be negative")]
-    return []
+def valid_item(command: AddItem) -> list[FieldIssue]:
+    """Refuse, before any handler runs, an item the order would refuse (see ``Order.add_item``)."""
+    issues = []
+    price = command.unit_price
+    if not price.is_finite() or price > MAX_ORDER_TOTAL:
+        issues.append(FieldIssue("unit_price", f"must be at most {MAX_ORDER_TOTAL}"))
+    elif price < 0:
+        issues.append(FieldIssue("unit_price", "must not be negative"))
+    elif price != price.quantize(CENT):
+        issues.append(FieldIssue("unit_price", "must be in whole cents"))
+    if not 1 <= command.quantity <= MAX_QUANTITY:
+        issues.append(FieldIssue("quantity", f"must be between 1 and {MAX_QUANTITY}"))
+    return issues
 
 
 @dataclass
@@ -174,7 +192,7 @@ async def build_shop(engine: AsyncEngine) -> Shop:
         event_store=event_store,
         uow_factory=lambda: SQLAlchemyUnitOfWork(engine),
         handler_registry=registry,
-        behaviors=[LoggingBehavior(), ValidationBehavior({AddItem: [positive_price]})],
+        behaviors=[LoggingBehavior(), ValidationBehavior({AddItem: [valid_item]})],
     )
     factory.register_event_sourced_type(Order)
     return Shop(

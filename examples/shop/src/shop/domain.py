@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Final
 
 from cqrs_ddd_advanced_core import (
     EventSourcedAggregateMixin,
@@ -14,6 +15,15 @@ from cqrs_ddd_core import AggregateRoot, DomainEvent, ValueObject
 
 class OrderError(Exception):
     """A rule of the order was broken; the message says which."""
+
+
+MAX_QUANTITY: Final = 10_000
+"""The most units of one item a single ``add_item`` takes."""
+
+MAX_ORDER_TOTAL: Final = Decimal("1000000000.00")
+"""The largest total an order may reach (so its total in cents fits any read model's 64 bits)."""
+
+CENT: Final = Decimal("0.01")
 
 
 class Money(ValueObject):
@@ -59,11 +69,23 @@ class Order(EventSourcedAggregateMixin, AggregateRoot):
         return order
 
     def add_item(self, sku: str, quantity: int, unit_price: Money) -> None:
-        """Add ``quantity`` of ``sku``; refused once the order is confirmed."""
+        """Add ``quantity`` of ``sku`` at ``unit_price``.
+
+        Refused once the order is confirmed, for a quantity outside 1 to
+        ``MAX_QUANTITY``, for a price that is negative or not in whole cents,
+        and when the total would pass ``MAX_ORDER_TOTAL``.
+        """
         if self.status != "open":
             raise OrderError(f"order {self.id} is {self.status}; items can no longer be added")
-        if quantity < 1:
-            raise OrderError("quantity must be at least 1")
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise OrderError(f"quantity must be between 1 and {MAX_QUANTITY}, not {quantity}")
+        price = unit_price.amount
+        if not 0 <= price <= MAX_ORDER_TOTAL or price != price.quantize(CENT):
+            raise OrderError(
+                f"a unit price must be whole cents from 0 to {MAX_ORDER_TOTAL}, not {price}"
+            )
+        if self.total.amount + price * quantity > MAX_ORDER_TOTAL:
+            raise OrderError(f"order {self.id} would pass the largest total, {MAX_ORDER_TOTAL}")
         self.trigger_event(ItemAdded(sku=sku, quantity=quantity, unit_price=unit_price))
 
     def confirm(self) -> None:

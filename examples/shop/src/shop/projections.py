@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.projections import ProjectionContext, Projector, projects
@@ -26,13 +26,18 @@ read_models = MetaData()
 order_summaries = Table(
     "shop_order_summaries",
     read_models,
-    Column("order_id", String(64), primary_key=True),
+    Column("order_id", String(255), primary_key=True),
     Column("customer_id", String(255), nullable=False),
-    Column("items", Integer, nullable=False),
-    Column("total_cents", Integer, nullable=False),
+    Column("items", BigInteger, nullable=False),
+    Column("total_cents", BigInteger, nullable=False),
     Column("status", String(32), nullable=False),
 )
-"""One row per order: how many items, the total in cents, open or confirmed."""
+"""One row per order: how many items, the total in cents, open or confirmed.
+
+The columns hold whatever the commands accept: ids are stream ids (at most 255
+characters), and the order's rules (whole cents, a capped total and quantity)
+keep the counts and the total in cents within 64 bits.
+"""
 
 
 async def create_read_model_tables(engine: AsyncEngine) -> None:
@@ -91,7 +96,7 @@ class OrderSummaryProjector(Projector):
         row = await self.read_model.get(context.connection, context.stream_id)
         if row is None:  # cannot happen: OrderPlaced comes first in every order's stream
             raise LookupError(f"no summary for order {context.stream_id!r}")
-        added = int((event.unit_price.amount * event.quantity * 100).to_integral_value())
+        added = int(event.unit_price.amount * event.quantity * 100)  # whole cents: see Order
         await self.read_model.update(
             context.connection,
             context.stream_id,

@@ -46,6 +46,7 @@ from cqrs_ddd_core.domain.specification import (
     Specification,
 )
 from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
+from cqrs_ddd_persistence_sqlalchemy.column_values import value_check
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedSpecificationError
@@ -66,7 +67,14 @@ class SQLAlchemyReadModelStore:
 
     The table belongs to the application (its projection writes it). Fields of
     specifications and orderings must be columns of the table, and values must
-    suit the column's type. Unknown fields, ``contains``/``startswith`` on a
+    suit the column's type. Written values are checked against their columns
+    before any SQL, so that SQLite (which stores anything) refuses what
+    PostgreSQL refuses: text longer than a ``String(n)`` or holding NUL or a
+    lone surrogate, integers outside an ``Integer``/``BigInteger``/
+    ``SmallInteger``'s range, numbers with more digits than a ``Numeric``'s
+    precision or scale (PostgreSQL would round them), JSON that is not
+    portable; each raises :class:`~cqrs_ddd_core.exceptions.ValidationError`
+    naming the table and column. Unknown fields, ``contains``/``startswith`` on a
     non-text column raise :class:`~cqrs_ddd_core.exceptions.ValidationError`, and
     specifications that cannot be translated (a ``PredicateSpecification``)
     raise :class:`UnsupportedSpecificationError`, both before any SQL runs.
@@ -85,6 +93,11 @@ class SQLAlchemyReadModelStore:
         self._dialect = postgresql if self._is_postgresql else sqlite
         self._key_names = frozenset(column.name for column in self._key)
         self._upserts: dict[frozenset[str], Any] = {}
+        self._checks = {
+            column.name: check
+            for column in table.columns
+            if (check := value_check(column.type)) is not None
+        }
 
     async def get(self, connection: AsyncConnection, key: Any) -> dict[str, Any] | None:
         """Return the row with ``key`` as a dictionary, or None."""
@@ -104,6 +117,7 @@ class SQLAlchemyReadModelStore:
         """
         values = dict(row)
         statement = self._upsert_for(values)
+        self._check_values(values)
         pending = pending_writes(connection)
         if pending is None:
             await connection.execute(statement, [values])
@@ -119,15 +133,7 @@ class SQLAlchemyReadModelStore:
                 raise ValidationError(
                     "read model row", [FieldIssue(self.table.name, f"misses its key ({names})")]
                 )
-            unknown = columns - set(self.table.columns.keys())
-            if unknown:
-                raise ValidationError(
-                    "read model row",
-                    [
-                        FieldIssue(name, f"is not a column of {self.table.name!r}")
-                        for name in sorted(unknown)
-                    ],
-                )
+            self._check_columns(values)
             insert = self._dialect.insert(self.table)
             given = sorted(columns - self._key_names)
             statement = (
@@ -145,10 +151,36 @@ class SQLAlchemyReadModelStore:
         self, connection: AsyncConnection, key: Any, changes: Mapping[str, Any]
     ) -> bool:
         """Change columns of the row with ``key``; False when there is none."""
+        values = dict(changes)
+        self._check_columns(values)
+        self._check_values(values)
         result = await connection.execute(
-            sa_update(self.table).where(self._matches(key)).values(dict(changes))
+            sa_update(self.table).where(self._matches(key)).values(values)
         )
         return bool(result.rowcount)
+
+    def _check_columns(self, values: Mapping[str, Any]) -> None:
+        unknown = set(values) - set(self.table.columns.keys())
+        if unknown:
+            raise ValidationError(
+                "read model row",
+                [
+                    FieldIssue(name, f"is not a column of {self.table.name!r}")
+                    for name in sorted(unknown)
+                ],
+            )
+
+    def _check_values(self, values: Mapping[str, Any]) -> None:
+        checks = self._checks
+        issues = [
+            FieldIssue(name, reason)
+            for name, value in values.items()
+            if value is not None
+            and (check := checks.get(name)) is not None
+            and (reason := check(value)) is not None
+        ]
+        if issues:
+            raise ValidationError(f"read model row of {self.table.name!r}", issues)
 
     async def delete(self, connection: AsyncConnection, key: Any) -> bool:
         """Delete the row with ``key``; False when there was none."""
