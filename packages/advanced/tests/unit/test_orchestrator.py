@@ -58,13 +58,6 @@ def test_a_type_neither_marked_nor_registered_is_event_sourced_when_a_store_is_c
     assert orchestrator.is_event_sourced(aggregate_type)
 
 
-@pytest.mark.parametrize("aggregate_type", [Order, "Order"])
-def test_without_any_event_store_no_type_is_event_sourced_by_default(
-    aggregate_type: type[AggregateRoot] | str,
-) -> None:
-    assert not EventSourcedPersistenceOrchestrator().is_event_sourced(aggregate_type)
-
-
 @pytest.mark.parametrize("aggregate_type", [UserPreferences, "UserPreferences"])
 def test_the_non_event_sourced_mark_alone_makes_a_type_state_stored(
     aggregate_type: type[AggregateRoot] | str,
@@ -116,30 +109,24 @@ def test_the_latest_registration_of_a_type_wins() -> None:
     assert orchestrator.is_event_sourced("Order")
 
 
-def test_a_type_given_its_own_store_is_event_sourced_without_a_default_store() -> None:
-    # given
-    orchestrator = EventSourcedPersistenceOrchestrator()
-    # when
-    orchestrator.register_event_sourced_type("Invoice", event_store=InMemoryEventStore())
-    # then
-    assert orchestrator.is_event_sourced("Invoice")
-    assert not orchestrator.is_event_sourced("Order")
-
-
 # ---------------------------------------------------------------- configuration errors
 
 
-@pytest.mark.parametrize("aggregate_type", [Order, "Order"])
-def test_registering_an_event_sourced_type_without_any_store_is_refused(
-    aggregate_type: type[AggregateRoot] | str,
-) -> None:
+def test_an_orchestrator_without_a_default_event_store_is_refused_when_built() -> None:
+    # the spec: "Setup orchestrator (requires default_event_store)"
+    with pytest.raises(EventSourcingConfigurationError, match="requires default_event_store"):
+        EventSourcedPersistenceOrchestrator()
+
+
+def test_a_type_given_its_own_store_appends_there_and_not_to_the_default() -> None:
     # given
-    orchestrator = EventSourcedPersistenceOrchestrator()
+    orchestrator, default = orchestrator_with_store()
+    invoices = InMemoryEventStore()
     # when
-    with pytest.raises(EventSourcingConfigurationError, match="'Order'"):
-        orchestrator.register_event_sourced_type(aggregate_type)
+    orchestrator.register_event_sourced_type("Invoice", event_store=invoices)
     # then
-    assert not orchestrator.is_event_sourced("Order")
+    assert orchestrator.event_store_for("Invoice") is invoices
+    assert orchestrator.event_store_for("Order") is default
 
 
 def test_asking_for_the_store_of_a_state_stored_type_is_refused() -> None:

@@ -25,33 +25,32 @@ class EventSourcedPersistenceOrchestrator:
     1. an explicit :meth:`register_event_sourced_type` or
        :meth:`register_non_event_sourced_type`;
     2. the ``@non_event_sourced`` mark on the aggregate class;
-    3. the default: event-sourced when a ``default_event_store`` is configured.
+    3. the default: event-sourced.
 
-    Event-sourced types append their events to the type's event store (the one
-    given at registration, else the default). Call :meth:`persist_events` inside
-    the command's unit of work, as ``EventSourcedMediator`` does: the append
-    joins the command's transaction, so a failure anywhere leaves nothing.
+    ``default_event_store`` is required (``EventSourcingConfigurationError``
+    otherwise, at construction). Event-sourced types append their events to
+    the type's event store (the one given at registration, else the default).
+    Call :meth:`persist_events` inside the command's unit of work, as
+    ``EventSourcedMediator`` does: the append joins the command's transaction,
+    so a failure anywhere leaves nothing.
     State-stored types are left to their repositories.
     """
 
     def __init__(self, default_event_store: EventStore | None = None) -> None:
-        self.default_event_store = default_event_store
+        if default_event_store is None:
+            raise EventSourcingConfigurationError(
+                "EventSourcedPersistenceOrchestrator requires default_event_store: the event "
+                "store that keeps the events of event-sourced types"
+            )
+        self.default_event_store: EventStore = default_event_store
         self._event_sourced: dict[str, EventStore | None] = {}
         self._state_stored: set[str] = set()
 
     def register_event_sourced_type(
         self, aggregate_type: AggregateTypeRef, event_store: EventStore | None = None
     ) -> None:
-        """Keep the events of ``aggregate_type`` in ``event_store`` (or the default one).
-
-        Raises ``EventSourcingConfigurationError`` when neither store exists.
-        """
+        """Keep the events of ``aggregate_type`` in ``event_store`` (or the default one)."""
         name = _name_of(aggregate_type)
-        if event_store is None and self.default_event_store is None:
-            raise EventSourcingConfigurationError(
-                f"cannot register {name!r} as event-sourced: no event store was given "
-                "and the orchestrator has no default_event_store"
-            )
         self._state_stored.discard(name)
         self._event_sourced[name] = event_store
 
@@ -69,9 +68,7 @@ class EventSourcedPersistenceOrchestrator:
         if name in self._state_stored:
             return False
         aggregate_class = aggregate_type if isinstance(aggregate_type, type) else _find_class(name)
-        if aggregate_class is not None and is_marked_non_event_sourced(aggregate_class):
-            return False
-        return self.default_event_store is not None
+        return aggregate_class is None or not is_marked_non_event_sourced(aggregate_class)
 
     def event_store_for(self, aggregate_type: AggregateTypeRef) -> EventStore:
         """Return the event store that keeps the events of ``aggregate_type``."""
@@ -79,10 +76,7 @@ class EventSourcedPersistenceOrchestrator:
         if not self.is_event_sourced(name):
             raise EventSourcingConfigurationError(f"{name!r} is not an event-sourced type")
         store = self._event_sourced.get(name)
-        if store is None:
-            store = self.default_event_store
-        assert store is not None  # noqa: S101 - is_event_sourced implies a store
-        return store
+        return self.default_event_store if store is None else store
 
     async def persist_event(
         self, event: DomainEvent, command_response: CommandResponse[Any] | None = None
