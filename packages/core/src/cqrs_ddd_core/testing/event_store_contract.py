@@ -193,6 +193,29 @@ class EventStoreContract:
             await uow.commit()
         assert labels(await self.load(event_store, "s-1")) == ["a"]
 
+    async def test_a_unit_of_work_sees_its_own_appends_and_appends_after_them(
+        self, event_store: EventStore, uow_factory: Callable[[], UnitOfWork]
+    ) -> None:
+        # as the orchestrator's persist_event/persist_events do, in one transaction
+        await event_store.append("s-1", [happened("before")], expected_version=0)
+        async with uow_factory() as uow:
+            with command_scope(uow):
+                first = [happened("a")]
+                await event_store.append("s-1", first, expected_version=1)
+                await event_store.append("s-1", [happened("b")], expected_version=2)
+                inside = labels(await self.load(event_store, "s-1"))
+                again = await event_store.append("s-1", first, expected_version=1)
+                with pytest.raises(ConcurrencyError):
+                    await event_store.append("s-1", [happened("stale")], expected_version=2)
+            await uow.commit()
+        assert inside == ["before", "a", "b"]
+        assert [event.version for event in again] == [2]
+        events = await self.load(event_store, "s-1")
+        assert (labels(events), [event.version for event in events]) == (
+            ["before", "a", "b"],
+            [1, 2, 3],
+        )
+
     async def test_a_rolled_back_append_leaves_nothing_and_readers_pass_its_gap(
         self, event_store: EventStore, uow_factory: Callable[[], UnitOfWork]
     ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -23,9 +24,12 @@ class InMemoryEventStore:
     """Keeps streams and the global log in memory, transactionally, for fast tests.
 
     Inside a command whose unit of work is an :class:`InMemoryUnitOfWork`, an
-    append is staged and becomes visible when the unit of work commits (checked
-    again then, so two racing commands cannot both win); outside a command it
-    takes effect at once. Positions are taken when an append is made, like a
+    append is staged and becomes visible to others when the unit of work
+    commits (checked again then, so two racing commands cannot both win);
+    outside a command it takes effect at once. The command itself sees its own
+    staged appends, as a SQL transaction sees its own writes: a second append
+    to the same stream follows the first, ``load_stream`` includes them, and
+    re-appending a staged event is a no-op. Positions are taken when an append is made, like a
     database sequence: a rolled-back append leaves a gap. Readers of the global
     log never see past the lowest position still in flight, so an append that
     commits after a later one was visible is never skipped.
@@ -41,6 +45,10 @@ class InMemoryEventStore:
         self.signal = ChangeSignal()
         """Notified whenever events become visible to readers."""
         self._projection_storage: InMemoryProjectionStorage | None = None
+        # per unit of work in flight: each stream's staged events, in order
+        self._staged: weakref.WeakKeyDictionary[
+            InMemoryUnitOfWork, dict[str, list[StoredEvent]]
+        ] = weakref.WeakKeyDictionary()
 
     def projection_storage(self) -> InMemoryProjectionStorage:
         """Return the store's projection state (one per store, made on first use)."""
@@ -59,36 +67,58 @@ class InMemoryEventStore:
         documents = prepare_append(stream_id, events, expected_version=expected_version)
         if not documents:
             return []
-        already = self._already_stored(stream_id, documents)
-        if already is not None:
-            return already
-        self._check_version(stream_id, expected_version)
-        stored = [self._to_stored(stream_id, document) for document in documents]
         scope = current_scope_or_none()
-        if scope is None or not isinstance(scope.uow, InMemoryUnitOfWork):
+        uow = scope.uow if scope is not None else None
+        if not isinstance(uow, InMemoryUnitOfWork):
+            already = self._already_stored(stream_id, documents)
+            if already is not None:
+                return already
+            self._check_version(stream_id, expected_version)
+            stored = [self._to_stored(stream_id, document) for document in documents]
             self._apply(stream_id, stored)
             return stored
+        return self._stage(uow, stream_id, documents, expected_version)
+
+    def _stage(
+        self,
+        uow: InMemoryUnitOfWork,
+        stream_id: str,
+        documents: list[dict[str, Any]],
+        expected_version: int,
+    ) -> list[StoredEvent]:
+        staged = self._staged.setdefault(uow, {}).setdefault(stream_id, [])
+        already = self._already_stored(stream_id, documents, staged)
+        if already is not None:
+            return already
+        committed = len(self._streams.get(stream_id, ()))
+        self._check_version(stream_id, expected_version, actual=committed + len(staged))
+        base_version = committed  # the stream as the command first saw it
+        stored = [self._to_stored(stream_id, document) for document in documents]
+        staged.extend(stored)
         positions = {event.position for event in stored}
         self._in_flight |= positions
 
         def check() -> None:
+            # every batch of the command checks the stream as the command first saw it
             if self._already_stored(stream_id, documents) is not None:
                 raise ConcurrencyError(
                     stream_id,
                     expected_version=expected_version,
                     actual_version=len(self._streams.get(stream_id, ())),
                 )
-            self._check_version(stream_id, expected_version)
+            self._check_version(stream_id, base_version)
 
         def apply() -> None:
             self._in_flight -= positions
+            self._forget_staged(uow)
             self._apply(stream_id, stored)
 
         def discard() -> None:
             self._in_flight -= positions
+            self._forget_staged(uow)
             self.signal.notify()  # events held back behind these positions are visible now
 
-        scope.uow.stage(
+        uow.stage(
             ("event_store", id(self), stream_id, stored[0].position),
             check=check,
             apply=apply,
@@ -97,8 +127,17 @@ class InMemoryEventStore:
         return stored
 
     async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
-        """Return the stream's committed events from ``from_version`` on, in order."""
-        return list(self._streams.get(stream_id, ())[max(from_version, 1) - 1 :])
+        """Return the stream's events from ``from_version`` on, in order.
+
+        Committed events, and inside a command also the command's own staged ones.
+        """
+        events = self._streams.get(stream_id, [])
+        scope = current_scope_or_none()
+        if scope is not None and isinstance(scope.uow, InMemoryUnitOfWork):
+            staged = self._staged.get(scope.uow, {}).get(stream_id)
+            if staged:
+                events = [*events, *staged]
+        return list(events[max(from_version, 1) - 1 :])
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Return up to ``limit`` committed events after ``after_position``, in position order."""
@@ -113,10 +152,18 @@ class InMemoryEventStore:
         end = len(self._log) if barrier is None else bisect.bisect_left(self._positions, barrier)
         return self._positions[end - 1] if end else 0
 
+    def _forget_staged(self, uow: InMemoryUnitOfWork) -> None:
+        self._staged.pop(uow, None)
+
     def _already_stored(
-        self, stream_id: str, documents: list[dict[str, Any]]
+        self,
+        stream_id: str,
+        documents: list[dict[str, Any]],
+        staged: Sequence[StoredEvent] = (),
     ) -> list[StoredEvent] | None:
-        known = self._ids.get(stream_id)
+        known: dict[UUID, StoredEvent] = self._ids.get(stream_id, {})
+        if staged:
+            known = {**known, **{event.event_id: event for event in staged}}
         if not known:
             return None
         found = [known.get(UUID(document["event_id"])) for document in documents]
@@ -127,8 +174,11 @@ class InMemoryEventStore:
             raise DuplicateEventIdError(stream_id, [event.event_id for event in present])
         return present
 
-    def _check_version(self, stream_id: str, expected_version: int) -> None:
-        actual = len(self._streams.get(stream_id, ()))
+    def _check_version(
+        self, stream_id: str, expected_version: int, *, actual: int | None = None
+    ) -> None:
+        if actual is None:
+            actual = len(self._streams.get(stream_id, ()))
         if actual != expected_version:
             raise ConcurrencyError(
                 stream_id, expected_version=expected_version, actual_version=actual
