@@ -49,6 +49,7 @@ from cqrs_ddd_advanced_core.event_sourcing import (
     EventSourcedRepository,
 )
 from cqrs_ddd_advanced_core.projections import (
+    CheckpointRegressionError,
     LeaseLostError,
     ProjectionContext,
     ProjectionError,
@@ -67,6 +68,7 @@ from cqrs_ddd_advanced_core.projections import (
 __all__ = [
     "AttemptRecord",
     "BehaviorPipeline",
+    "CheckpointRegressionError",
     "ConflictBehavior",
     "ConflictCommandHandler",
     "ConflictHandlerError",

@@ -33,6 +33,7 @@ from projection_test_model import (
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemoryReadModelStore
 from cqrs_ddd_advanced_core.projections import (
+    CheckpointRegressionError,
     ProjectionContext,
     ProjectionHaltedError,
     ProjectionRebuildError,
@@ -666,3 +667,19 @@ async def test_the_projections_example_queries_orders_the_worker_projected(
     orders = await order_projection.query(options)
     # then
     assert [(o["id"], o["status"], o["total"]) for o in orders] == EXPECTED_ORDERS
+
+
+async def test_a_checkpoint_never_moves_back(event_store: InMemoryEventStore) -> None:
+    # given: a projection checkpointed at 24
+    storage = event_store.projection_storage()
+    lease = await storage.acquire("tally", "me", ttl=30)
+    assert lease is not None
+    async with storage.batch(lease, ttl=30) as batch:
+        batch.advance(24)
+    # when / then
+    with pytest.raises(CheckpointRegressionError) as refused:
+        async with storage.batch(lease, ttl=30) as batch:
+            batch.advance(22)
+    # then
+    assert (refused.value.checkpoint, refused.value.requested) == (24, 22)
+    assert (await storage.record("tally")).position == 24

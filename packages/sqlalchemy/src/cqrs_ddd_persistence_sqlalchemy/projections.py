@@ -46,6 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cqrs_ddd_advanced_core.projections import (
     ChangeSignal,
+    CheckpointRegressionError,
     DeadLetter,
     Lease,
     LeaseLostError,
@@ -94,11 +95,16 @@ def commit_signal(engine: AsyncEngine) -> ChangeSignal:
 
 class _Batch:
     def __init__(
-        self, connection: AsyncConnection, storage: SQLAlchemyProjectionStorage, projection: str
+        self,
+        connection: AsyncConnection,
+        storage: SQLAlchemyProjectionStorage,
+        projection: str,
+        checkpoint: int,
     ) -> None:
         self._connection = connection
         self._storage = storage
         self._projection = projection
+        self._checkpoint = checkpoint
         self._pending = hold_writes(connection)
         self.position: int | None = None
         self.halted: str | None = None
@@ -131,7 +137,11 @@ class _Batch:
             await self._connection.run_sync(self._pending.send)
 
     def advance(self, position: int) -> None:
-        self.position = position
+        if position < self._checkpoint:
+            raise CheckpointRegressionError(
+                self._projection, checkpoint=self._checkpoint, requested=position
+            )
+        self._checkpoint = self.position = position
 
     async def quarantine(self, letter: DeadLetter) -> None:
         await self._storage.write_dead_letter(self._connection, letter)
@@ -314,9 +324,10 @@ class SQLAlchemyProjectionStorage:
             )
         with translated_errors(f"apply a batch of projection {lease.projection!r}"):
             async with self.engine.connect() as connection, connection.begin():
-                if (await connection.execute(fence)).first() is None:
+                fenced = (await connection.execute(fence)).first()
+                if fenced is None:
                     raise LeaseLostError(lease.projection, lease.owner, lease.epoch)
-                batch = _Batch(connection, self, lease.projection)
+                batch = _Batch(connection, self, lease.projection, int(fenced.position))
                 try:
                     yield batch
                     await batch.flush()

@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.projections import (
+    CheckpointRegressionError,
     LeaseLostError,
     ProjectionContext,
     ProjectionHaltedError,
@@ -885,3 +886,24 @@ async def test_the_projections_example_queries_orders_the_worker_projected(
     assert all(o["customer_id"] == "cust_123" for o in orders_found)
     created = [o["created_at"] for o in orders_found]
     assert created == sorted(created, reverse=True)
+
+
+async def test_a_checkpoint_never_moves_back(db: AsyncEngine) -> None:
+    # given: a projection checkpointed at 24
+    storage = SQLAlchemyEventStore(db).projection_storage()
+    lease = await storage.acquire("tally", "me", ttl=30)
+    assert lease is not None
+    async with storage.batch(lease, ttl=30) as batch:
+        batch.advance(24)
+    # when / then: within a batch, and from the stored checkpoint, back is refused
+    async with storage.batch(lease, ttl=30) as batch:
+        batch.advance(26)
+        with pytest.raises(CheckpointRegressionError) as refused:
+            batch.advance(22)
+        batch.advance(26)
+    assert (refused.value.checkpoint, refused.value.requested) == (26, 22)
+    with pytest.raises(CheckpointRegressionError) as refused:
+        async with storage.batch(lease, ttl=30) as batch:
+            batch.advance(22)
+    assert (refused.value.checkpoint, refused.value.requested) == (26, 22)
+    assert (await storage.record("tally")).position == 26

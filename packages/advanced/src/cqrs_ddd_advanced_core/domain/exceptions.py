@@ -14,6 +14,7 @@ The tree::
     ├── ProjectionError                         a projection cannot go on as configured
     │   ├── ProjectorRegistrationError          a projector is declared or registered wrongly
     │   ├── LeaseLostError                      another worker now owns the projection
+    │   ├── CheckpointRegressionError           a batch tried to move a checkpoint back
     │   ├── ProjectionHaltedError               the projection stopped on a failing event
     │   └── ProjectionRebuildError              a rebuild stopped at its first failing event
     └── ConflictResolutionError                 a conflict cannot be resolved as configured
@@ -203,6 +204,23 @@ class LeaseLostError(ProjectionError):
         self.epoch = epoch
         super().__init__(
             f"projection {projection!r}: worker {owner!r} no longer holds lease epoch {epoch}"
+        )
+
+
+class CheckpointRegressionError(ProjectionError):
+    """A batch tried to set a projection's checkpoint below where it already is.
+
+    A checkpoint only moves forward: going back would apply events a second
+    time. Raised by ``ProjectionBatch.advance``, before anything is written.
+    """
+
+    def __init__(self, projection: str, *, checkpoint: int, requested: int) -> None:
+        self.projection = projection
+        self.checkpoint = checkpoint
+        self.requested = requested
+        super().__init__(
+            f"projection {projection!r}: the checkpoint cannot move back from position "
+            f"{checkpoint} to {requested}"
         )
 
 

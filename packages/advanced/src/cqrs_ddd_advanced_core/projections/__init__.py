@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.domain.exceptions import (
+    CheckpointRegressionError,
     LeaseLostError,
     ProjectionError,
     ProjectionHaltedError,
@@ -43,6 +44,7 @@ from cqrs_ddd_advanced_core.projections.worker import (
 
 __all__ = [
     "ChangeSignal",
+    "CheckpointRegressionError",
     "DeadLetter",
     "Lease",
     "LeaseLostError",

@@ -102,7 +102,12 @@ class ProjectionBatch(Protocol):
         ...
 
     def advance(self, position: int) -> None:
-        """Set the checkpoint that commits with the batch."""
+        """Set the checkpoint that commits with the batch.
+
+        Raises ``CheckpointRegressionError`` for a position below the
+        checkpoint (as stored when the batch began, or as advanced since);
+        the same position again changes nothing.
+        """
         ...
 
     async def quarantine(self, letter: DeadLetter) -> None:

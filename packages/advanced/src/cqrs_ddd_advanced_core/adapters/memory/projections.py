@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError
+from cqrs_ddd_advanced_core.domain.exceptions import CheckpointRegressionError, LeaseLostError
 from cqrs_ddd_advanced_core.projections.query import QueryOptions
 from cqrs_ddd_advanced_core.projections.storage import (
     ChangeSignal,
@@ -57,8 +57,12 @@ class _Row:
 
 
 class _Batch:
-    def __init__(self, transaction: InMemoryProjectionTransaction) -> None:
+    def __init__(
+        self, transaction: InMemoryProjectionTransaction, projection: str, checkpoint: int
+    ) -> None:
         self.transaction = transaction
+        self.projection = projection
+        self.checkpoint = checkpoint
         self.position: int | None = None
         self.letters: dict[int, DeadLetter | None] = {}
         self.halted: str | None = None
@@ -89,7 +93,11 @@ class _Batch:
         return None
 
     def advance(self, position: int) -> None:
-        self.position = position
+        if position < self.checkpoint:
+            raise CheckpointRegressionError(
+                self.projection, checkpoint=self.checkpoint, requested=position
+            )
+        self.checkpoint = self.position = position
 
     async def quarantine(self, letter: DeadLetter) -> None:
         self.letters[letter.position] = letter
@@ -148,7 +156,7 @@ class InMemoryProjectionStorage:
             row = self._row(lease.projection)
             if not _holds(row, lease):
                 raise LeaseLostError(lease.projection, lease.owner, lease.epoch)
-            batch = _Batch(InMemoryProjectionTransaction())
+            batch = _Batch(InMemoryProjectionTransaction(), lease.projection, row.position)
             try:
                 yield batch
             except BaseException:
