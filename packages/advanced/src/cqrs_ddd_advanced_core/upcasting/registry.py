@@ -25,11 +25,13 @@ class UpcasterRegistry:
 
     def __init__(self, upcasters: Iterable[EventUpcaster] = ()) -> None:
         self._chains: dict[str, dict[int, EventUpcaster]] = {}
-        pending = sorted(upcasters, key=lambda upcaster: upcaster.source_version)
-        for upcaster in pending:
+        # in the order given: each is checked as it joins (never sorted first, as a
+        # source_version that is not an int would fail the sort with a TypeError),
+        # and the gaps once all have joined
+        for upcaster in upcasters:
             self._add(upcaster, check_gaps=False)
-        for event_type in self._chains:
-            self._check_contiguous(event_type, self._chains[event_type])
+        for event_type, chain in self._chains.items():
+            self._check_contiguous(event_type, chain)
 
     def register(self, upcaster: EventUpcaster) -> None:
         """Add ``upcaster`` to its event type's chain (see the class docstring for errors)."""
