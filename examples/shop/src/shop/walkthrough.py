@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy.exc import DBAPIError
-
 from cqrs_ddd_advanced_core.projections import SpecificationBuilder
 from cqrs_ddd_core import ValidationError
 from cqrs_ddd_persistence_sqlalchemy import create_engine
-from cqrs_ddd_persistence_sqlalchemy.exceptions import PersistenceError
+from cqrs_ddd_persistence_sqlalchemy.exceptions import DatabaseUnavailableError, PersistenceError
 from shop.application import (
     AddItem,
     ConfirmOrder,
@@ -32,12 +30,11 @@ from shop.application import (
 from shop.domain import OrderError
 from shop.settings import Settings, without_password
 
-DATABASE_FAILURES: tuple[type[Exception], ...] = (PersistenceError, DBAPIError, OSError)
+DATABASE_FAILURES: tuple[type[Exception], ...] = (PersistenceError,)
 """What a database that cannot be reached, or refuses an operation, raises here.
 
-The persistence package's typed errors; the driver's errors it leaves to
-SQLAlchemy (connecting, creating the schema); and socket errors, timeouts
-included (a refused connection, a host that does not resolve).
+The persistence package translates every driver error, connecting and
+creating the schema included, into its typed errors.
 """
 
 
@@ -104,17 +101,13 @@ async def show_projection(shop: Shop, order_id: str) -> None:
 def describe_failure(error: Exception, settings: Settings) -> str:
     """Say in one line which database failed, how, and what to check."""
     where = f"the database {without_password(settings.database_url)!r} ({settings.source})"
-    if isinstance(error, PersistenceError):
-        return f"{where} refused an operation: {error}"
-    if isinstance(error, DBAPIError):
-        detail = str(error.orig) if error.orig is not None else str(error)
-        if settings.backend == "sqlite":
-            hint = "check that the URL names a file this user can create and write"
-        else:
-            hint = "check the URL's user, password and database name"
-        return f"cannot use {where}: {detail}: {hint}"
-    detail = str(error) or type(error).__name__
-    return (
-        f"cannot reach {where}: {detail}: start the server,"
-        f" or point {settings.source} at one that runs"
-    )
+    if isinstance(error, DatabaseUnavailableError):
+        return (
+            f"cannot reach {where}: {error.detail}: start the server,"
+            f" or point {settings.source} at one that runs"
+        )
+    if settings.backend == "sqlite":
+        hint = "check that the URL names a file this user can create and write"
+    else:
+        hint = "check the URL's user, password and database name"
+    return f"cannot use {where}: {error}: {hint}"

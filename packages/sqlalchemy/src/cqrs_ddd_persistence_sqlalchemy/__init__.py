@@ -12,9 +12,11 @@ from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of
 from cqrs_ddd_persistence_sqlalchemy.engine import DEFAULT_SQLITE_URL, create_engine, read_only
 from cqrs_ddd_persistence_sqlalchemy.event_store import SQLAlchemyEventStore
 from cqrs_ddd_persistence_sqlalchemy.exceptions import (
+    DatabaseUnavailableError,
     LockTimeoutError,
     PersistenceError,
     SchemaNotReadyError,
+    UnsupportedDatabaseError,
     UnsupportedSpecificationError,
 )
 from cqrs_ddd_persistence_sqlalchemy.migrate import (
@@ -32,6 +34,7 @@ from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 
 __all__ = [
     "DEFAULT_SQLITE_URL",
+    "DatabaseUnavailableError",
     "EngineSource",
     "LockTimeoutError",
     "PersistenceError",
@@ -42,6 +45,7 @@ __all__ = [
     "SQLAlchemySnapshotStorage",
     "SQLAlchemyUnitOfWork",
     "SchemaNotReadyError",
+    "UnsupportedDatabaseError",
     "UnsupportedSpecificationError",
     "create_engine",
     "downgrade_schema",

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from cqrs_ddd_persistence_sqlalchemy.engine import read_only
+from cqrs_ddd_persistence_sqlalchemy.engine import check_database, read_only
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
 
 EngineSource = AsyncEngine | async_sessionmaker[AsyncSession] | AsyncSession
@@ -21,14 +21,18 @@ _READER = "reader"
 
 
 def engine_of(source: EngineSource) -> AsyncEngine:
-    """Return the engine behind ``source``; raise ``TypeError`` when it has none."""
+    """Return the engine behind ``source``, which every store is built on.
+
+    Raises ``TypeError`` when there is none, and ``UnsupportedDatabaseError``
+    for an in-memory SQLite database (see :func:`check_database`).
+    """
     if isinstance(source, AsyncEngine):
-        return source
+        return check_database(source)
     bind = source.kw.get("bind") if isinstance(source, async_sessionmaker) else source.bind
     if isinstance(bind, AsyncEngine):
-        return bind
+        return check_database(bind)
     if isinstance(bind, AsyncConnection):
-        return bind.engine
+        return check_database(bind.engine)
     raise TypeError(f"{type(source).__name__} is not bound to an AsyncEngine")
 
 

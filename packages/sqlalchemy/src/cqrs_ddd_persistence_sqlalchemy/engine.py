@@ -11,6 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedDatabaseError
+
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///cqrs_ddd.sqlite"
 """The embedded default: a SQLite file in the working directory."""
 
@@ -77,6 +79,27 @@ class RollingBackConnection(sqlite3.Connection):
             if self.in_transaction:
                 self.rollback()
         super().close()
+
+
+def check_database(engine: AsyncEngine) -> AsyncEngine:
+    """Return ``engine``, or raise ``UnsupportedDatabaseError`` if its database is in memory.
+
+    An in-memory SQLite database (``sqlite+aiosqlite://``, ``:memory:``, a
+    ``mode=memory`` URI) lives in one connection shared by every task, so
+    concurrent commands would run inside each other's transactions ("cannot
+    start a transaction within a transaction").
+    """
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or "mode=memory" in database:
+            raise UnsupportedDatabaseError(
+                url.render_as_string(hide_password=True),
+                "an in-memory SQLite database is one connection that concurrent commands "
+                "would share: use a SQLite file (sqlite+aiosqlite:///app.sqlite), or "
+                "InMemoryEventStore and InMemoryRepository in tests",
+            )
+    return engine
 
 
 def same_database(first: AsyncEngine, second: AsyncEngine) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cqrs_ddd_persistence_sqlalchemy.exceptions import (
+    DatabaseUnavailableError,
     LockTimeoutError,
     PersistenceError,
     SchemaNotReadyError,
@@ -15,25 +17,69 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import (
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _UNDEFINED_TABLE = "42P01"
+_SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 @contextmanager
 def translated_errors(operation: str) -> Iterator[None]:
     """Raise the package's typed errors instead of SQLAlchemy's or the driver's.
 
-    Lock timeouts become ``LockTimeoutError``, a missing table
-    ``SchemaNotReadyError``, anything else from the database ``PersistenceError``;
-    each names ``operation`` and keeps the original as ``__cause__``.
+    One type per kind of failure, the same on SQLite and PostgreSQL, each
+    naming ``operation`` and keeping the original as ``__cause__``:
+
+    * a lock not granted in time (PostgreSQL's ``lock_timeout``, SQLite's
+      ``busy_timeout``: "database is locked") is ``LockTimeoutError``;
+    * a missing table is ``SchemaNotReadyError``;
+    * a connection that was lost, or could not be made, is
+      ``DatabaseUnavailableError``;
+    * anything else from the database or SQLAlchemy is ``PersistenceError``.
     """
     try:
         yield
     except DBAPIError as error:
-        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        detail = str(error.orig).strip() or type(error.orig).__name__
-        if code == _LOCK_NOT_AVAILABLE:
-            raise LockTimeoutError(operation, detail) from error
-        if code == _UNDEFINED_TABLE or "no such table" in detail:
-            raise SchemaNotReadyError(
-                operation, f"{detail} (run upgrade_schema on this database first)"
-            ) from error
-        raise PersistenceError(operation, detail) from error
+        raise _translated(operation, error) from error
+    except SQLAlchemyError as error:  # no database error of its own (a transaction cut short)
+        cause = _database_error_behind(error)
+        if cause is not None:
+            raise _translated(operation, cause) from error
+        raise PersistenceError(operation, f"{type(error).__name__}: {error}") from error
+    except OSError as error:  # the driver could not reach the server
+        raise DatabaseUnavailableError(operation, f"{type(error).__name__}: {error}") from error
+
+
+def _translated(operation: str, error: DBAPIError) -> PersistenceError:
+    original = error.orig
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    detail = str(original).strip() or type(original).__name__
+    if error.connection_invalidated:
+        return DatabaseUnavailableError(operation, detail)
+    if code == _LOCK_NOT_AVAILABLE or _sqlite_code(original) in _SQLITE_BUSY:
+        return LockTimeoutError(operation, detail)
+    if code == _UNDEFINED_TABLE or "no such table" in detail:
+        return SchemaNotReadyError(
+            operation, f"{detail} (run upgrade_schema on this database first)"
+        )
+    return PersistenceError(operation, detail)
+
+
+def _database_error_behind(error: BaseException) -> DBAPIError | None:
+    """Return the database error that ``error`` was raised while handling, if any.
+
+    A statement on a connection whose transaction a lost connection ended
+    raises ``PendingRollbackError``; the loss itself is in its context.
+    """
+    seen: set[int] = set()
+    current = error.__context__
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DBAPIError):
+            return current
+        seen.add(id(current))
+        current = current.__context__
+    return None
+
+
+def _sqlite_code(original: BaseException | None) -> int | None:
+    code = getattr(original, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    return int(code) & 0xFF  # the primary code, without the extended bits

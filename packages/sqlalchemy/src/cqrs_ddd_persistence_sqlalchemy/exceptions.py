@@ -3,13 +3,16 @@
 The tree::
 
     CqrsDddError (cqrs_ddd_core.exceptions)
-    └── PersistenceError                 the database refused or failed an operation
-        ├── LockTimeoutError             a write waited longer than lock_timeout for a lock
-        └── SchemaNotReadyError          the schema is missing or older than this package
-    └── UnsupportedSpecificationError    a specification has no SQL translation
+    ├── PersistenceError                 the database refused or failed an operation
+    │   ├── LockTimeoutError             a lock was not granted in time (lock_timeout, busy_timeout)
+    │   ├── DatabaseUnavailableError     the connection was lost, or could not be made
+    │   └── SchemaNotReadyError          the schema is missing or older than this package
+    ├── UnsupportedSpecificationError    a specification has no SQL translation
+    └── UnsupportedDatabaseError         the database cannot give the framework's guarantees
 
 Driver exceptions never leave the package: adapters translate them here, or to
-the core's ``ConcurrencyError`` when they mean a stale version.
+the core's ``ConcurrencyError`` when they mean a stale version. Each kind of
+failure has one type on both SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,15 +30,42 @@ class PersistenceError(CqrsDddError):
 
 
 class LockTimeoutError(PersistenceError):
-    """A write waited longer than the configured ``lock_timeout`` for a lock.
+    """A write waited longer than the configured lock timeout for a lock.
 
-    Usually another transaction holds the event store's append lock for too
-    long (a command that keeps its transaction open while it calls out).
+    ``lock_timeout`` on PostgreSQL, ``busy_timeout`` on SQLite (whose driver
+    says "database is locked"); both set by ``create_engine``. Usually another
+    transaction holds a lock for too long (a command that keeps its
+    transaction open while it calls out).
+    """
+
+
+class DatabaseUnavailableError(PersistenceError):
+    """The connection to the database was lost, or could not be made.
+
+    A server restart or failover ends every pooled connection: reads, and
+    appends outside a command, are tried again once on a fresh connection
+    before this is raised; inside a command the transaction is gone, and
+    the command can be sent again (a retry behaviour does so).
     """
 
 
 class SchemaNotReadyError(PersistenceError):
     """The tables are missing or older than this package: run ``upgrade_schema`` first."""
+
+
+class UnsupportedDatabaseError(CqrsDddError):
+    """The engine's database cannot give the framework's guarantees; raised when a store is built.
+
+    An in-memory SQLite database lives in one connection that every task
+    would share, so concurrent commands would run inside each other's
+    transactions. Use a SQLite file, or the in-memory adapters
+    (``InMemoryEventStore``, ``InMemoryRepository``) for tests.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
 
 
 class UnsupportedSpecificationError(CqrsDddError):

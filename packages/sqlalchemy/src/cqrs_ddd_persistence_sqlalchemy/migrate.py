@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "cqrs_ddd_schema_version"
 
@@ -29,14 +31,16 @@ async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
     ``cqrs_ddd_schema_version`` table and skipped. Run it from a deployment
     step or the composition root; nothing in the package runs it on its own.
     """
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(_config(sync), revision))
+    with translated_errors(f"upgrade the schema to {revision}"):
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_config(sync), revision))
 
 
 async def downgrade_schema(engine: AsyncEngine, revision: str = "base") -> None:
     """Downgrade the package's tables to ``revision`` (dropping them all by default)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.downgrade(_config(sync), revision))
+    with translated_errors(f"downgrade the schema to {revision}"):
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.downgrade(_config(sync), revision))
 
 
 async def schema_revision(engine: AsyncEngine) -> str | None:
@@ -46,8 +50,9 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         context = MigrationContext.configure(sync, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
 
-    async with engine.connect() as connection:
-        return await connection.run_sync(read)
+    with translated_errors("read the schema revision"):
+        async with engine.connect() as connection:
+            return await connection.run_sync(read)
 
 
 def head_revision() -> str:

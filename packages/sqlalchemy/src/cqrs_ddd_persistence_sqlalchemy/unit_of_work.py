@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
-from cqrs_ddd_persistence_sqlalchemy.engine import same_database
+from cqrs_ddd_persistence_sqlalchemy.engine import check_database, same_database
+from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class SQLAlchemyUnitOfWork:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.engine = check_database(engine)
         self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
         self._after_commit: list[Callable[[], None]] = []
@@ -64,12 +65,13 @@ class SQLAlchemyUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._connection is not None:
             raise UnitOfWorkError("this unit of work is already in use; build one per command")
-        connection = await self.engine.connect()
-        try:
-            await connection.begin()
-        except BaseException:
-            await connection.close()
-            raise
+        with translated_errors("begin a unit of work"):
+            connection = await self.engine.connect()
+            try:
+                await connection.begin()  # on SQLite: BEGIN IMMEDIATE, which may time out
+            except BaseException:
+                await connection.close()
+                raise
         self._connection = connection
         return self
 
@@ -94,10 +96,11 @@ class SQLAlchemyUnitOfWork:
 
     async def commit(self) -> None:
         """Commit everything written through this unit of work."""
-        if self._session is not None:
-            await self._session.flush()
-        await async_failpoint("unit_of_work.before_commit")
-        await self.connection.commit()
+        with translated_errors("commit a unit of work"):
+            if self._session is not None:
+                await self._session.flush()
+            await async_failpoint("unit_of_work.before_commit")
+            await self.connection.commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             try:
@@ -108,7 +111,8 @@ class SQLAlchemyUnitOfWork:
 
     async def rollback(self) -> None:
         """Discard everything written through this unit of work."""
-        await self.connection.rollback()
+        with translated_errors("roll back a unit of work"):
+            await self.connection.rollback()
 
 
 def ambient_unit_of_work(engine: AsyncEngine) -> SQLAlchemyUnitOfWork | None:
