@@ -7,7 +7,10 @@ positions included, and never store them twice. Two ways to make the commit
 ambiguous: the failpoint ``event_store.after_commit_before_return`` (the store
 calls it right after committing its own transaction) raising on 10% of appends,
 and, as the randomized twin, a TCP proxy that resets the PostgreSQL connection
-right after forwarding ``COMMIT`` on 5% of appends. Crafted cases pin the edges:
+right after forwarding ``COMMIT`` on 5% of appends. A lost connection is one the
+store itself answers: it sends such an append once more on a fresh connection,
+so with the proxy the retry is the store's own and the caller sees success.
+Crafted cases pin the edges:
 a retry that overlaps a stored batch only in part is refused, and the same event
 id is welcome in another stream (idempotence is per stream).
 
@@ -240,7 +243,8 @@ async def test_appends_retried_after_the_connection_broke_during_commit_are_stor
                 armed += 1
 
         try:
-            # when: the caller retries each append whose connection broke
+            # when: appends whose connection broke right after COMMIT (the store
+            # itself sends such an append once more, on a fresh connection)
             with HistoryLog(history, proc="caller") as log:
                 tally = await run_appends(
                     SQLAlchemyEventStore(engine),
@@ -255,9 +259,10 @@ async def test_appends_retried_after_the_connection_broke_during_commit_are_stor
     # then: each event once, and every retry got the events as first stored
     stored = await read_everything(SQLAlchemyEventStore(pg_engine))
     assert_exactly_once(history, stored, tally, retries, note)
-    # and every reset happened and reached the caller as a typed error
+    # and every reset happened, and was absorbed by the store's idempotent second send
     assert armed > 0, f"no append was chosen for a reset {note}"
-    assert proxy.resets == armed == tally.ambiguous, note
+    assert proxy.resets == armed, note
+    assert tally.ambiguous == 0, note
 
 
 async def test_a_retry_that_overlaps_a_stored_batch_only_in_part_is_refused(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -10,7 +11,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, read_only
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection
+from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.exceptions import DatabaseUnavailableError
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, ambient_unit_of_work
+
+_logger = logging.getLogger(__name__)
 
 EngineSource = AsyncEngine | async_sessionmaker[AsyncSession] | AsyncSession
 """What stores accept: an engine, or a session factory or session bound to one."""
@@ -50,6 +55,45 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         return
     async with per_engine(engine, _READER, _reader).connect() as own:
         yield own
+
+
+async def once_more_if_disconnected(
+    engine: AsyncEngine, operation: str, run: Callable[[], Awaitable[T]]
+) -> T:
+    """Return ``await run()``, errors translated; after a lost connection, run it once more.
+
+    For operations that are safe to repeat: reads, and appends in a
+    transaction of their own (idempotent by event id, so a commit whose
+    answer was lost is not doubled). A server restart or failover ends every
+    pooled connection; SQLAlchemy then refreshes the pool, and the second run
+    goes out on a new connection. Inside a command on ``engine``'s database
+    nothing is repeated: the command's transaction ended with its connection,
+    and ``DatabaseUnavailableError`` goes to the caller.
+    """
+    try:
+        with translated_errors(operation):
+            return await run()
+    except DatabaseUnavailableError as error:
+        if ambient_unit_of_work(engine) is not None:
+            raise
+        _logger.info("%s lost its connection (%s); trying once more", operation, error.detail)
+    with translated_errors(operation):
+        return await run()
+
+
+async def read_reconnecting(
+    engine: AsyncEngine, operation: str, read: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    """Return ``await read(connection)`` on a :func:`reading` connection, once more if it was lost.
+
+    See :func:`once_more_if_disconnected`.
+    """
+
+    async def run() -> T:
+        async with reading(engine) as connection:
+            return await read(connection)
+
+    return await once_more_if_disconnected(engine, operation, run)
 
 
 def per_engine(engine: AsyncEngine, key: str, build: Callable[[AsyncEngine], T]) -> T:

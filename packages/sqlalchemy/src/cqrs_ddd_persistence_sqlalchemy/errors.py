@@ -17,6 +17,9 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import (
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _UNDEFINED_TABLE = "42P01"
+_SERVER_GOING_OR_COMING = ("57P01", "57P02", "57P03")
+"""Admin shutdown, crash shutdown, cannot connect now (starting up, shutting down)."""
+_CONNECTION_EXCEPTION_CLASS = "08"
 _SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -30,8 +33,8 @@ def translated_errors(operation: str) -> Iterator[None]:
     * a lock not granted in time (PostgreSQL's ``lock_timeout``, SQLite's
       ``busy_timeout``: "database is locked") is ``LockTimeoutError``;
     * a missing table is ``SchemaNotReadyError``;
-    * a connection that was lost, or could not be made, is
-      ``DatabaseUnavailableError``;
+    * a connection that was lost or could not be made, or a server shutting
+      down or starting up, is ``DatabaseUnavailableError``;
     * anything else from the database or SQLAlchemy is ``PersistenceError``.
     """
     try:
@@ -51,7 +54,11 @@ def _translated(operation: str, error: DBAPIError) -> PersistenceError:
     original = error.orig
     code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     detail = str(original).strip() or type(original).__name__
-    if error.connection_invalidated:
+    if (
+        error.connection_invalidated
+        or code in _SERVER_GOING_OR_COMING
+        or (code is not None and str(code).startswith(_CONNECTION_EXCEPTION_CLASS))
+    ):
         return DatabaseUnavailableError(operation, detail)
     if code == _LOCK_NOT_AVAILABLE or _sqlite_code(original) in _SQLITE_BUSY:
         return LockTimeoutError(operation, detail)

@@ -23,6 +23,7 @@ from cqrs_ddd_core.serialization import prepare_append
 from cqrs_ddd_persistence_sqlalchemy.connections import (
     EngineSource,
     engine_of,
+    once_more_if_disconnected,
     per_engine,
     reading,
 )
@@ -145,28 +146,36 @@ class SQLAlchemyEventStore:
             return []
         operation = f"append to stream {stream_id!r}"
         uow = unit_of_work_for_write(self.engine, operation)
-        with translated_errors(operation):
-            if uow is not None:
+        if uow is not None:
+            with translated_errors(operation):
                 uow.call_after_commit(self._signal.notify)
                 return await self._append(uow.connection, stream_id, documents, expected_version)
+
+        async def append_on_its_own() -> list[StoredEvent]:
             async with self.engine.begin() as own:
                 stored = await self._append(own, stream_id, documents, expected_version)
             self._signal.notify()
             await async_failpoint("event_store.after_commit_before_return")
             return stored
 
+        return await once_more_if_disconnected(self.engine, operation, append_on_its_own)
+
     async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
         """Return the stream's events from ``from_version`` on, in version order."""
         parameters = {"stream_id": stream_id, "from_version": from_version}
-        with translated_errors(f"load stream {stream_id!r}"):
+
+        async def load() -> list[StoredEvent]:
             async with reading(self.engine) as connection:
                 result = await connection.execute(_LOAD_STREAM, parameters)
                 return list(starmap(StoredEvent, result))
 
+        return await once_more_if_disconnected(self.engine, f"load stream {stream_id!r}", load)
+
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Return up to ``limit`` committed events after ``after_position``, in position order."""
         parameters = {"after_position": after_position, "limit": limit}
-        with translated_errors(f"read events after position {after_position}"):
+
+        async def read() -> list[StoredEvent]:
             if ambient_connection(self.engine) is None:
                 rows = await self._read_on_driver(parameters, limit)
                 if rows is not None:
@@ -174,6 +183,9 @@ class SQLAlchemyEventStore:
             async with reading(self.engine) as connection:
                 result = await connection.execute(_READ_ALL, parameters)
                 return list(starmap(StoredEvent, result))
+
+        operation = f"read events after position {after_position}"
+        return await once_more_if_disconnected(self.engine, operation, read)
 
     async def _read_on_driver(
         self, parameters: dict[str, Any], limit: int
@@ -196,10 +208,12 @@ class SQLAlchemyEventStore:
 
     async def current_position(self) -> int:
         """Return the position of the last committed event (0 for an empty store)."""
-        with translated_errors("read the current position"):
+
+        async def read() -> int:
             async with reading(self.engine) as connection:
-                position = await connection.scalar(_CURRENT_POSITION)
-        return int(position or 0)
+                return int(await connection.scalar(_CURRENT_POSITION) or 0)
+
+        return await once_more_if_disconnected(self.engine, "read the current position", read)
 
     async def _append(
         self,

@@ -47,8 +47,7 @@ from cqrs_ddd_core.domain.specification import (
 )
 from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
 from cqrs_ddd_persistence_sqlalchemy.column_values import value_check
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, read_reconnecting
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedSpecificationError
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import pending_writes
 
@@ -216,19 +215,25 @@ class SQLAlchemyReadModelStore:
             statement = statement.limit(options.limit)
         if options.offset:
             statement = statement.offset(options.offset)
-        with translated_errors(f"query the read model {self.table.name!r}"):
-            async with reading(self.engine) as connection:
-                result = await connection.execute(statement)
-                return [dict(row) for row in result.mappings()]
+
+        async def read(connection: AsyncConnection) -> list[dict[str, Any]]:
+            result = await connection.execute(statement)
+            return [dict(row) for row in result.mappings()]
+
+        operation = f"query the read model {self.table.name!r}"
+        return await read_reconnecting(self.engine, operation, read)
 
     async def count(self, specification: Specification[Any] | None = None) -> int:
         """Return how many rows meet ``specification`` (all rows without one)."""
         statement = select(func.count()).select_from(self.table)
         if specification is not None:
             statement = statement.where(self._condition(specification))
-        with translated_errors(f"count the read model {self.table.name!r}"):
-            async with reading(self.engine) as connection:
-                return int((await connection.execute(statement)).scalar_one())
+
+        async def read(connection: AsyncConnection) -> int:
+            return int((await connection.execute(statement)).scalar_one())
+
+        operation = f"count the read model {self.table.name!r}"
+        return await read_reconnecting(self.engine, operation, read)
 
     def _condition(self, specification: Specification[Any]) -> Condition:
         if isinstance(specification, SpecificationBuilder):

@@ -17,7 +17,7 @@ from cqrs_ddd_core.exceptions import (
     NoActiveUnitOfWorkError,
 )
 from cqrs_ddd_core.serialization import encode_state
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, reading
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, read_reconnecting
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.schema import aggregates
@@ -67,12 +67,17 @@ class SQLAlchemyRepository(Generic[TAggregate]):
             aggregates.c.aggregate_type == self._type_name,
             aggregates.c.aggregate_id == aggregate_id,
         )
-        with translated_errors(f"load {self._type_name} {aggregate_id!r}"):
-            async with reading(self.engine) as connection:
-                row = (await connection.execute(query)).first()
+
+        async def read(connection: AsyncConnection) -> tuple[Any, int] | None:
+            row = (await connection.execute(query)).first()
+            return None if row is None else (row.state, row.version)
+
+        operation = f"load {self._type_name} {aggregate_id!r}"
+        row = await read_reconnecting(self.engine, operation, read)
         if row is None:
             return None
-        return self.aggregate_type.model_validate({**row.state, "version": row.version})
+        state, version = row
+        return self.aggregate_type.model_validate({**state, "version": version})
 
     async def save(self, aggregate: TAggregate) -> None:
         """Write the aggregate's state and outbox rows in the ambient unit of work."""

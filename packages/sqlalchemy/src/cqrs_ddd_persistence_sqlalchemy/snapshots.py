@@ -28,7 +28,9 @@ from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 from cqrs_ddd_persistence_sqlalchemy.connections import (
     EngineSource,
     engine_of,
+    once_more_if_disconnected,
     per_engine,
+    read_reconnecting,
     reading,
 )
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
@@ -141,9 +143,12 @@ class SQLAlchemySnapshotStorage:
 
     async def latest(self, stream_id: str) -> Snapshot | None:
         """Return the stream's newest snapshot, or None."""
-        with translated_errors(f"load the snapshot of {stream_id!r}"):
-            async with reading(self.engine) as connection:
-                row = (await connection.execute(_LATEST, {"stream_id": stream_id})).first()
+
+        async def read(connection: AsyncConnection) -> tuple[Any, ...] | None:
+            row = (await connection.execute(_LATEST, {"stream_id": stream_id})).first()
+            return None if row is None else tuple(row)
+
+        row = await read_reconnecting(self.engine, f"load the snapshot of {stream_id!r}", read)
         if row is None:
             return None
         return Snapshot(*row)
@@ -176,8 +181,11 @@ class SQLAlchemySnapshotStorage:
         and sees its writes.
         """
         parameters = {"stream_id": stream_id}
-        with translated_errors(f"load the snapshot and events of {stream_id!r}"):
-            rows = await self._read_joint(parameters)
+        rows = await once_more_if_disconnected(
+            self.engine,
+            f"load the snapshot and events of {stream_id!r}",
+            partial(self._read_joint, parameters),
+        )
         snapshot: Snapshot | None = None
         event_rows: list[Sequence[Any]] = []
         for row in rows:
