@@ -8,6 +8,7 @@ the threshold, or not at all.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -400,6 +401,52 @@ async def test_a_snapshot_store_on_another_engine_of_the_same_database_joins_the
         assert (order.version, order.items) == (3, {"sku-1": 2})
         await shop.mediator.send(AddItems(order_id="o-1", lines=lines(1)))
         assert (await shop.orders.get("o-1")).version == 4
+    finally:
+        await snapshot_engine.dispose()
+
+
+async def test_concurrent_commands_snapshot_through_another_engine_with_their_own_outcome(
+    engine: AsyncEngine,
+) -> None:
+    # given: 12 orders, and snapshots kept through an engine of their own
+    snapshot_engine = create_engine(engine.url)
+    try:
+        shop = snapshotting_shop(
+            SQLAlchemyEventStore(engine),
+            SnapshotStore(snapshot_engine, EveryNEventsStrategy(frequency=3)),
+            lambda: SQLAlchemyUnitOfWork(engine),
+        )
+        orders = [f"o-{n}" for n in range(12)]
+        for order_id in orders:
+            await shop.create_order(order_id)
+        # when: 12 commands at once each cross the threshold; every other one then fails
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    shop.mediator.send(
+                        AddItems(order_id=order_id, lines=lines(3), fail_after_saving=n % 2 == 1)
+                    )
+                    for n, order_id in enumerate(orders)
+                ),
+                return_exceptions=True,
+            ),
+            timeout=120,
+        )
+        # then: the failures are the commands' own, and only the successes left snapshots
+        failed = {
+            order_id
+            for order_id, outcome in zip(orders, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        }
+        assert all(
+            isinstance(outcome, PaymentDeclinedError)
+            for outcome in outcomes
+            if isinstance(outcome, BaseException)
+        ), outcomes
+        assert failed == set(orders[1::2])
+        for order_id in orders:
+            expected = [] if order_id in failed else [(4, 1)]
+            assert await snapshot_rows(engine, order_id) == expected, order_id
     finally:
         await snapshot_engine.dispose()
 
