@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, Numeric, SmallInteger, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from cqrs_ddd_core.serialization import json_safety_issues
+from cqrs_ddd_core.serialization.json_safety import json_safety_issues, text_issue
 
 ValueCheck = Callable[[Any], str | None]
 """Returns why a value does not fit its column, or None when it does."""
@@ -63,7 +63,7 @@ def _text_check(length: int | None) -> ValueCheck:
             return None
         if length is not None and len(value) > length:
             return f"is {len(value)} characters long, more than the column's {length}"
-        return next((reason for _, reason in json_safety_issues(value)), None)
+        return text_issue(value)
 
     return check
 

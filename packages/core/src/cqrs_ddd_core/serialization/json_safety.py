@@ -84,6 +84,13 @@ def _scalar_issue(value: Any) -> str | None:
     return f"holds a {type(value).__name__}, which is not a JSON value"
 
 
+def text_issue(text: str) -> str | None:
+    """Return why ``text`` is not stored alike by every backend (NUL, lone surrogate), or None."""
+    if text.isascii():
+        return "contains the NUL character" if "\x00" in text else None
+    return _string_issue(text)
+
+
 def _string_issue(text: str) -> str | None:
     if "\x00" in text:
         return "contains the NUL character"
