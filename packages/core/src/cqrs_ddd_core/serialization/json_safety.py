@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -134,8 +137,17 @@ def json_key_issues(value: Any, *, path: str = "$") -> Iterator[tuple[str, str]]
             )
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None), Decimal, UUID, datetime, date, time})
+"""Types that never hold a mapping: most event fields, answered without a walk."""
+
+
 def has_containers(value: Any) -> bool:
     """Return whether ``value`` may hold mapping keys (so :func:`json_key_issues` must walk it)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return False
+    if kind is dict or kind is list:
+        return True
     return isinstance(value, Mapping | list | tuple | set | frozenset | BaseModel) or (
         dataclasses.is_dataclass(value) and not isinstance(value, type)
     )
