@@ -2,14 +2,19 @@
 
 Code that must survive a crash at an exact instant marks that instant::
 
-    failpoint("projection.after_apply_before_commit")        # in synchronous code
-    await async_failpoint("outbox.after_publish_before_ack")  # in a coroutine
+    failpoint("importer.after_read")  # in synchronous code (a place in your own code)
+    await async_failpoint("projection.after_apply_before_commit")  # in a coroutine
+
+The framework marks these instants (all in coroutines): ``projection.after_fetch``,
+``projection.mid_batch``, ``projection.after_apply_before_commit``,
+``projection.after_commit_before_ack``, ``event_store.after_commit_before_return``,
+``unit_of_work.before_commit`` and ``unit_of_work.after_commit``.
 
 Both are no-ops unless the environment variable ``CQRS_DDD_FAILPOINTS`` names the
 failpoint; then the cost is one environment lookup. A test (or the process that
 starts a worker) arms failpoints with entries separated by ``;``::
 
-    CQRS_DDD_FAILPOINTS="projection.after_apply_before_commit:crash@3;relay.fetch:sleep(50)"
+    CQRS_DDD_FAILPOINTS="projection.mid_batch:crash@3;unit_of_work.before_commit:sleep(50)"
 
 Each entry is ``name:action`` followed by optional modifiers, in this order:
 

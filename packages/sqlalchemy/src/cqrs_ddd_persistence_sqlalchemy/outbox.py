@@ -1,4 +1,9 @@
-"""Writing outbox rows: the messages a command publishes, committed with the command."""
+"""Writing outbox rows: the messages a command would publish, committed with the command.
+
+Nothing publishes them yet: no relay exists (one is coming, in the messaging
+package), so ``published_at`` stays empty and the rows are a durable record
+of each command's events, written in its transaction.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ async def write_outbox(
 ) -> None:
     """Insert one outbox row per event, in the transaction of ``connection``.
 
-    The row's ``message_id`` is the event id, so a relay that publishes it twice
-    publishes the same id and consumers can drop the duplicate; the partition
-    key is the aggregate id, which keeps one aggregate's messages in order.
+    The row's ``message_id`` is the event id and its partition key the
+    aggregate id: chosen so that the coming relay can publish a row twice
+    under the same id (consumers drop the duplicate) and keep one aggregate's
+    messages in order. No relay reads the rows yet.
     """
     if not events:
         return

@@ -29,7 +29,8 @@ class EventSourcedMediator(Mediator):
     command's unit of work, the orchestrator appends the events of
     event-sourced aggregates; the commit then makes state, events and outbox
     rows durable together, and a failure anywhere rolls all of them back.
-    Handlers, queries and behaviours work exactly as with the core mediator.
+    (Outbox rows are only written: no relay publishes them yet.) Handlers,
+    queries and behaviours work exactly as with the core mediator.
     """
 
     def __init__(
