@@ -220,8 +220,6 @@ def test_settings_say_what_is_wrong_with_a_url_and_what_to_use(
     "database_url",
     [
         "sqlite+aiosqlite:///shop.sqlite",
-        "sqlite+aiosqlite://",
-        "sqlite+aiosqlite:///:memory:",
         "postgresql+asyncpg://shop:secret@db.example:5432/shop",
         "postgresql+asyncpg:///shop",
     ],
@@ -239,3 +237,9 @@ def test_settings_refuse_a_bad_url_when_made() -> None:
         "DATABASE_URL 'postgresql://shop:***@db.example/shop' has no async driver:"
         " use postgresql+asyncpg://shop:***@db.example/shop"
     )
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+def test_an_in_memory_sqlite_database_is_refused_as_a_setting(url: str) -> None:
+    with pytest.raises(SettingsError, match="in-memory SQLite database"):
+        Settings(database_url=url)

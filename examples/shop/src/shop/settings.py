@@ -94,6 +94,11 @@ def check_database_url(value: str, *, source: str = "DATABASE_URL") -> URL:
             raise refuse(f"has no async driver: use {fixed}")
         raise refuse(f"names the driver {driver!r}, which the shop does not use: use {fixed}")
     if backend == "sqlite":
+        if (url.database or ":memory:") == ":memory:" or "mode=memory" in (url.database or ""):
+            raise refuse(
+                "is an in-memory SQLite database, one connection the shop's commands would share:"
+                f" name a file, as in {DEFAULT_DATABASE_URL}"
+            )
         folder = _sqlite_folder(url)
         if folder is not None and not folder.is_dir():
             raise refuse(

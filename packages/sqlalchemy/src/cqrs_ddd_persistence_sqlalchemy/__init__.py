@@ -16,6 +16,7 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import (
     LockTimeoutError,
     PersistenceError,
     SchemaNotReadyError,
+    UnreadableStateError,
     UnsupportedDatabaseError,
     UnsupportedSpecificationError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "SQLAlchemySnapshotStorage",
     "SQLAlchemyUnitOfWork",
     "SchemaNotReadyError",
+    "UnreadableStateError",
     "UnsupportedDatabaseError",
     "UnsupportedSpecificationError",
     "create_engine",

@@ -6,6 +6,7 @@ The tree::
     ├── PersistenceError                 the database refused or failed an operation
     │   ├── LockTimeoutError             a lock was not granted in time (lock_timeout, busy_timeout)
     │   ├── DatabaseUnavailableError     the connection was lost, or could not be made
+    │   ├── UnreadableStateError         a stored aggregate state does not read back into its class
     │   └── SchemaNotReadyError          the schema is missing or older than this package
     ├── UnsupportedSpecificationError    a specification has no SQL translation
     └── UnsupportedDatabaseError         the database cannot give the framework's guarantees
@@ -47,6 +48,21 @@ class DatabaseUnavailableError(PersistenceError):
     before this is raised; inside a command the transaction is gone, and
     the command can be sent again (a retry behaviour does so).
     """
+
+
+class UnreadableStateError(PersistenceError):
+    """A state-stored aggregate's row does not read back into its class.
+
+    The stored text is not JSON, or not a JSON object (a damaged row), or no
+    longer validates against the aggregate class (a release changed the class
+    without migrating the rows). ``aggregate_type`` and ``aggregate_id`` say
+    which row.
+    """
+
+    def __init__(self, aggregate_type: str, aggregate_id: str, reason: str) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        super().__init__(f"load {aggregate_type} {aggregate_id!r}", reason)
 
 
 class SchemaNotReadyError(PersistenceError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import pydantic
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -16,9 +17,10 @@ from cqrs_ddd_core.exceptions import (
     ConcurrencyError,
     NoActiveUnitOfWorkError,
 )
-from cqrs_ddd_core.serialization import encode_state
+from cqrs_ddd_core.serialization import UnreadableJSON, encode_state
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, read_reconnecting
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.exceptions import UnreadableStateError
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.schema import aggregates
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import unit_of_work_for_write
@@ -77,7 +79,19 @@ class SQLAlchemyRepository(Generic[TAggregate]):
         if row is None:
             return None
         state, version = row
-        return self.aggregate_type.model_validate({**state, "version": version})
+        if not isinstance(state, dict):
+            reason = (
+                f"its state is not valid JSON ({state.reason})"
+                if isinstance(state, UnreadableJSON)
+                else f"its state is a {type(state).__name__}, not a JSON object"
+            )
+            raise UnreadableStateError(self._type_name, aggregate_id, reason)
+        try:
+            return self.aggregate_type.model_validate({**state, "version": version})
+        except pydantic.ValidationError as error:
+            raise UnreadableStateError(
+                self._type_name, aggregate_id, f"its state no longer fits the class: {error}"
+            ) from error
 
     async def save(self, aggregate: TAggregate) -> None:
         """Write the aggregate's state and outbox rows in the ambient unit of work."""

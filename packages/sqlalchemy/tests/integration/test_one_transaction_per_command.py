@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core import (
@@ -29,6 +30,7 @@ from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
     SQLAlchemyRepository,
     SQLAlchemyUnitOfWork,
+    UnreadableStateError,
 )
 from cqrs_ddd_persistence_sqlalchemy.schema import aggregates, events, outbox
 
@@ -319,3 +321,34 @@ async def test_a_state_stored_save_outside_a_command_is_refused(engine: AsyncEng
     with pytest.raises(NoActiveUnitOfWorkError):
         await shop.customers.save(Customer.register("c-1", "Ada"))
     assert await shop.count(aggregates) == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ("[1, 2]", "not a JSON object"),
+        ('{"name": ["not", "a", "name"]}', "no longer fits the class"),
+        ("{broken", "not valid JSON"),
+    ],
+    ids=["list", "invalid-state", "not-json"],
+)
+async def test_a_damaged_state_row_is_a_typed_error_naming_the_aggregate(
+    engine: AsyncEngine, state: str, reason: str
+) -> None:
+    # given: a customer whose row was then edited in the database
+    shop = Shop(engine)
+    await shop.mediator.send(RegisterAndOrder(customer_id="c-1", order_id="o-1"))
+    cast = "CAST(:state AS json)" if engine.dialect.name == "postgresql" else ":state"
+    statement = text(f"UPDATE cqrs_aggregates SET state = {cast}")  # noqa: S608 - fixed text
+    if state == "{broken" and engine.dialect.name == "postgresql":
+        # PostgreSQL's json column refuses such damage in the first place
+        with pytest.raises(DBAPIError):
+            async with engine.begin() as connection:
+                await connection.execute(statement, {"state": state})
+        return
+    async with engine.begin() as connection:
+        await connection.execute(statement, {"state": state})
+    # when / then
+    with pytest.raises(UnreadableStateError, match=reason) as raised:
+        await shop.customers.get("c-1")
+    assert (raised.value.aggregate_type, raised.value.aggregate_id) == ("Customer", "c-1")

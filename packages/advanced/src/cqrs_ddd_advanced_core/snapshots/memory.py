@@ -8,6 +8,7 @@ from __future__ import annotations
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_core.adapters.memory import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
+from cqrs_ddd_core.exceptions import UnitOfWorkError
 
 
 class InMemorySnapshotStorage:
@@ -15,7 +16,8 @@ class InMemorySnapshotStorage:
 
     Inside a command on an :class:`InMemoryUnitOfWork` a save is staged and
     lands on commit (a rollback drops it, as it drops the events); outside a
-    command it lands at once.
+    command it lands at once. Inside a command on another kind of unit of
+    work a save raises ``UnitOfWorkError``: it would land apart from the command.
     """
 
     def __init__(self) -> None:
@@ -29,14 +31,20 @@ class InMemorySnapshotStorage:
     async def save(self, snapshot: Snapshot, *, keep: int) -> None:
         """Store ``snapshot``, keeping the stream's ``keep`` newest."""
         scope = current_scope_or_none()
-        if scope is not None and isinstance(scope.uow, InMemoryUnitOfWork):
-            scope.uow.stage(
-                ("snapshot", id(self), snapshot.stream_id, snapshot.version),
-                check=lambda: None,
-                apply=lambda: self._store(snapshot, keep),
-            )
-        else:
+        if scope is None:
             self._store(snapshot, keep)
+            return
+        uow = scope.uow
+        if not isinstance(uow, InMemoryUnitOfWork):
+            raise UnitOfWorkError(
+                f"save a snapshot of {snapshot.stream_id!r} cannot join the command's unit of "
+                f"work ({type(uow).__qualname__}): in-memory snapshots join an InMemoryUnitOfWork"
+            )
+        uow.stage(
+            ("snapshot", id(self), snapshot.stream_id, snapshot.version),
+            check=lambda: None,
+            apply=lambda: self._store(snapshot, keep),
+        )
 
     def _store(self, snapshot: Snapshot, keep: int) -> None:
         kept = [

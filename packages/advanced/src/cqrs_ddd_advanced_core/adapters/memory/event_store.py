@@ -15,7 +15,7 @@ from cqrs_ddd_advanced_core.projections.storage import ChangeSignal
 from cqrs_ddd_core.adapters.memory import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.domain.events import DomainEvent
-from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
+from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError, UnitOfWorkError
 from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import prepare_append
 
@@ -69,7 +69,13 @@ class InMemoryEventStore:
             return []
         scope = current_scope_or_none()
         uow = scope.uow if scope is not None else None
-        if not isinstance(uow, InMemoryUnitOfWork):
+        if uow is not None and not isinstance(uow, InMemoryUnitOfWork):
+            raise UnitOfWorkError(
+                f"append to stream {stream_id!r} cannot join the command's unit of work "
+                f"({type(uow).__qualname__}): the in-memory event store joins an "
+                "InMemoryUnitOfWork, and would otherwise store the events apart from the command"
+            )
+        if uow is None:
             already = self._already_stored(stream_id, documents)
             if already is not None:
                 return already
