@@ -36,8 +36,12 @@ class Mediator:
     handling, committing (outcome unknown) or after the commit, so that a retry
     behaviour never sends a command again whose changes may be stored.
     Queries run through the same behaviours, without a unit of work.
-    Subclasses extend :meth:`_dispatch_command` to persist events inside the
-    transaction (the advanced package's ``EventSourcedMediator`` does).
+    The repositories the handler saves through store the events themselves
+    (the advanced package's ``EventSourcedRepository`` appends them to the
+    event store, in the same unit of work); this mediator stores nothing.
+    Subclasses extend :meth:`_dispatch_command` to persist the events no
+    repository stored inside the transaction (the advanced package's
+    ``EventSourcedMediator`` does).
     """
 
     def __init__(
@@ -99,7 +103,9 @@ class Mediator:
         followed by any the handler returned in a ``CommandResponse`` that were
         not among them, each stamped with the command's correlation and causation
         ids. Override this to do more inside the transaction, calling
-        ``super()._dispatch_command(command)`` first.
+        ``super()._dispatch_command(command)`` first; while it runs,
+        ``current_scope().is_stored(event)`` tells which of the events a
+        repository already stored with its aggregate.
         """
         handler = self.registry.command_handler_for(type(command))
         outcome = await handler(command)

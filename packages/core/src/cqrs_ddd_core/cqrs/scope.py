@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import NoActiveUnitOfWorkError
@@ -25,25 +26,46 @@ class CommandScope:
 
     ``record`` gathers the events that repositories saved with their aggregates;
     the mediator takes them (:meth:`take_events`) when the handler returns.
+    A repository records them with ``stored=True``: saving an aggregate, it
+    has already put its events where that kind of aggregate keeps them (its
+    stream for an event-sourced one; the outbox, or nowhere, beside a
+    state-stored one's state), and :meth:`is_stored` tells a mediator that
+    persists events (the advanced package's ``EventSourcedMediator``) to leave
+    them alone. Events recorded without it are the mediator's to persist.
     """
 
     uow: UnitOfWork
     correlation_id: str | None = None
     causation_id: str | None = None
     _events: list[DomainEvent] = field(default_factory=list)
+    _stored: set[UUID] = field(default_factory=set)
 
     def stamp(self, event: DomainEvent) -> DomainEvent:
         """Return ``event`` with this command's correlation and causation ids."""
         return stamp_ids(event, self.correlation_id, self.causation_id)
 
-    def record(self, events: Iterable[DomainEvent]) -> list[DomainEvent]:
-        """Stamp ``events``, remember them for the mediator and return them stamped."""
+    def record(self, events: Iterable[DomainEvent], *, stored: bool = False) -> list[DomainEvent]:
+        """Stamp ``events``, remember them for the mediator and return them stamped.
+
+        ``stored=True`` says the caller stores them itself, in this command's
+        unit of work: they are still returned and dispatched after the commit,
+        and :meth:`is_stored` answers True for them.
+        """
         stamped = [self.stamp(event) for event in events]
         self._events.extend(stamped)
+        if stored:
+            self._stored.update(event.event_id for event in stamped)
         return stamped
 
+    def is_stored(self, event: DomainEvent) -> bool:
+        """Return whether a repository recorded ``event`` as stored in this command."""
+        return event.event_id in self._stored
+
     def take_events(self) -> list[DomainEvent]:
-        """Return the recorded events once, in order, and forget them."""
+        """Return the recorded events once, in order, and forget them.
+
+        Which of them were stored is remembered for the rest of the command.
+        """
         events, self._events = self._events, []
         return events
 
