@@ -4,7 +4,9 @@
 events); ``UserPreferences`` is state-stored and marked ``@non_event_sourced``,
 as in the spec's "Decorator-Based Registration" example. The handlers hand
 their events to the command both ways the framework offers: returned in a
-``CommandResponse``, or saved through an ``EventSourcedRepository``.
+``CommandResponse`` (the orchestrator then appends them, as registered), or
+saved through a repository (which stores them itself: ``EventSourcedRepository``
+in the event store, ``InMemoryRepository`` with the state).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ class CreateOrderHandler(CommandHandler[CreateOrder]):
 
 
 class CreateOrderThroughRepositoryHandler(CommandHandler[CreateOrder]):
-    """Creates the order and hands its events on through ``EventSourcedRepository.save``."""
+    """Creates the order and appends its events through ``EventSourcedRepository.save``."""
 
     def __init__(self, orders: EventSourcedRepository[Order]) -> None:
         self.orders = orders
@@ -282,6 +284,8 @@ class Shop:
     orders: EventSourcedRepository[Order]
     preferences: InMemoryRepository[UserPreferences]
     event_types: EventTypeRegistry = field(default_factory=shop_event_types)
+    create_through_repository: bool = False
+    """Whether ``CreateOrder``'s handler saves the order (else it returns its events)."""
 
     def order_loader(self) -> EventSourcedLoader[Order]:
         return EventSourcedLoader(
@@ -321,6 +325,7 @@ def build_shop(
         orders=orders,
         preferences=preferences,
         event_types=event_types,
+        create_through_repository=create_through_repository,
     )
 
 

@@ -111,14 +111,17 @@ async def test_the_events_of_a_non_event_sourced_aggregate_are_not_appended_but_
     assert (await shop.preferences.get("u-1")).settings == {"theme": "dark"}
 
 
-async def test_configuring_a_type_as_event_sourced_on_the_mediator_appends_its_events(
+async def test_configuring_a_type_as_event_sourced_on_the_mediator_appends_the_events_returned(
     mediator: EventSourcedMediator, shop: Shop
 ) -> None:
-    # when: the marked type is configured event-sourced after the mediator was built
-    mediator.configure_event_sourced_type("UserPreferences")
-    await mediator.send(ChangePreferences(user_id="u-1", settings={"theme": "dark"}))
+    # given: invoices (whose handler returns their events) configured state-stored
+    mediator.configure_non_event_sourced_type("Invoice")
+    await mediator.send(IssueInvoice(order_id="o-1", amount=Decimal(5), invoice_id="inv-1"))
+    # when: configured event-sourced after the mediator was built
+    mediator.configure_event_sourced_type("Invoice")
+    await mediator.send(IssueInvoice(order_id="o-1", amount=Decimal(5), invoice_id="inv-2"))
     # then
-    assert await types_in(shop.event_store) == ["PreferencesChanged"]
+    assert [event.stream_id for event in await shop.event_store.read_all()] == ["inv-2"]
 
 
 async def test_configuring_a_type_as_event_sourced_with_its_own_store_routes_its_events_there(

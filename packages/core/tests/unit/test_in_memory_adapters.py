@@ -152,3 +152,29 @@ async def test_two_commands_changing_one_aggregate_without_events_cannot_both_wi
     # then: the first change is kept, and the error says why
     assert (raised.value.expected_version, raised.value.actual_version) == (1, 2)
     assert (await orders.get("o-1")).customer_id == "first"
+
+
+async def test_the_repository_records_its_events_in_the_command_as_stored(
+    orders: InMemoryRepository[Order],
+) -> None:
+    # given: a command's scope
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow, correlation_id="corr-1", causation_id="cmd-1") as scope:
+            # when
+            await orders.save(Order.place("c-1", "o-1"))
+            # then: a state-stored aggregate's events are the repository's to keep
+            [placed] = scope.take_events()
+            assert scope.is_stored(placed)
+            assert (placed.correlation_id, placed.causation_id) == ("corr-1", "cmd-1")
+
+
+async def test_events_recorded_without_the_stored_mark_are_not_stored() -> None:
+    # given
+    order = Order.place("c-1", "o-1")
+    async with InMemoryUnitOfWork() as uow:
+        with command_scope(uow) as scope:
+            # when
+            [recorded] = scope.record(order.collect_events())
+            # then
+            assert not scope.is_stored(recorded)
+            assert scope.take_events() == [recorded]

@@ -38,7 +38,10 @@ class SQLAlchemyRepository(Generic[TAggregate]):
     even one that recorded no event
     (:meth:`~cqrs_ddd_core.domain.AggregateRoot.collect_state_change`), so two
     commands changing the same aggregate at once never both succeed. The events
-    also go to the command, so the mediator dispatches them after the commit.
+    also go to the command, recorded as stored (``CommandScope.record(...,
+    stored=True)``): the mediator returns and dispatches them after the commit,
+    and never appends them to an event store, whatever the orchestrator's
+    registrations say. The outbox is where a state-stored aggregate's events live.
     ``topic`` names the outbox topic (the aggregate's type name by default).
 
     The state is ``model_dump(mode="json")``; loading validates it back into the
@@ -101,7 +104,7 @@ class SQLAlchemyRepository(Generic[TAggregate]):
         connection = uow.connection
         state = encode_state(aggregate)
         expected_version, events = aggregate.collect_state_change()
-        events = current_scope().record(events)
+        events = current_scope().record(events, stored=True)
         state["version"] = aggregate.version
         with translated_errors(f"save {self._type_name} {aggregate.id!r}"):
             await self._write_state(connection, aggregate, state, expected_version)

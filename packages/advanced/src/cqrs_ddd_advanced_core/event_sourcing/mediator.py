@@ -17,20 +17,29 @@ from cqrs_ddd_core.cqrs.mediator import Mediator
 from cqrs_ddd_core.cqrs.messages import Command
 from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 from cqrs_ddd_core.cqrs.response import CommandResponse
+from cqrs_ddd_core.cqrs.scope import current_scope
 from cqrs_ddd_core.ports.event_dispatcher import EventDispatcherPort
 from cqrs_ddd_core.ports.event_store import EventStore
 from cqrs_ddd_core.ports.unit_of_work import UnitOfWorkFactory
 
 
 class EventSourcedMediator(Mediator):
-    """A drop-in :class:`~cqrs_ddd_core.cqrs.Mediator` that also appends events to the event store.
+    """A drop-in core :class:`~cqrs_ddd_core.cqrs.Mediator` that appends what no repository stored.
 
-    It overrides ``_dispatch_command``: after the handler ran, still inside the
-    command's unit of work, the orchestrator appends the events of
-    event-sourced aggregates; the commit then makes state, events and outbox
-    rows durable together, and a failure anywhere rolls all of them back.
-    (Outbox rows are only written: no relay publishes them yet.) Handlers,
-    queries and behaviours work exactly as with the core mediator.
+    Repositories store the events of the aggregates they save, as the
+    aggregate's kind requires (``EventSourcedRepository`` appends them to their
+    stream, ``InMemoryRepository`` and ``SQLAlchemyRepository`` keep them with
+    the state, the SQL one as outbox rows) and record them in the command as
+    stored. This mediator overrides ``_dispatch_command``: after the handler
+    ran, still inside the command's unit of work, it hands the orchestrator the
+    events no repository stored (those a handler returned in its
+    ``CommandResponse`` without saving them), which appends them as its
+    registrations say. So every event is stored once, and the commit makes
+    state, events and outbox rows durable together; a failure anywhere rolls
+    all of them back. (Outbox rows are only written: no relay publishes them
+    yet.) The response holds all of the command's events, stored either way,
+    and they are dispatched after the commit. Handlers, queries and behaviours
+    work exactly as with the core mediator.
     """
 
     def __init__(
@@ -54,7 +63,9 @@ class EventSourcedMediator(Mediator):
     async def _dispatch_command(self, command: Command) -> CommandResponse[Any]:
         response = await super()._dispatch_command(command)
         if self.event_persistence_orchestrator is not None:
-            await self.event_persistence_orchestrator.persist_events(response.events, response)
+            scope = current_scope()
+            unstored = [event for event in response.events if not scope.is_stored(event)]
+            await self.event_persistence_orchestrator.persist_events(unstored, response)
         return response
 
     def configure_event_sourced_type(

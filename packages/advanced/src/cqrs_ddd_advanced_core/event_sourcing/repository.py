@@ -1,4 +1,4 @@
-"""``EventSourcedRepository``: load event-sourced aggregates, hand their new events on."""
+"""``EventSourcedRepository``: load event-sourced aggregates, append their new events."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ class EventSourcedRepository(Generic[TAggregate]):
     """The repository of an event-sourced aggregate type.
 
     ``get``/``find`` rebuild the aggregate through its loader (snapshot first,
-    when it has a snapshot store). ``save`` takes the aggregate's new events and
-    hands them to the command, and takes a snapshot when the loader's snapshot
-    strategy says so; the
-    ``EventSourcedMediator`` appends them, with the expected version the first
-    one implies, when the handler returns. Use it with that mediator: the core
-    mediator keeps no events.
+    when it has a snapshot store). ``save`` appends the aggregate's new events
+    to the loader's event store itself, in the command's unit of work, then
+    takes a snapshot when the loader's snapshot strategy says so. The events
+    are recorded in the command as stored, so the mediator (core or
+    ``EventSourcedMediator``) returns and dispatches them after the commit
+    but never appends them a second time.
     """
 
     def __init__(self, loader: EventSourcedLoader[TAggregate]) -> None:
@@ -35,14 +35,25 @@ class EventSourcedRepository(Generic[TAggregate]):
         return await self.loader.find(aggregate_id)
 
     async def save(self, aggregate: TAggregate) -> None:
-        """Hand the aggregate's new events to the command; snapshot it if due.
+        """Append the aggregate's new events to its stream; snapshot it if due.
 
-        The snapshot (when the loader has a snapshot store whose strategy says
-        so) is written in the command's unit of work, with the events.
+        Must run inside a command (``NoActiveUnitOfWorkError`` otherwise): the
+        append and the snapshot join the command's unit of work, so they commit
+        with the rest of the command or not at all. The events are stamped with
+        the command's correlation and causation ids and appended with the
+        aggregate's persisted version as the expected version: an aggregate
+        that another command changed since it was loaded raises
+        ``ConcurrencyError`` here, while the handler runs. A save without new
+        events writes nothing.
         """
         scope = current_scope()
         previous_version = aggregate.persisted_version
-        scope.record(aggregate.collect_events())
+        events = scope.record(aggregate.collect_events(), stored=True)
+        if not events:
+            return
+        await self.loader.event_store.append(
+            aggregate.id, events, expected_version=previous_version
+        )
         snapshots = self.loader.snapshot_store
-        if snapshots is not None and aggregate.version > previous_version:
+        if snapshots is not None:
             await snapshots.snapshot_if_due(aggregate, previous_version=previous_version)

@@ -18,7 +18,9 @@ class InMemoryRepository(Generic[TAggregate]):
     """Keeps aggregates of one type in a dict, transactionally, for fast tests.
 
     ``save`` stages the aggregate in the ambient :class:`InMemoryUnitOfWork` and
-    hands its new events to the command; the change becomes visible when the
+    hands its new events to the command, recorded as stored (a state-stored
+    aggregate's events are never appended to an event store: the mediator
+    only returns and dispatches them); the change becomes visible when the
     unit of work commits, and only if the stored version is still the one the
     aggregate was loaded at (otherwise ``ConcurrencyError``). Every save
     advances the version, even one that recorded no event
@@ -53,7 +55,7 @@ class InMemoryRepository(Generic[TAggregate]):
             )
         encode_state(aggregate)  # refuses what the SQL repository would refuse
         expected_version, events = aggregate.collect_state_change()
-        scope.record(events)
+        scope.record(events, stored=True)
         state = aggregate.model_copy(deep=True)
         aggregate_id = aggregate.id
 
