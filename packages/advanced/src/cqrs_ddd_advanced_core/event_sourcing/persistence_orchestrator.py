@@ -18,14 +18,23 @@ AggregateTypeRef = str | type[AggregateRoot]
 
 
 class EventSourcedPersistenceOrchestrator:
-    """Appends the events of event-sourced aggregates to their event store, per command.
+    """Appends the events no repository stored to their event store, per aggregate type.
 
-    Per aggregate type, in this order of precedence:
+    A repository decides where the events of the aggregates it saves go
+    (``EventSourcedRepository`` appends them to their stream, a state-stored
+    repository keeps them with the state); ``EventSourcedMediator`` hands this
+    orchestrator only the events of a command that no repository stored: those
+    a handler returned in its ``CommandResponse`` without saving them. For
+    those, whether an aggregate type is event-sourced is decided, in this order:
 
     1. an explicit :meth:`register_event_sourced_type` or
-       :meth:`register_non_event_sourced_type`;
-    2. the ``@non_event_sourced`` mark on the aggregate class;
+       :meth:`register_non_event_sourced_type` (the latest one for the type);
+    2. when the type is given as a class, the ``@non_event_sourced`` mark on it;
     3. the default: event-sourced.
+
+    Events carry their aggregate type only by name, so for them the
+    registrations decide, else the default: mark a class and also register it
+    non-event-sourced if a handler returns its events without a repository.
 
     ``default_event_store`` is required (``EventSourcingConfigurationError``
     otherwise, at construction). Event-sourced types append their events to
@@ -33,7 +42,6 @@ class EventSourcedPersistenceOrchestrator:
     Call :meth:`persist_events` inside the command's unit of work, as
     ``EventSourcedMediator`` does: the append joins the command's transaction,
     so a failure anywhere leaves nothing.
-    State-stored types are left to their repositories.
     """
 
     def __init__(self, default_event_store: EventStore | None = None) -> None:
@@ -61,19 +69,28 @@ class EventSourcedPersistenceOrchestrator:
         self._state_stored.add(name)
 
     def is_event_sourced(self, aggregate_type: AggregateTypeRef) -> bool:
-        """Return whether the events of ``aggregate_type`` are appended to an event store."""
+        """Return whether the events of ``aggregate_type`` (a class or a name) are appended here.
+
+        A registration decides; without one, a class marked
+        ``@non_event_sourced`` is not, and every other type (any name) is.
+        """
         name = _name_of(aggregate_type)
         if name in self._event_sourced:
             return True
         if name in self._state_stored:
             return False
-        aggregate_class = aggregate_type if isinstance(aggregate_type, type) else _find_class(name)
-        return aggregate_class is None or not is_marked_non_event_sourced(aggregate_class)
+        return not (
+            isinstance(aggregate_type, type) and is_marked_non_event_sourced(aggregate_type)
+        )
 
     def event_store_for(self, aggregate_type: AggregateTypeRef) -> EventStore:
-        """Return the event store that keeps the events of ``aggregate_type``."""
+        """Return the event store that keeps the events of ``aggregate_type``.
+
+        Raises ``EventSourcingConfigurationError`` for a type that is not
+        event-sourced (see :meth:`is_event_sourced`).
+        """
         name = _name_of(aggregate_type)
-        if not self.is_event_sourced(name):
+        if not self.is_event_sourced(aggregate_type):
             raise EventSourcingConfigurationError(f"{name!r} is not an event-sourced type")
         store = self._event_sourced.get(name)
         return self.default_event_store if store is None else store
@@ -87,12 +104,14 @@ class EventSourcedPersistenceOrchestrator:
     async def persist_events(
         self, events: Sequence[DomainEvent], command_response: CommandResponse[Any] | None = None
     ) -> None:
-        """Append the events of event-sourced aggregates, one append per stream, in order.
+        """Append the events of event-sourced aggregate types, one append per stream, in order.
 
-        Each stream's batch is appended with the expected version its first
+        Give it only events no repository stored, as ``EventSourcedMediator``
+        does. Each stream's batch is appended with the expected version its first
         event implies, so a stale aggregate raises ``ConcurrencyError``. Events
         lacking correlation or causation ids take them from ``command_response``.
-        Events of state-stored types, and events no aggregate recorded, are skipped.
+        Events of types registered non-event-sourced, and events no aggregate
+        recorded (without an aggregate id), are skipped.
         """
         for aggregate_type, stream_id, batch in _batches(events):
             if not self.is_event_sourced(aggregate_type):
@@ -113,16 +132,6 @@ def _name_of(aggregate_type: AggregateTypeRef) -> str:
     if isinstance(aggregate_type, str):
         return aggregate_type
     return aggregate_type.aggregate_type_name
-
-
-def _find_class(name: str) -> type[AggregateRoot] | None:
-    pending: list[type[AggregateRoot]] = list(AggregateRoot.__subclasses__())
-    while pending:
-        candidate = pending.pop()
-        if candidate.aggregate_type_name == name:
-            return candidate
-        pending.extend(candidate.__subclasses__())
-    return None
 
 
 def _batches(events: Sequence[DomainEvent]) -> Iterator[tuple[str, str, list[DomainEvent]]]:
