@@ -303,7 +303,7 @@ class OurProjection:
     def __init__(self, bank: OurBank, batch_sizes: tuple[int, ...]) -> None:
         self.bank = bank
         self.read_model = SQLAlchemyReadModelStore(OUR_TABLE, bank.engine)
-        self.storage = bank.event_store.projection_storage()
+        self.storage = bank.event_store.worker_storage()
         self.projectors = {
             size: OurActivityProjector(self.read_model, f"activity_batch_{size}")
             for size in batch_sizes

@@ -318,7 +318,7 @@ async def test_a_rebuild_while_writers_append_ends_equal_to_a_cold_rebuild(
         ProjectorRegistry([projector]),
         store,
         batch_size=50,
-        storage=LeaseRecordingStorage(store.projection_storage()),
+        storage=LeaseRecordingStorage(store.worker_storage()),
         poll_interval=0.2,
     )
     streams = [f"account-{number:03d}" for number in range(load.streams)]

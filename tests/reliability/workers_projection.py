@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace) -> int:
         ProjectorRegistry([projector]),
         store,
         args.batch_size,
-        storage=LeaseRecordingStorage(store.projection_storage()),
+        storage=LeaseRecordingStorage(store.worker_storage()),
         poll_interval=args.poll_interval,
         lease_ttl=args.lease_ttl,
         worker_id=args.worker_id,

@@ -671,7 +671,7 @@ async def test_the_projections_example_queries_orders_the_worker_projected(
 
 async def test_a_checkpoint_never_moves_back(event_store: InMemoryEventStore) -> None:
     # given: a projection checkpointed at 24
-    storage = event_store.projection_storage()
+    storage = event_store.worker_storage()
     lease = await storage.acquire("tally", "me", ttl=30)
     assert lease is not None
     async with storage.batch(lease, ttl=30) as batch:

@@ -58,6 +58,7 @@ from cqrs_ddd_core.ports import (
     UnitOfWork,
 )
 from cqrs_ddd_core.serialization import EventTypeRegistry
+from cqrs_ddd_core.wakeup import Wakeup, WakeupListener
 
 __all__ = [
     "AggregateNotFoundError",
@@ -98,6 +99,8 @@ __all__ = [
     "ValidationBehavior",
     "ValidationError",
     "ValueObject",
+    "Wakeup",
+    "WakeupListener",
     "command_scope",
     "current_uow",
 ]

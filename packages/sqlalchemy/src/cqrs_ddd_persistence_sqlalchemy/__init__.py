@@ -27,11 +27,11 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
     upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
-from cqrs_ddd_persistence_sqlalchemy.projections import SQLAlchemyProjectionStorage
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotStorage
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
+from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
 
 __all__ = [
     "DEFAULT_SQLITE_URL",
@@ -40,11 +40,11 @@ __all__ = [
     "LockTimeoutError",
     "PersistenceError",
     "SQLAlchemyEventStore",
-    "SQLAlchemyProjectionStorage",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",
     "SQLAlchemySnapshotStorage",
     "SQLAlchemyUnitOfWork",
+    "SQLAlchemyWorkerStorage",
     "SchemaNotReadyError",
     "UnreadableStateError",
     "UnsupportedDatabaseError",

@@ -15,11 +15,14 @@ from sqlalchemy import Integer, String, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cqrs_ddd_advanced_core.workers import WorkerStorage
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
 from cqrs_ddd_core.failpoints import async_failpoint
 from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import prepare_append
+from cqrs_ddd_core.wakeup import Wakeup
+from cqrs_ddd_persistence_sqlalchemy.channels import NOTIFY_CHANNEL
 from cqrs_ddd_persistence_sqlalchemy.connections import (
     EngineSource,
     engine_of,
@@ -29,13 +32,9 @@ from cqrs_ddd_persistence_sqlalchemy.connections import (
 )
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
-from cqrs_ddd_persistence_sqlalchemy.projections import (
-    NOTIFY_CHANNEL,
-    SQLAlchemyProjectionStorage,
-    commit_signal,
-)
 from cqrs_ddd_persistence_sqlalchemy.schema import events
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, unit_of_work_for_write
+from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
 
 APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
 """The PostgreSQL advisory lock that serialises appends (a stable 32-bit key)."""
@@ -75,6 +74,9 @@ _READ_ALL = (
     .limit(bindparam("limit", type_=Integer()))
 )
 _CURRENT_POSITION = select(func.max(events.c.position))
+_COUNT_AFTER = select(func.count()).where(
+    events.c.position > bindparam("after_position", type_=Integer())
+)
 _LATEST_VERSION = select(func.max(events.c.version)).where(
     events.c.stream_id == bindparam("stream_id", type_=String())
 )
@@ -106,6 +108,12 @@ class SQLAlchemyEventStore:
     ``source`` is an ``AsyncEngine``, an ``async_sessionmaker`` or an
     ``AsyncSession``; the store uses the engine behind it.
 
+    **Wake-ups.** After an append commits, the store notifies :attr:`wakeup`
+    (pass one to share it; by default its own); on PostgreSQL every append
+    also ``NOTIFY``s the ``cqrs_events`` channel, for workers in other
+    processes. The store knows no worker: :meth:`worker_storage` only says
+    where workers reading these events keep their state.
+
     **Global reads on the driver.** Outside a command, :meth:`read_all` runs
     its one SELECT straight on the driver (see ``driver_reads``): asyncpg's
     ``fetch``, or on a SQLite file a private read-only ``sqlite3`` connection
@@ -113,8 +121,16 @@ class SQLAlchemyEventStore:
     (``sqlite_loop_reads=False`` turns that off), aiosqlite otherwise.
     """
 
-    def __init__(self, source: EngineSource, *, sqlite_loop_reads: bool = True) -> None:
+    def __init__(
+        self,
+        source: EngineSource,
+        *,
+        wakeup: Wakeup | None = None,
+        sqlite_loop_reads: bool = True,
+    ) -> None:
         self.engine: AsyncEngine = engine_of(source)
+        self.wakeup = wakeup or Wakeup()
+        """Notified after every append commits."""
         self.sqlite_loop_reads = sqlite_loop_reads
         self._is_postgresql = self.engine.dialect.name == "postgresql"
         insert = (postgresql.insert if self._is_postgresql else sqlite.insert)(events)
@@ -124,14 +140,17 @@ class SQLAlchemyEventStore:
         self._insert = insert.on_conflict_do_nothing().returning(
             events.c.position, events.c.version
         )
-        self._signal = commit_signal(self.engine)
-        self._projection_storage: SQLAlchemyProjectionStorage | None = None
+        self._worker_storage: WorkerStorage | None = None
 
-    def projection_storage(self) -> SQLAlchemyProjectionStorage:
-        """Return the projection state beside these events (same engine, same database)."""
-        if self._projection_storage is None:
-            self._projection_storage = SQLAlchemyProjectionStorage(self.engine)
-        return self._projection_storage
+    def worker_storage(self) -> WorkerStorage:
+        """Return the stores of workers reading these events (same database, woken by ``wakeup``).
+
+        This is where ``ProjectionWorker`` keeps its state when it is given
+        none (one storage per event store).
+        """
+        if self._worker_storage is None:
+            self._worker_storage = SQLAlchemyWorkerStorage(self.engine, wakeup=self.wakeup)
+        return self._worker_storage
 
     async def append(
         self,
@@ -148,13 +167,13 @@ class SQLAlchemyEventStore:
         uow = unit_of_work_for_write(self.engine, operation)
         if uow is not None:
             with translated_errors(operation):
-                uow.call_after_commit(self._signal.notify)
+                uow.call_after_commit(self.wakeup.notify)
                 return await self._append(uow.connection, stream_id, documents, expected_version)
 
         async def append_on_its_own() -> list[StoredEvent]:
             async with self.engine.begin() as own:
                 stored = await self._append(own, stream_id, documents, expected_version)
-            self._signal.notify()
+            self.wakeup.notify()
             await async_failpoint("event_store.after_commit_before_return")
             return stored
 
@@ -214,6 +233,17 @@ class SQLAlchemyEventStore:
                 return int(await connection.scalar(_CURRENT_POSITION) or 0)
 
         return await once_more_if_disconnected(self.engine, "read the current position", read)
+
+    async def count_after(self, position: int) -> int:
+        """Return how many committed events lie after ``position``."""
+
+        async def read() -> int:
+            async with reading(self.engine) as connection:
+                count = await connection.scalar(_COUNT_AFTER, {"after_position": position})
+                return int(count or 0)
+
+        operation = f"count the events after position {position}"
+        return await once_more_if_disconnected(self.engine, operation, read)
 
     async def _append(
         self,

@@ -66,10 +66,12 @@ from cqrs_ddd_advanced_core.projections import (
 from cqrs_ddd_core.failpoints import FailpointError, reset_failpoints
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
-    SQLAlchemyProjectionStorage,
     SQLAlchemyReadModelStore,
     create_engine,
     upgrade_schema,
+)
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyWorkerStorage as SQLAlchemyProjectionStorage,
 )
 from cqrs_ddd_persistence_sqlalchemy.types import UTCDateTime
 from cqrs_ddd_testing import PostgresDatabase
@@ -757,7 +759,7 @@ async def test_a_batch_under_a_lost_lease_raises_lease_lost_and_commits_nothing(
 ) -> None:
     writer = Writer(SQLAlchemyEventStore(db))
     await writer.tick("a", 2)
-    storage = SQLAlchemyEventStore(db).projection_storage()
+    storage = SQLAlchemyEventStore(db).worker_storage()
     old = await storage.acquire("tally", "old", ttl=0.3)
     assert old is not None
     assert await storage.acquire("tally", "new", ttl=30) is None  # not expired yet
@@ -890,7 +892,7 @@ async def test_the_projections_example_queries_orders_the_worker_projected(
 
 async def test_a_checkpoint_never_moves_back(db: AsyncEngine) -> None:
     # given: a projection checkpointed at 24
-    storage = SQLAlchemyEventStore(db).projection_storage()
+    storage = SQLAlchemyEventStore(db).worker_storage()
     lease = await storage.acquire("tally", "me", ttl=30)
     assert lease is not None
     async with storage.batch(lease, ttl=30) as batch:

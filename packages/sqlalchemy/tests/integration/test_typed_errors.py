@@ -131,7 +131,7 @@ async def test_a_connection_cut_mid_batch_is_a_database_unavailable_error(
     # when / then: typed, nothing of the batch is kept, and no event was blamed
     with pytest.raises(DatabaseUnavailableError):
         await worker.catch_up()
-    assert (await store.projection_storage().record("severing")).position == 0
+    assert (await store.worker_storage().record("severing")).position == 0
     # and once the connection stays up, the next run applies every event
     projector.cut_on = None
     [status] = await worker.catch_up()

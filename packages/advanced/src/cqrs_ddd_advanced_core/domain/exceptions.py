@@ -11,12 +11,16 @@ The tree::
     ├── EventSourcingConfigurationError         event sourcing is configured inconsistently
     │   └── UpcasterRegistrationError           a duplicate upcaster, or a gap in a chain
     ├── UpcastingError                          an upcaster failed on a stored event
-    ├── ProjectionError                         a projection cannot go on as configured
-    │   ├── ProjectorRegistrationError          a projector is declared or registered wrongly
-    │   ├── LeaseLostError                      another worker now owns the projection
-    │   ├── CheckpointRegressionError           a batch tried to move a checkpoint back
-    │   ├── ProjectionHaltedError               the projection stopped on a failing event
-    │   └── ProjectionRebuildError              a rebuild stopped at its first failing event
+    ├── WorkerError                             a background worker cannot go on as it is
+    │   ├── LeaseLostError                      another worker now holds the job's lease
+    │   ├── CheckpointRegressionError           a transaction tried to move a checkpoint back
+    │   ├── WorkHaltedError                     the job stopped at an item it cannot process
+    │   └── ProjectionError                     a projection cannot go on as configured
+    │       ├── ProjectorRegistrationError      a projector is declared or registered wrongly
+    │       ├── ProjectionHaltedError           the projection stopped on a failing event
+    │       │                                   (also a WorkHaltedError)
+    │       └── ProjectionRebuildError          a rebuild stopped at its first failing event
+    │                                           (also a WorkHaltedError)
     └── ConflictResolutionError                 a conflict cannot be resolved as configured
         ├── InvalidMergeRuleError               a field rule names neither a side nor a strategy
         ├── UnresolvableConflictError           the sides disagree and the strategy will not choose
@@ -183,7 +187,15 @@ class ConflictHandlerError(ConflictResolutionError):
         super().__init__(f"{handler} cannot resolve the conflict on stream {stream_id!r}: {reason}")
 
 
-class ProjectionError(CqrsDddError):
+class WorkerError(CqrsDddError):
+    """A background worker (its loop, lease or stores) cannot go on as it is."""
+
+
+class WorkHaltedError(WorkerError):
+    """A job stopped at an item it cannot process: its worker halts until resumed."""
+
+
+class ProjectionError(WorkerError):
     """A projection cannot go on as configured."""
 
 
@@ -195,8 +207,11 @@ class ProjectorRegistrationError(ProjectionError):
         super().__init__(f"projector {projector!r}: {reason}")
 
 
-class LeaseLostError(ProjectionError):
-    """Another worker took the projection over (or it was reset): nothing was written."""
+class LeaseLostError(WorkerError):
+    """Another worker took the job over (or it was reset): nothing was written.
+
+    ``projection`` names the job (a projection, for the projection worker).
+    """
 
     def __init__(self, projection: str, owner: str, epoch: int) -> None:
         self.projection = projection
@@ -207,8 +222,8 @@ class LeaseLostError(ProjectionError):
         )
 
 
-class CheckpointRegressionError(ProjectionError):
-    """A batch tried to set a projection's checkpoint below where it already is.
+class CheckpointRegressionError(WorkerError):
+    """A transaction tried to set a job's checkpoint below where it already is.
 
     A checkpoint only moves forward: going back would apply events a second
     time. Raised by ``ProjectionBatch.advance``, before anything is written.
@@ -248,13 +263,13 @@ class _EventFailureError(ProjectionError):
         )
 
 
-class ProjectionHaltedError(_EventFailureError):
+class ProjectionHaltedError(_EventFailureError, WorkHaltedError):
     """A projection configured to stop on error met an event it cannot apply."""
 
     summary = "halted"
 
 
-class ProjectionRebuildError(_EventFailureError):
+class ProjectionRebuildError(_EventFailureError, WorkHaltedError):
     """A rebuild stopped at the first event it could not apply (nothing after it applied)."""
 
     summary = "rebuild failed"

@@ -3,7 +3,9 @@
 * :class:`Projector` and :func:`projects` declare handlers; :class:`ProjectorRegistry`
   routes events to them.
 * :class:`ProjectionWorker` applies them from their checkpoints, in batches,
-  one worker per projection at a time (leases), with retries and dead letters.
+  one worker per projection at a time (leases), with retries and dead letters:
+  each projection is a job on the shared worker machinery
+  (:mod:`cqrs_ddd_advanced_core.workers`).
 * :class:`SpecificationBuilder` and :class:`QueryOptions` query read models.
 """
 
@@ -25,39 +27,28 @@ from cqrs_ddd_advanced_core.projections.projector import (
 )
 from cqrs_ddd_advanced_core.projections.query import Ordering, QueryOptions
 from cqrs_ddd_advanced_core.projections.registry import ProjectorRegistry, RegisteredProjector
-from cqrs_ddd_advanced_core.projections.storage import (
-    ChangeSignal,
-    DeadLetter,
-    Lease,
-    ProjectionBatch,
-    ProjectionRecord,
-    ProjectionStorage,
-    ProjectionStorageProvider,
-    SignalWakeup,
-    Wakeup,
-)
 from cqrs_ddd_advanced_core.projections.worker import (
+    ErrorPolicy,
+    ProjectionState,
     ProjectionStatus,
     ProjectionWorker,
     ReplayResult,
 )
+from cqrs_ddd_advanced_core.workers import DeadLetter, Lease
 
 __all__ = [
-    "ChangeSignal",
     "CheckpointRegressionError",
     "DeadLetter",
+    "ErrorPolicy",
     "Lease",
     "LeaseLostError",
     "Ordering",
-    "ProjectionBatch",
     "ProjectionContext",
     "ProjectionError",
     "ProjectionHaltedError",
     "ProjectionRebuildError",
-    "ProjectionRecord",
+    "ProjectionState",
     "ProjectionStatus",
-    "ProjectionStorage",
-    "ProjectionStorageProvider",
     "ProjectionWorker",
     "Projector",
     "ProjectorRegistrationError",
@@ -65,8 +56,6 @@ __all__ = [
     "QueryOptions",
     "RegisteredProjector",
     "ReplayResult",
-    "SignalWakeup",
     "SpecificationBuilder",
-    "Wakeup",
     "projects",
 ]

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
-from cqrs_ddd_advanced_core.adapters.memory.projections import (
-    InMemoryProjectionStorage,
+from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryReadModelStore
+from cqrs_ddd_advanced_core.adapters.memory.workers import (
+    InMemoryCheckpointStore,
+    InMemoryDeadLetterStore,
+    InMemoryLeaseStore,
     InMemoryProjectionTransaction,
-    InMemoryReadModelStore,
+    InMemoryWakeupFeed,
+    InMemoryWorkerState,
+    InMemoryWorkerStorage,
 )
 from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
 
 __all__ = [
+    "InMemoryCheckpointStore",
+    "InMemoryDeadLetterStore",
     "InMemoryEventStore",
-    "InMemoryProjectionStorage",
+    "InMemoryLeaseStore",
     "InMemoryProjectionTransaction",
     "InMemoryReadModelStore",
     "InMemorySnapshotStorage",
+    "InMemoryWakeupFeed",
+    "InMemoryWorkerState",
+    "InMemoryWorkerStorage",
 ]

@@ -10,14 +10,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryProjectionStorage
-from cqrs_ddd_advanced_core.projections.storage import ChangeSignal
+from cqrs_ddd_advanced_core.adapters.memory.workers import InMemoryWorkerStorage
+from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.adapters.memory import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError, UnitOfWorkError
 from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_core.serialization import prepare_append
+from cqrs_ddd_core.wakeup import Wakeup
 
 
 class InMemoryEventStore:
@@ -35,26 +36,30 @@ class InMemoryEventStore:
     commits after a later one was visible is never skipped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, wakeup: Wakeup | None = None) -> None:
         self._streams: dict[str, list[StoredEvent]] = {}
         self._ids: dict[str, dict[UUID, StoredEvent]] = {}
         self._log: list[StoredEvent] = []
         self._positions: list[int] = []
         self._in_flight: set[int] = set()
         self._counter = itertools.count(1)
-        self.signal = ChangeSignal()
-        """Notified whenever events become visible to readers."""
-        self._projection_storage: InMemoryProjectionStorage | None = None
+        self.wakeup = wakeup or Wakeup()
+        """Notified whenever events become visible to readers (workers wait on it)."""
+        self._worker_storage: WorkerStorage | None = None
         # per unit of work in flight: each stream's staged events, in order
         self._staged: weakref.WeakKeyDictionary[
             InMemoryUnitOfWork, dict[str, list[StoredEvent]]
         ] = weakref.WeakKeyDictionary()
 
-    def projection_storage(self) -> InMemoryProjectionStorage:
-        """Return the store's projection state (one per store, made on first use)."""
-        if self._projection_storage is None:
-            self._projection_storage = InMemoryProjectionStorage(self, self.signal)
-        return self._projection_storage
+    def worker_storage(self) -> WorkerStorage:
+        """Return the in-memory stores of workers reading these events (one set per store).
+
+        They are woken by :attr:`wakeup`; this is where ``ProjectionWorker``
+        keeps its state when it is given none.
+        """
+        if self._worker_storage is None:
+            self._worker_storage = InMemoryWorkerStorage(self.wakeup)
+        return self._worker_storage
 
     async def append(
         self,
@@ -122,7 +127,7 @@ class InMemoryEventStore:
         def discard() -> None:
             self._in_flight -= positions
             self._forget_staged(uow)
-            self.signal.notify()  # events held back behind these positions are visible now
+            self.wakeup.notify()  # events held back behind these positions are visible now
 
         uow.stage(
             ("event_store", id(self), stream_id, stored[0].position),
@@ -151,6 +156,13 @@ class InMemoryEventStore:
         barrier = min(self._in_flight, default=None)
         end = len(self._log) if barrier is None else bisect.bisect_left(self._positions, barrier)
         return self._log[start : min(end, start + max(limit, 0))]
+
+    async def count_after(self, position: int) -> int:
+        """Return how many committed events a reader can see after ``position``."""
+        start = bisect.bisect_right(self._positions, position)
+        barrier = min(self._in_flight, default=None)
+        end = len(self._log) if barrier is None else bisect.bisect_left(self._positions, barrier)
+        return max(end - start, 0)
 
     async def current_position(self) -> int:
         """Return the highest position a reader can see (0 when there is none)."""
@@ -214,4 +226,4 @@ class InMemoryEventStore:
             index = bisect.bisect_left(self._positions, event.position)
             self._positions.insert(index, event.position)
             self._log.insert(index, event)
-        self.signal.notify()
+        self.wakeup.notify()
