@@ -18,7 +18,6 @@ from uuid import UUID
 from pydantic import Field
 
 from cqrs_ddd_advanced_core import DeepMergeStrategy, ResilientCommandHandler
-from cqrs_ddd_advanced_core.cqrs import current_conflict
 from cqrs_ddd_core import (
     AggregateRoot,
     Command,
@@ -86,7 +85,7 @@ class RaceGate:
         self.passed: set[UUID] = set()
 
     async def wait(self, command: Command) -> None:
-        if current_conflict(command) is not None or command.command_id in self.passed:
+        if command.command_id in self.passed:  # a later attempt: it must not wait again
             return
         self.passed.add(command.command_id)
         await asyncio.wait_for(self.barrier.wait(), timeout=10)

@@ -37,7 +37,7 @@ from cqrs_ddd_advanced_core import (
     attempts_of,
 )
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore
-from cqrs_ddd_advanced_core.cqrs import ConflictContext, current_conflict, resolving_conflict
+from cqrs_ddd_advanced_core.cqrs import ConflictContext
 from cqrs_ddd_core import (
     AggregateRoot,
     Command,
@@ -344,21 +344,29 @@ def test_the_behaviour_refuses_a_negative_retry_count() -> None:
 # ---------------------------------------------------------------- context and logs
 
 
-def test_the_conflict_context_belongs_to_one_command() -> None:
-    # given
+async def test_the_conflict_context_belongs_to_one_command_and_one_attempt() -> None:
+    # given: a behaviour whose first attempt conflicts
+    behavior = ConflictBehavior(max_retries=1)
     command, other = (
         UpdateOrder(order_id="o-1", changes={}),
         UpdateOrder(order_id="o-1", changes={}),
     )
     conflict = ConcurrencyError("o-1", expected_version=1, actual_version=2)
-    # then
-    assert current_conflict(command) is None
-    with resolving_conflict(ConflictContext(command.command_id, conflict, 2)):
-        context = current_conflict(command)
-        assert context is not None
-        assert (context.conflict, context.attempt) == (conflict, 2)
-        assert current_conflict(other) is None
-    assert current_conflict(command) is None
+    seen: list[tuple[ConflictContext | None, ConflictContext | None]] = []
+
+    async def attempt() -> None:
+        seen.append((behavior.conflict_for(command), behavior.conflict_for(other)))
+        if len(seen) == 1:
+            raise conflict
+
+    # when
+    await behavior.handle(command, attempt)
+    # then: the second attempt of that command, and only it, saw the conflict
+    (first, first_other), (second, second_other) = seen
+    assert (first, first_other, second_other) == (None, None, None)
+    assert second is not None
+    assert (second.command_id, second.conflict, second.attempt) == (command.command_id, conflict, 2)
+    assert behavior.conflict_for(command) is None
 
 
 async def test_each_conflict_and_each_resolution_is_logged_with_stream_and_versions(

@@ -18,8 +18,6 @@ from cqrs_ddd_advanced_core.cqrs.attempts import AttemptRecord, attempts_of
 from cqrs_ddd_advanced_core.cqrs.conflict_behavior import (
     ConflictBehavior,
     ConflictContext,
-    current_conflict,
-    resolving_conflict,
 )
 from cqrs_ddd_advanced_core.cqrs.conflict_handler import ConflictCommandHandler
 from cqrs_ddd_advanced_core.cqrs.event_sourced_mediator import EventSourcedMediator
@@ -40,6 +38,4 @@ __all__ = [
     "ResilientCommandHandler",
     "RetryBehavior",
     "attempts_of",
-    "current_conflict",
-    "resolving_conflict",
 ]

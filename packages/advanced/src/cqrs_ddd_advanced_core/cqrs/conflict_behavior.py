@@ -2,18 +2,17 @@
 
 When a command fails with ``ConcurrencyError`` (its aggregate changed since it
 was loaded), the behaviour runs the rest of the pipeline again, in a fresh unit
-of work, with an ambient :class:`ConflictContext` that tells the handler this
-attempt resolves a conflict: a ``ConflictCommandHandler`` then merges the
-command's changes into the freshly loaded aggregate; any other handler simply
-runs again on the fresh state. The stale write is never sent again.
+of work, and holds a :class:`ConflictContext` for that attempt, which the
+handler asks for (:meth:`ConflictBehavior.conflict_for`): a
+``ConflictCommandHandler`` then merges the command's changes into the freshly
+loaded aggregate; any other handler simply runs again on the fresh state. The
+stale write is never sent again. The context is kept on the behaviour, by
+command id, not in ambient state: the command scope is the only ambient object.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -41,29 +40,6 @@ class ConflictContext:
     attempt: int
 
 
-_current_conflict: ContextVar[ConflictContext | None] = ContextVar(
-    "cqrs_ddd_conflict", default=None
-)
-
-
-def current_conflict(command: Command) -> ConflictContext | None:
-    """Return the conflict that this attempt of ``command`` resolves, or None on a first run."""
-    context = _current_conflict.get()
-    if context is None or context.command_id != command.command_id:
-        return None
-    return context
-
-
-@contextmanager
-def resolving_conflict(context: ConflictContext) -> Iterator[ConflictContext]:
-    """Make ``context`` the ambient conflict for the enclosed block (for tests and workers)."""
-    token = _current_conflict.set(context)
-    try:
-        yield context
-    finally:
-        _current_conflict.reset(token)
-
-
 class ConflictBehavior:
     """Runs a command again after a ``ConcurrencyError``, up to ``max_retries`` times.
 
@@ -86,6 +62,11 @@ class ConflictBehavior:
             )
         self.max_retries = max_retries
         self._logger = logger or logging.getLogger("cqrs_ddd_advanced_core.conflict")
+        self._resolving: dict[UUID, ConflictContext] = {}
+
+    def conflict_for(self, command: Command) -> ConflictContext | None:
+        """Return the conflict the running attempt of ``command`` resolves; None on a first run."""
+        return self._resolving.get(command.command_id)
 
     async def handle(self, message: Message, next_step: NextStep) -> Any:
         """Run ``next_step``; on a conflict, run it again resolving the conflict."""
@@ -116,8 +97,11 @@ class ConflictBehavior:
     async def _attempt(self, next_step: NextStep, context: ConflictContext | None) -> Any:
         if context is None:
             return await next_step()
-        with resolving_conflict(context):
+        self._resolving[context.command_id] = context
+        try:
             return await next_step()
+        finally:
+            del self._resolving[context.command_id]
 
     def _give_up(self, error: BaseException, records: list[AttemptRecord], attempt: int) -> None:
         attach_attempts(

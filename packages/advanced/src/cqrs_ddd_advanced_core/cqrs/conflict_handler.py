@@ -6,11 +6,7 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from cqrs_ddd_advanced_core.cqrs.conflict_behavior import (
-    ConflictBehavior,
-    ConflictContext,
-    current_conflict,
-)
+from cqrs_ddd_advanced_core.cqrs.conflict_behavior import ConflictBehavior, ConflictContext
 from cqrs_ddd_advanced_core.domain.aggregate_mixin import EventSourcedAggregateMixin
 from cqrs_ddd_advanced_core.domain.conflict_events import ConflictResolved, apply_resolved_state
 from cqrs_ddd_advanced_core.domain.exceptions import ConflictHandlerError
@@ -49,22 +45,30 @@ class ConflictCommandHandler(CommandHandler[TCommand]):
 
     max_retries: ClassVar[int] = 3
     repo: Repository[Any]
+    _conflicts: ConflictBehavior | None = None
 
     @abstractmethod
     async def _handle_internal(self, command: TCommand) -> Any:
         """Carry out ``command``: load, change and save its aggregate, as in any handler."""
 
     async def handle(self, command: TCommand) -> Any:
-        """Handle ``command``, resolving the ambient conflict when this attempt follows one."""
-        context = current_conflict(command)
+        """Handle ``command``, resolving its conflict when this attempt follows one."""
+        context = self.conflict_behavior.conflict_for(command)
         if context is None or not self._merges_conflicts():
             return await self._handle_internal(command)
         await self._resolve(command, context)
         return None
 
+    @property
+    def conflict_behavior(self) -> ConflictBehavior:
+        """The :class:`ConflictBehavior` running this handler's command again (one per handler)."""
+        if self._conflicts is None:
+            self._conflicts = ConflictBehavior(max_retries=self.max_retries)
+        return self._conflicts
+
     def pipeline_behaviors(self) -> Sequence[PipelineBehavior]:
         """Return the :class:`ConflictBehavior` that runs this handler's command again."""
-        return (ConflictBehavior(max_retries=self.max_retries),)
+        return (self.conflict_behavior,)
 
     async def load_existing(self, command: TCommand, context: ConflictContext) -> AggregateRoot:
         """Return the aggregate in conflict as now stored (``self.repo.get(stream_id)``)."""

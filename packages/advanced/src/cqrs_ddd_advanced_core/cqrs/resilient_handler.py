@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from cqrs_ddd_advanced_core.conflict.merge_strategy import MergeStrategy
-from cqrs_ddd_advanced_core.cqrs.conflict_behavior import ConflictBehavior
 from cqrs_ddd_advanced_core.cqrs.conflict_handler import ConflictCommandHandler
 from cqrs_ddd_advanced_core.cqrs.retry_behavior import RetryBehavior, Sleep
 from cqrs_ddd_core.cqrs.behaviors import PipelineBehavior
@@ -58,5 +57,5 @@ class ResilientCommandHandler(ConflictCommandHandler[TCommand]):
                 retry_on=self.retry_on,
                 sleep=self.retry_sleep or asyncio.sleep,
             ),
-            ConflictBehavior(max_retries=self.max_retries),
+            self.conflict_behavior,
         )
