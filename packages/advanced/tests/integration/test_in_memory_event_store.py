@@ -4,7 +4,7 @@ import pytest
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore
 from cqrs_ddd_core import InMemoryUnitOfWork
-from cqrs_ddd_core.testing import EventStoreContract
+from cqrs_ddd_core.contracts import EventStoreContract
 
 
 @pytest.fixture

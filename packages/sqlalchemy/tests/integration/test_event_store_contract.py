@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cqrs_ddd_core.testing import EventStoreContract
+from cqrs_ddd_core.contracts import EventStoreContract
 from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyEventStore, SQLAlchemyUnitOfWork
 
 pytest_plugins = ["sqlalchemy_fixtures"]

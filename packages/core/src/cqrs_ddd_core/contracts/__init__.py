@@ -7,6 +7,6 @@ for; see each suite's docstring. They need pytest and pytest-asyncio (the
 
 from __future__ import annotations
 
-from cqrs_ddd_core.testing.event_store_contract import EventStoreContract
+from cqrs_ddd_core.contracts.event_store_contract import EventStoreContract
 
 __all__ = ["EventStoreContract"]
