@@ -29,7 +29,7 @@ from benchmarks.ours import Account, OurBank
 from cqrs_ddd_advanced_core import EventSourcedLoader, EventSourcedRepository
 from cqrs_ddd_advanced_core.snapshots import EveryNEventsStrategy, SnapshotStore
 from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySnapshotStorage, read_only
-from cqrs_ddd_persistence_sqlalchemy.connections import reading
+from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, SQLiteLoopReader
 from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
 from cqrs_ddd_persistence_sqlalchemy.snapshots import _SNAPSHOT_AND_LATER_EVENTS
@@ -85,8 +85,10 @@ def _read_paths(engine: AsyncEngine, stream_id: str) -> list[tuple[str, Timed]]:
             after = {"stream_id": stream_id, "from_version": row["version"] + 1}
             (await connection.execute(_EVENTS_FROM, after)).all()
 
+    reads = Reads(engine)
+
     async def joint_through_sqlalchemy() -> None:
-        async with reading(engine) as connection:
+        async with reads.connection() as connection:
             (await connection.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
 
     async def joint_on_pooled_driver() -> None:
@@ -94,7 +96,7 @@ def _read_paths(engine: AsyncEngine, stream_id: str) -> list[tuple[str, Timed]]:
 
     paths: list[tuple[str, Timed]] = [
         ("read, before: two SELECTs via SQLAlchemy, a view per call", two_reads_before),
-        ("read: the joint SELECT via SQLAlchemy (reading())", joint_through_sqlalchemy),
+        ("read: the joint SELECT via SQLAlchemy (Reads)", joint_through_sqlalchemy),
         ("read: the joint SELECT on a pooled driver connection", joint_on_pooled_driver),
     ]
     loop_reader = SQLiteLoopReader.for_engine(engine, query.sql)
@@ -109,8 +111,10 @@ def _read_paths(engine: AsyncEngine, stream_id: str) -> list[tuple[str, Timed]]:
 
 
 async def _pieces(engine: AsyncEngine, calls: int) -> list[tuple[str, float]]:
+    reads = Reads(engine)
+
     async def checkout_view() -> None:
-        async with reading(engine):
+        async with reads.connection():
             pass
 
     async def checkout_raw() -> None:

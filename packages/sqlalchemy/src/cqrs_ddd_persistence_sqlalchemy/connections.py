@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, read_only
@@ -21,8 +20,6 @@ EngineSource = AsyncEngine | async_sessionmaker[AsyncSession] | AsyncSession
 """What stores accept: an engine, or a session factory or session bound to one."""
 
 T = TypeVar("T")
-
-_READER = "reader"
 
 
 def engine_of(source: EngineSource) -> AsyncEngine:
@@ -41,20 +38,44 @@ def engine_of(source: EngineSource) -> AsyncEngine:
     raise TypeError(f"{type(source).__name__} is not bound to an AsyncEngine")
 
 
-@asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """Yield a connection for reads: the command's own when one runs on ``engine``.
+class Reads:
+    """How a store reads: on the command's connection, or on a short-lived read-only one.
 
-    Otherwise a short-lived connection that never takes write locks:
+    Made once per store (stores are built once, at the composition root): it
+    keeps the read-only view of the engine that reads outside a command use,
     autocommit on PostgreSQL (no BEGIN/COMMIT round trips for a single
-    statement), a deferred transaction on SQLite (never blocks writers in WAL mode).
+    statement), a deferred transaction on SQLite (never blocks writers in WAL
+    mode). Building such a view costs about as much as the read it serves.
     """
-    connection = ambient_connection(engine)
-    if connection is not None:
-        yield connection
-        return
-    async with per_engine(engine, _READER, _reader).connect() as own:
-        yield own
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        if engine.dialect.name == "postgresql":
+            self._view = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            self._view = read_only(engine)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """Yield a connection for reads: the command's own when one runs on this database."""
+        connection = ambient_connection(self.engine)
+        if connection is not None:
+            yield connection
+            return
+        async with self._view.connect() as own:
+            yield own
+
+    async def run(self, operation: str, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Return ``await read(connection)``, once more on a fresh connection if it was lost.
+
+        See :func:`once_more_if_disconnected`.
+        """
+
+        async def run() -> T:
+            async with self.connection() as connection:
+                return await read(connection)
+
+        return await once_more_if_disconnected(self.engine, operation, run)
 
 
 async def once_more_if_disconnected(
@@ -79,65 +100,3 @@ async def once_more_if_disconnected(
         _logger.info("%s lost its connection (%s); trying once more", operation, error.detail)
     with translated_errors(operation):
         return await run()
-
-
-async def read_reconnecting(
-    engine: AsyncEngine, operation: str, read: Callable[[AsyncConnection], Awaitable[T]]
-) -> T:
-    """Return ``await read(connection)`` on a :func:`reading` connection, once more if it was lost.
-
-    See :func:`once_more_if_disconnected`.
-    """
-
-    async def run() -> T:
-        async with reading(engine) as connection:
-            return await read(connection)
-
-    return await once_more_if_disconnected(engine, operation, run)
-
-
-def per_engine(engine: AsyncEngine, key: str, build: Callable[[AsyncEngine], T]) -> T:
-    """Return ``build(engine)``, built once per engine and kept for its lifetime.
-
-    What a store derives from an engine (a read-only view of it, compiled
-    queries) is cached on the engine itself, so a store built per request does
-    not rebuild it, and it goes away with the engine. ``key`` names the value
-    among the package's; ``build`` must return the same type for one key.
-    """
-    cache = _cache_of(engine)
-    if cache is None:
-        return build(engine)
-    value: T | None = cache.get(key)
-    if value is None:
-        value = cache[key] = build(engine)
-    return value
-
-
-def _cache_of(engine: AsyncEngine) -> dict[str, Any] | None:
-    try:
-        attributes = vars(engine.sync_engine)
-    except TypeError:  # an engine class without a __dict__: build every time
-        return None
-    cache: dict[str, Any] | None = attributes.get("_cqrs_ddd_cache")
-    if cache is None:
-        cache = attributes["_cqrs_ddd_cache"] = {}
-    return cache
-
-
-def _reader(engine: AsyncEngine) -> AsyncEngine:
-    # Building an execution-options view costs about as much as the read it serves.
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return read_only(engine)
-
-
-def base_engine(engine: AsyncEngine) -> Engine:
-    """Return the sync engine behind ``engine``, past any ``execution_options`` views.
-
-    Views made with ``execution_options`` (``OptionEngine``) share their
-    engine's pool and events: state kept per engine is kept on this one.
-    """
-    base = engine.sync_engine
-    while hasattr(base, "_proxied"):  # an OptionEngine: a view of another engine
-        base = base._proxied
-    return base

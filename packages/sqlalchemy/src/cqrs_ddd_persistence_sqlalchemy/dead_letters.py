@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.workers import DeadLetter, WorkTransaction
-from cqrs_ddd_persistence_sqlalchemy.connections import reading
+from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import projection_dead_letters as letters
 
@@ -22,6 +22,7 @@ class SQLAlchemyDeadLetterStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._reads = Reads(engine)
         is_postgresql = engine.dialect.name == "postgresql"
         self._dialect = postgresql if is_postgresql else sqlite
 
@@ -68,7 +69,7 @@ class SQLAlchemyDeadLetterStore:
         """Return the job's dead letters in position order."""
         query = select(letters).where(letters.c.projection == name).order_by(letters.c.position)
         with translated_errors(f"read the dead letters of {name!r}"):
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 found = await connection.execute(query)
                 return [
                     DeadLetter(
@@ -91,5 +92,5 @@ class SQLAlchemyDeadLetterStore:
         """Return how many dead letters the job holds."""
         query = select(func.count()).select_from(letters).where(letters.c.projection == name)
         with translated_errors(f"count the dead letters of {name!r}"):
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 return int(await connection.scalar(query) or 0)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import CompoundSelect, Select, event
+from sqlalchemy import CompoundSelect, Select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -169,9 +169,10 @@ class SQLiteLoopReader:
       does not wait for it either (None).
 
     Any ``sqlite3`` error also returns None, so the caller's ordinary read
-    decides (and reports) what is wrong. The connection is closed when the
-    engine is disposed (and reopened on the next read) or when the reader is
-    garbage collected.
+    decides (and reports) what is wrong. The connection is replaced on the
+    first read after its engine was disposed (the engine then has a new pool;
+    nothing is hung on the engine to tell), and closed by :meth:`close` or
+    when the reader is garbage collected.
     """
 
     max_rows = 250
@@ -183,11 +184,13 @@ class SQLiteLoopReader:
     leaves at most 100 rows to read.
     """
 
-    def __init__(self, path: str, sql: str) -> None:
+    def __init__(self, path: str, sql: str, engine: AsyncEngine | None = None) -> None:
         self.path = path
         self.sql = sql
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._engine = engine
+        self._pool: object | None = None  # the engine's pool when the connection was opened
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, sql: str) -> SQLiteLoopReader | None:
@@ -195,8 +198,8 @@ class SQLiteLoopReader:
 
         Only a plain file path on aiosqlite qualifies: not ``:memory:``, not a
         ``file:`` URI, no URL query options, no ``native_datetime`` (whose
-        values the private connection would not convert alike). The reader is
-        closed when ``engine`` is disposed.
+        values the private connection would not convert alike). After
+        ``engine`` is disposed, the reader's next read opens a new connection.
         """
         url = engine.url
         database = url.database
@@ -209,15 +212,15 @@ class SQLiteLoopReader:
             or getattr(engine.dialect, "native_datetime", False)
         ):
             return None
-        reader = cls(str(Path(database).absolute()), sql)
-        event.listen(engine.sync_engine, "engine_disposed", reader._on_engine_disposed)
-        return reader
+        return cls(str(Path(database).absolute()), sql, engine)
 
     def fetch(self, arguments: Sequence[Any]) -> list[Sequence[Any]] | None:
         """Return the raw rows of the query for ``arguments``, or None to read elsewhere."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            if self._engine is not None and self._pool is not self._engine.sync_engine.pool:
+                self._close_connection()  # the engine was disposed since it opened
             connection = self._connection or self._open()
             cursor = connection.execute(self.sql, arguments)
             try:
@@ -249,15 +252,14 @@ class SQLiteLoopReader:
             connection.close()
             raise
         self._connection = connection
+        if self._engine is not None:
+            self._pool = self._engine.sync_engine.pool
         return connection
 
     def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-    def _on_engine_disposed(self, engine: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         connection = getattr(self, "_connection", None)

@@ -6,7 +6,6 @@ import logging
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from itertools import starmap
 from typing import Any
 from uuid import UUID
@@ -25,10 +24,9 @@ from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_persistence_sqlalchemy.channels import NOTIFY_CHANNEL
 from cqrs_ddd_persistence_sqlalchemy.connections import (
     EngineSource,
+    Reads,
     engine_of,
     once_more_if_disconnected,
-    per_engine,
-    reading,
 )
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
@@ -141,6 +139,8 @@ class SQLAlchemyEventStore:
             events.c.position, events.c.version
         )
         self._worker_storage: WorkerStorage | None = None
+        self._reads = Reads(self.engine)
+        self._read_all: PreparedRead | None = None  # compiled on the first read
 
     def worker_storage(self) -> WorkerStorage:
         """Return the stores of workers reading these events (same database, woken by ``wakeup``).
@@ -184,7 +184,7 @@ class SQLAlchemyEventStore:
         parameters = {"stream_id": stream_id, "from_version": from_version}
 
         async def load() -> list[StoredEvent]:
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 result = await connection.execute(_LOAD_STREAM, parameters)
                 return list(starmap(StoredEvent, result))
 
@@ -199,7 +199,7 @@ class SQLAlchemyEventStore:
                 rows = await self._read_on_driver(parameters, limit)
                 if rows is not None:
                     return list(starmap(StoredEvent, rows))
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 result = await connection.execute(_READ_ALL, parameters)
                 return list(starmap(StoredEvent, result))
 
@@ -210,7 +210,9 @@ class SQLAlchemyEventStore:
         self, parameters: dict[str, Any], limit: int
     ) -> Sequence[Sequence[Any]] | None:
         """Read a page of ``read_all`` on the driver; None to read through SQLAlchemy."""
-        read = per_engine(self.engine, "read_all", partial(PreparedRead, _READ_ALL))
+        read = self._read_all
+        if read is None:
+            read = self._read_all = PreparedRead(_READ_ALL, self.engine)
         query = read.query
         if query is None:
             return None
@@ -229,7 +231,7 @@ class SQLAlchemyEventStore:
         """Return the position of the last committed event (0 for an empty store)."""
 
         async def read() -> int:
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 return int(await connection.scalar(_CURRENT_POSITION) or 0)
 
         return await once_more_if_disconnected(self.engine, "read the current position", read)
@@ -238,7 +240,7 @@ class SQLAlchemyEventStore:
         """Return how many committed events lie after ``position``."""
 
         async def read() -> int:
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 count = await connection.scalar(_COUNT_AFTER, {"after_position": position})
                 return int(count or 0)
 

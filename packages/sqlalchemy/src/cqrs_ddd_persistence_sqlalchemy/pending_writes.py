@@ -9,8 +9,9 @@ connection; runs of upserts of the same shape go out as one ``executemany``.
 The queue is sent, in the order written:
 
 * before any other statement runs on that connection (a ``before_execute``
-  listener on the engine), so a handler that reads back, or runs SQL of its
-  own, sees every earlier write of the batch;
+  listener on that connection alone, for the batch's length), so a handler
+  that reads back, or runs SQL of its own, sees every earlier write of the
+  batch;
 * when the worker flushes the batch: before its checkpoint is written, and at
   the end of each savepoint the worker applies one event in, so an error in a
   queued write is still that event's error.
@@ -25,10 +26,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import Executable
-
-from cqrs_ddd_persistence_sqlalchemy.connections import base_engine
 
 _KEY = "cqrs_ddd.pending_writes"
 
@@ -77,23 +76,22 @@ def pending_writes(connection: AsyncConnection) -> PendingWrites | None:
 
 def hold_writes(connection: AsyncConnection) -> PendingWrites:
     """Start queueing read-model writes on ``connection`` (a projection batch's)."""
-    _listen(connection.engine)
     pending = connection.info[_KEY] = PendingWrites()
+    event.listen(connection.sync_connection, "before_execute", _send_first)
     return pending
 
 
 def drop_writes(connection: AsyncConnection) -> None:
     """Forget the queue of ``connection`` (the batch ended; the connection goes back)."""
     connection.info.pop(_KEY, None)
+    sync_connection = connection.sync_connection
+    if sync_connection is not None and event.contains(
+        sync_connection, "before_execute", _send_first
+    ):
+        event.remove(sync_connection, "before_execute", _send_first)
 
 
 def _send_first(connection: Connection, *_: Any) -> None:
     pending: PendingWrites | None = connection.info.get(_KEY)
     if pending is not None and pending:
         pending.send(connection)
-
-
-def _listen(engine: AsyncEngine) -> None:
-    base = base_engine(engine)
-    if not event.contains(base, "before_execute", _send_first):
-        event.listen(base, "before_execute", _send_first)

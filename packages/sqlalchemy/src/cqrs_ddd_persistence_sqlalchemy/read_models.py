@@ -47,7 +47,7 @@ from cqrs_ddd_core.domain.specification import (
 )
 from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
 from cqrs_ddd_persistence_sqlalchemy.column_values import value_check
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, read_reconnecting
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedSpecificationError
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import pending_writes
 
@@ -83,6 +83,7 @@ class SQLAlchemyReadModelStore:
     def __init__(self, table: Table, source: EngineSource) -> None:
         self.table = table
         self.engine: AsyncEngine = engine_of(source)
+        self._reads = Reads(self.engine)
         self._is_postgresql = self.engine.dialect.name == "postgresql"
         self._key = list(table.primary_key.columns)
         if not self._key:
@@ -221,7 +222,7 @@ class SQLAlchemyReadModelStore:
             return [dict(row) for row in result.mappings()]
 
         operation = f"query the read model {self.table.name!r}"
-        return await read_reconnecting(self.engine, operation, read)
+        return await self._reads.run(operation, read)
 
     async def count(self, specification: Specification[Any] | None = None) -> int:
         """Return how many rows meet ``specification`` (all rows without one)."""
@@ -233,7 +234,7 @@ class SQLAlchemyReadModelStore:
             return int((await connection.execute(statement)).scalar_one())
 
         operation = f"count the read model {self.table.name!r}"
-        return await read_reconnecting(self.engine, operation, read)
+        return await self._reads.run(operation, read)
 
     def _condition(self, specification: Specification[Any]) -> Condition:
         if isinstance(specification, SpecificationBuilder):

@@ -18,7 +18,7 @@ from cqrs_ddd_core.exceptions import (
     NoActiveUnitOfWorkError,
 )
 from cqrs_ddd_core.serialization import UnreadableJSON, encode_state
-from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of, read_reconnecting
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnreadableStateError
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
@@ -53,6 +53,7 @@ class SQLAlchemyRepository(Generic[TAggregate]):
     ) -> None:
         self.aggregate_type = aggregate_type
         self.engine: AsyncEngine = engine_of(source)
+        self._reads = Reads(self.engine)
         self.topic = topic or aggregate_type.aggregate_type_name
         self._type_name = aggregate_type.aggregate_type_name
         self._insert = (
@@ -78,7 +79,7 @@ class SQLAlchemyRepository(Generic[TAggregate]):
             return None if row is None else (row.state, row.version)
 
         operation = f"load {self._type_name} {aggregate_id!r}"
-        row = await read_reconnecting(self.engine, operation, read)
+        row = await self._reads.run(operation, read)
         if row is None:
             return None
         state, version = row

@@ -27,11 +27,9 @@ from cqrs_ddd_advanced_core.snapshots import Snapshot
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 from cqrs_ddd_persistence_sqlalchemy.connections import (
     EngineSource,
+    Reads,
     engine_of,
     once_more_if_disconnected,
-    per_engine,
-    read_reconnecting,
-    reading,
 )
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
@@ -140,6 +138,8 @@ class SQLAlchemySnapshotStorage:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert(snapshots)
         self.sqlite_loop_reads = sqlite_loop_reads
+        self._reads = Reads(self.engine)
+        self._joint_read: PreparedRead | None = None  # compiled on the first load
 
     async def latest(self, stream_id: str) -> Snapshot | None:
         """Return the stream's newest snapshot, or None."""
@@ -148,7 +148,7 @@ class SQLAlchemySnapshotStorage:
             row = (await connection.execute(_LATEST, {"stream_id": stream_id})).first()
             return None if row is None else tuple(row)
 
-        row = await read_reconnecting(self.engine, f"load the snapshot of {stream_id!r}", read)
+        row = await self._reads.run(f"load the snapshot of {stream_id!r}", read)
         if row is None:
             return None
         return Snapshot(*row)
@@ -204,9 +204,9 @@ class SQLAlchemySnapshotStorage:
         return snapshot, list(starmap(StoredEvent, event_rows))
 
     async def _read_joint(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
-        joint = per_engine(
-            self.engine, "snapshot_and_events", partial(PreparedRead, _SNAPSHOT_AND_LATER_EVENTS)
-        )
+        joint = self._joint_read
+        if joint is None:
+            joint = self._joint_read = PreparedRead(_SNAPSHOT_AND_LATER_EVENTS, self.engine)
         query = joint.query
         connection = ambient_connection(self.engine)
         if connection is not None:
@@ -228,7 +228,7 @@ class SQLAlchemySnapshotStorage:
                 return await query.fetch_pooled(self.engine, parameters)
             except Exception:  # SQLAlchemy's run below reports it, typed
                 _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
-        async with reading(self.engine) as own:
+        async with self._reads.connection() as own:
             return (await own.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
 
     async def save(self, snapshot: Snapshot, *, keep: int) -> None:

@@ -34,7 +34,7 @@ from cqrs_ddd_advanced_core.workers import (
     WorkerRecord,
     WorkTransaction,
 )
-from cqrs_ddd_persistence_sqlalchemy.connections import reading
+from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import PendingWrites, drop_writes, hold_writes
 from cqrs_ddd_persistence_sqlalchemy.schema import projections as rows
@@ -237,6 +237,7 @@ class SQLAlchemyCheckpointStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._rows = _JobRows(engine)
+        self._reads = Reads(engine)
 
     @asynccontextmanager
     async def transaction(self, lease: Lease, ttl: float) -> AsyncIterator[SQLTransaction]:
@@ -274,7 +275,7 @@ class SQLAlchemyCheckpointStore:
     async def record(self, name: str) -> WorkerRecord:
         """Return the job's stored state (a fresh one when it has none)."""
         with translated_errors(f"read the state of {name!r}"):
-            async with reading(self.engine) as connection:
+            async with self._reads.connection() as connection:
                 row = (await connection.execute(select(rows).where(rows.c.name == name))).first()
         if row is None:
             return WorkerRecord(name, 0, None, 0, None, False, None)

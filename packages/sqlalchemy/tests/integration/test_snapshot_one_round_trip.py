@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +49,9 @@ from cqrs_ddd_persistence_sqlalchemy import (
     create_engine,
     upgrade_schema,
 )
-from cqrs_ddd_persistence_sqlalchemy.connections import per_engine, reading
-from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, PreparedRead, SQLiteLoopReader
+from cqrs_ddd_persistence_sqlalchemy.connections import Reads as StoreReads
+from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, SQLiteLoopReader
 from cqrs_ddd_persistence_sqlalchemy.schema import snapshots
-from cqrs_ddd_persistence_sqlalchemy.snapshots import _SNAPSHOT_AND_LATER_EVENTS
 
 pytest_plugins = ["sqlalchemy_fixtures"]
 
@@ -457,7 +455,7 @@ async def test_under_wal_the_loop_reader_reads_past_an_open_writer_without_waiti
     assert waited < 0.5
 
 
-async def test_disposing_the_engine_closes_the_loop_reader_s_connection(
+async def test_after_the_engine_is_disposed_the_loop_reader_opens_a_new_connection(
     sqlite_engine: AsyncEngine,
 ) -> None:
     # given
@@ -465,14 +463,17 @@ async def test_disposing_the_engine_closes_the_loop_reader_s_connection(
     await shop.create_order("o-1")
     storage = storage_of(shop)
     await storage.load_snapshot_and_events("o-1")
-    reader = _loop_reader(sqlite_engine)
-    assert is_open(reader)
+    reader = _loop_reader(storage)
+    before = reader._connection
+    assert before is not None
     # when
     await sqlite_engine.dispose()
-    # then: closed, and opened again by the next read
-    assert not is_open(reader)
+    # then: the next read closes the old connection and reads on a new one
     assert (await storage.load_snapshot_and_events("o-1"))[1][0].version == 1
     assert is_open(reader)
+    assert reader._connection is not before
+    with pytest.raises(sqlite3.ProgrammingError):
+        before.execute("SELECT 1")  # closed
 
 
 @pytest.mark.parametrize(
@@ -491,18 +492,19 @@ def test_only_a_plain_sqlite_file_gets_a_loop_reader(url: str) -> None:
 
 
 async def test_the_read_only_view_of_an_engine_is_built_once(engine: AsyncEngine) -> None:
-    async with reading(engine) as first:
+    reads = StoreReads(engine)
+    async with reads.connection() as first:
         first_engine = first.engine
-    async with reading(engine) as second:
+    async with reads.connection() as second:
         assert second.engine is first_engine
     if engine.dialect.name == "postgresql":
         assert first_engine.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
 
 
-def _loop_reader(engine: AsyncEngine) -> SQLiteLoopReader:
-    reader = per_engine(
-        engine, "snapshot_and_events", partial(PreparedRead, _SNAPSHOT_AND_LATER_EVENTS)
-    ).loop_reader
+def _loop_reader(storage: SQLAlchemySnapshotStorage) -> SQLiteLoopReader:
+    joint = storage._joint_read
+    assert joint is not None
+    reader = joint.loop_reader
     assert reader is not None
     return reader
 
