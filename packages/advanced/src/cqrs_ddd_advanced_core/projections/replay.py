@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError
-from cqrs_ddd_advanced_core.projections.job import ProjectionJob, dead_letter
+from cqrs_ddd_advanced_core.projections.failures import dead_letter
+from cqrs_ddd_advanced_core.projections.job import ProjectionJob
 from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.loop import WorkerLoop
