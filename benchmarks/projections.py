@@ -16,7 +16,7 @@ excluded.last_position, last_amount = excluded.last_amount``.
   ``SQLAlchemyReadModelStore.upsert(context.connection, row)`` (queued, sent
   per batch as one ``executemany``), run by
   ``ProjectionWorker(...).catch_up()`` with ``batch_size`` 100 and 500
-  (``SQLAlchemyProjectionStorage``: one fenced transaction per batch, checkpoint
+  (``SQLAlchemyWorkerStorage``: one fenced transaction per batch, checkpoint
   in it).
 * **Theirs**: the library's ``Projection`` with a materialised view that is a
   ``TrackingRecorder`` subclass (``PostgresTrackingRecorder`` /

@@ -1,6 +1,6 @@
 """ProjectionWorker in memory: order, batches, upcasting, wake-ups, errors, rebuilds, status.
 
-The worker runs on an ``InMemoryEventStore`` and its ``InMemoryProjectionStorage``;
+The worker runs on an ``InMemoryEventStore`` and its ``InMemoryWorkerStorage``;
 projectors write to ``InMemoryReadModelStore``s through the batch's transaction,
 so a rolled-back batch leaves nothing behind, as on SQL.
 """

@@ -226,7 +226,7 @@ class CheckpointRegressionError(WorkerError):
     """A transaction tried to set a job's checkpoint below where it already is.
 
     A checkpoint only moves forward: going back would apply events a second
-    time. Raised by ``ProjectionBatch.advance``, before anything is written.
+    time. Raised by ``WorkTransaction.advance``, before anything is written.
     """
 
     def __init__(self, projection: str, *, checkpoint: int, requested: int) -> None:
