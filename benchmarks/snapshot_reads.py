@@ -28,7 +28,7 @@ from benchmarks.databases import fresh_postgres, fresh_sqlite
 from benchmarks.ours import Account, OurBank
 from cqrs_ddd_advanced_core import EventSourcedLoader, EventSourcedRepository
 from cqrs_ddd_advanced_core.snapshots import EveryNEventsStrategy, SnapshotStore
-from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySnapshotStorage, read_only
+from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySnapshotRepository, read_only
 from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import DriverQuery, SQLiteLoopReader
 from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
@@ -161,9 +161,11 @@ async def _measure(url: str, calls: int) -> list[tuple[str, float]]:
     bank = await OurBank.build(url)
     try:
         store = SnapshotStore(bank.engine, EveryNEventsStrategy(100))
-        storage = store.storage
-        if not isinstance(storage, SQLAlchemySnapshotStorage):
-            raise TypeError(f"expected the SQLAlchemy snapshot storage, got {storage!r}")
+        snapshot_repository = store.repository
+        if not isinstance(snapshot_repository, SQLAlchemySnapshotRepository):
+            raise TypeError(
+                f"expected the SQLAlchemy snapshot repository, got {snapshot_repository!r}"
+            )
         repository = EventSourcedRepository(
             EventSourcedLoader(Account, bank.event_store, bank.event_registry, store)
         )
@@ -173,7 +175,7 @@ async def _measure(url: str, calls: int) -> list[tuple[str, float]]:
             ("whole load from the snapshot: repository.get", lambda: repository.get(stream_id)),
             (
                 "read: load_snapshot_and_events (what a load uses)",
-                lambda: storage.load_snapshot_and_events(stream_id),
+                lambda: snapshot_repository.load_snapshot_and_events(stream_id),
             ),
             *_read_paths(bank.engine, stream_id),
         ]

@@ -97,7 +97,7 @@ async def bench_snapshots(
                 our_id = await ours.build_stream(length, batch)
             with Stopwatch() as their_build:
                 their_id = theirs_snap.build_stream(length, batch)
-            snapshot = await snapshot_store.storage.latest(our_id)
+            snapshot = await snapshot_store.repository.latest(our_id)
             if snapshot is None or snapshot.version != length:
                 raise RuntimeError(f"our snapshot of {length:,} events was not taken: {snapshot}")
             report.notes.append(

@@ -2,7 +2,7 @@
 
 Inside a command run by another kind of unit of work (a SQL one, say) their
 writes could not commit or roll back with the command: the event store and the
-snapshot storage refuse them with ``UnitOfWorkError``, as the SQL stores refuse a
+snapshot repository refuse them with ``UnitOfWorkError``, as the SQL stores refuse a
 unit of work they cannot join, instead of storing them at once, apart.
 """
 
@@ -13,7 +13,7 @@ from typing import Self
 
 import pytest
 
-from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotStorage
+from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotRepository
 from cqrs_ddd_advanced_core.snapshots import Snapshot
 from cqrs_ddd_core import DomainEvent, command_scope
 from cqrs_ddd_core.exceptions import UnitOfWorkError
@@ -53,9 +53,9 @@ async def test_the_in_memory_event_store_refuses_another_kind_of_unit_of_work() 
 
 
 async def test_in_memory_snapshots_refuse_another_kind_of_unit_of_work() -> None:
-    storage = InMemorySnapshotStorage()
+    repository = InMemorySnapshotRepository()
     snapshot = Snapshot("s-1", "Order", 3, 1, {"id": "s-1"})
     async with ElsewhereUnitOfWork() as uow:
         with command_scope(uow), pytest.raises(UnitOfWorkError, match="snapshot of 's-1'"):
-            await storage.save(snapshot, keep=1)
-    assert await storage.latest("s-1") is None
+            await repository.save(snapshot, keep=1)
+    assert await repository.latest("s-1") is None

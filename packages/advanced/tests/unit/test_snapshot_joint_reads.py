@@ -1,10 +1,10 @@
-"""Loading through a snapshot storage that also reads the events after the snapshot.
+"""Loading through a snapshot repository that also reads the events after the snapshot.
 
 ``SnapshotStore.restore_with_events`` (and so ``EventSourcedLoader``) uses a
-storage's ``load_snapshot_and_events`` when the storage is a
+repository's ``load_snapshot_and_events`` when the repository is a
 ``SnapshotAndEventsReader`` of the loader's event store: one read instead of
 ``latest`` then ``load_stream``. An unusable snapshot costs one more read, of the
-whole stream; a storage that does not read that event store is used as before.
+whole stream; a repository that does not read that event store is used as before.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from snapshot_test_support import (
     snapshotting_shop,
 )
 
-from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotStorage
+from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotRepository
 from cqrs_ddd_advanced_core.snapshots import (
     EveryNEventsStrategy,
     Snapshot,
@@ -31,7 +31,7 @@ from cqrs_ddd_core import InMemoryUnitOfWork, StoredEvent
 from cqrs_ddd_core.ports.event_store import EventStore
 
 
-class JointStorage(InMemorySnapshotStorage):
+class JointRepository(InMemorySnapshotRepository):
     """In-memory snapshots that read the events of one event store alongside."""
 
     def __init__(self, events: EventStore) -> None:
@@ -53,32 +53,32 @@ class JointStorage(InMemorySnapshotStorage):
         return snapshot, await self.events.load_stream(stream_id, from_version=from_version)
 
 
-def joint_shop(frequency: int) -> tuple[SnapshottingShop, JointStorage, CountingEventStore]:
-    """Return the shop with a joint storage reading a counting view of its event store."""
+def joint_shop(frequency: int) -> tuple[SnapshottingShop, JointRepository, CountingEventStore]:
+    """Return the shop with a joint repository reading a counting view of its event store."""
     counting = CountingEventStore(InMemoryEventStore())
-    storage = JointStorage(counting)
-    snapshots = SnapshotStore(storage, EveryNEventsStrategy(frequency=frequency))
-    return snapshotting_shop(counting, snapshots, InMemoryUnitOfWork), storage, counting
+    repository = JointRepository(counting)
+    snapshots = SnapshotStore(repository, EveryNEventsStrategy(frequency=frequency))
+    return snapshotting_shop(counting, snapshots, InMemoryUnitOfWork), repository, counting
 
 
-def test_the_joint_storage_is_a_snapshot_and_events_reader() -> None:
-    storage = JointStorage(InMemoryEventStore())
-    assert isinstance(storage, SnapshotAndEventsReader)
-    assert not isinstance(InMemorySnapshotStorage(), SnapshotAndEventsReader)
+def test_the_joint_repository_is_a_snapshot_and_events_reader() -> None:
+    repository = JointRepository(InMemoryEventStore())
+    assert isinstance(repository, SnapshotAndEventsReader)
+    assert not isinstance(InMemorySnapshotRepository(), SnapshotAndEventsReader)
 
 
 async def test_a_load_reads_the_snapshot_and_the_later_events_in_one_joint_read() -> None:
     # given: a snapshot at 7, then two more events
-    shop, storage, counting = joint_shop(frequency=5)
+    shop, repository, counting = joint_shop(frequency=5)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(6)))
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(2, sku="sku-2")))
-    storage.joint_reads.clear()
+    repository.joint_reads.clear()
     counting.reads.clear()
     # when
     loaded = await shop.snapshot_loader(counting).load("o-1")
     # then: one joint read (which read from 8 on), nothing else
-    assert storage.joint_reads == ["o-1"]
+    assert repository.joint_reads == ["o-1"]
     assert counting.reads == [StreamRead("o-1", from_version=7, count=3)]
     assert loaded.model_dump() == (await shop.replaying_loader().load("o-1")).model_dump()
     assert loaded.version == 9
@@ -86,16 +86,16 @@ async def test_a_load_reads_the_snapshot_and_the_later_events_in_one_joint_read(
 
 async def test_without_a_snapshot_the_joint_read_is_the_whole_stream() -> None:
     # given
-    shop, storage, counting = joint_shop(frequency=50)
+    shop, repository, counting = joint_shop(frequency=50)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(3)))
-    storage.joint_reads.clear()
+    repository.joint_reads.clear()
     counting.reads.clear()
     # when
     loaded = await shop.snapshot_loader(counting).load("o-1")
     missing = await shop.snapshot_loader(counting).find("o-2")
     # then
-    assert storage.joint_reads == ["o-1", "o-2"]
+    assert repository.joint_reads == ["o-1", "o-2"]
     assert counting.reads == [StreamRead("o-1", 1, 4), StreamRead("o-2", 1, 0)]
     assert loaded.version == 4
     assert missing is None
@@ -103,45 +103,45 @@ async def test_without_a_snapshot_the_joint_read_is_the_whole_stream() -> None:
 
 async def test_an_unusable_snapshot_costs_a_second_read_of_the_whole_stream() -> None:
     # given: a snapshot taken while Order's schema was version 1
-    shop, storage, counting = joint_shop(frequency=5)
+    shop, repository, counting = joint_shop(frequency=5)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(6)))
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(1)))
-    storage.joint_reads.clear()
+    repository.joint_reads.clear()
     counting.reads.clear()
     # when: the class now at schema version 2 loads it
     loaded = await shop.snapshot_loader(counting, aggregate_type=OrderV2).load("o-1")
     # then
-    assert storage.joint_reads == ["o-1"]
+    assert repository.joint_reads == ["o-1"]
     assert counting.reads == [StreamRead("o-1", 7, 2), StreamRead("o-1", 1, 8)]
     replayed = await shop.replaying_loader(aggregate_type=OrderV2).load("o-1")
     assert loaded.model_dump() == replayed.model_dump()
 
 
-async def test_a_storage_that_does_not_read_the_loader_s_event_store_is_read_as_before() -> None:
+async def test_a_repository_that_does_not_read_the_loader_s_event_store_is_read_as_before() -> None:
     # given: the loader reads through another view of the events
-    shop, storage, counting = joint_shop(frequency=5)
+    shop, repository, counting = joint_shop(frequency=5)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(6)))
-    storage.joint_reads.clear()
+    repository.joint_reads.clear()
     other = CountingEventStore(counting.inner)
     # when
     loaded = await shop.snapshot_loader(other).load("o-1")
     # then: latest, then load_stream after the snapshot
-    assert storage.joint_reads == []
+    assert repository.joint_reads == []
     assert other.reads == [StreamRead("o-1", from_version=7, count=1)]
     assert loaded.version == 7
 
 
 @pytest.mark.parametrize("loads", [1, 3])
-async def test_the_storage_is_asked_once_whether_it_reads_an_event_store(loads: int) -> None:
+async def test_the_repository_is_asked_once_whether_it_reads_an_event_store(loads: int) -> None:
     # given
-    shop, storage, counting = joint_shop(frequency=5)
+    shop, repository, counting = joint_shop(frequency=5)
     await shop.create_order("o-1")
     loader = shop.snapshot_loader(counting)
-    storage.questions = 0
+    repository.questions = 0
     # when
     for _ in range(loads):
         await loader.load("o-1")
     # then
-    assert storage.questions == 1
+    assert repository.questions == 1

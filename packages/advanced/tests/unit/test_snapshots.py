@@ -33,7 +33,7 @@ from cqrs_ddd_advanced_core import (
     EventSourcedLoader,
     aggregate_event_handler,
 )
-from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotStorage
+from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotRepository
 from cqrs_ddd_advanced_core.snapshots import EveryNEventsStrategy, Snapshot, SnapshotStore
 from cqrs_ddd_core import (
     AggregateRoot,
@@ -54,13 +54,13 @@ def in_memory_shop(frequency: int, *, keep: int = 1) -> SnapshottingShop:
 
 
 def kept_versions(snapshots: SnapshotStore, stream_id: str) -> list[int]:
-    """Return the versions of the snapshots the in-memory storage keeps for ``stream_id``.
+    """Return the versions of the snapshots the in-memory repository keeps for ``stream_id``.
 
-    The storage port only answers "the newest"; what else is kept is internal state.
+    The repository port only answers "the newest"; what else is kept is internal state.
     """
-    storage = snapshots.storage
-    assert isinstance(storage, InMemorySnapshotStorage)
-    return [snapshot.version for snapshot in storage._snapshots.get(stream_id, [])]
+    repository = snapshots.repository
+    assert isinstance(repository, InMemorySnapshotRepository)
+    return [snapshot.version for snapshot in repository._snapshots.get(stream_id, [])]
 
 
 # ---------------------------------------------------------------- EveryNEventsStrategy
@@ -115,7 +115,7 @@ def test_a_snapshot_store_without_a_strategy_snapshots_every_hundred_events() ->
 def test_a_snapshot_store_given_only_a_strategy_keeps_its_snapshots_in_memory() -> None:
     strategy = EveryNEventsStrategy(frequency=7)
     store = SnapshotStore(strategy=strategy)
-    assert isinstance(store.storage, InMemorySnapshotStorage)
+    assert isinstance(store.repository, InMemorySnapshotRepository)
     assert store.strategy is strategy
 
 
@@ -131,7 +131,7 @@ async def test_a_command_crossing_the_threshold_snapshots_the_aggregate_at_its_n
     # when: one command adds 6 events (1 -> 7)
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(6)))
     # then
-    snapshot = await shop.snapshots.storage.latest("o-1")
+    snapshot = await shop.snapshots.repository.latest("o-1")
     replayed = await shop.replaying_loader().load("o-1")
     assert snapshot is not None
     assert (snapshot.stream_id, snapshot.aggregate_type, snapshot.version) == ("o-1", "Order", 7)
@@ -146,7 +146,7 @@ async def test_a_command_staying_below_the_threshold_takes_no_snapshot() -> None
     # when: 1 -> 4
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(3)))
     # then
-    assert await shop.snapshots.storage.latest("o-1") is None
+    assert await shop.snapshots.repository.latest("o-1") is None
 
 
 async def test_a_command_that_adds_no_events_takes_no_snapshot_even_at_a_multiple() -> None:
@@ -154,11 +154,11 @@ async def test_a_command_that_adds_no_events_takes_no_snapshot_even_at_a_multipl
     shop = in_memory_shop(frequency=5)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(4)))
-    taken = await shop.snapshots.storage.latest("o-1")
+    taken = await shop.snapshots.repository.latest("o-1")
     # when: a command saves the order unchanged
     await shop.mediator.send(AddItems(order_id="o-1", lines=()))
     # then
-    assert await shop.snapshots.storage.latest("o-1") is taken
+    assert await shop.snapshots.repository.latest("o-1") is taken
 
 
 async def test_a_command_that_crosses_the_threshold_and_then_fails_leaves_no_snapshot() -> None:
@@ -169,7 +169,7 @@ async def test_a_command_that_crosses_the_threshold_and_then_fails_leaves_no_sna
     with pytest.raises(PaymentDeclinedError):
         await shop.mediator.send(AddItems(order_id="o-1", lines=lines(6), fail_after_saving=True))
     # then: neither the events nor the snapshot were kept
-    assert await shop.snapshots.storage.latest("o-1") is None
+    assert await shop.snapshots.repository.latest("o-1") is None
     assert len(await shop.event_store.load_stream("o-1")) == 1
 
 
@@ -194,7 +194,7 @@ async def test_a_command_that_loses_a_concurrency_race_leaves_no_snapshot() -> N
     with pytest.raises(ConcurrencyError):
         await shop.mediator.send(SaveStaleOrder(order_id="o-1"))
     # then
-    assert await shop.snapshots.storage.latest("o-1") is None
+    assert await shop.snapshots.repository.latest("o-1") is None
     assert len(await shop.event_store.load_stream("o-1")) == 2
 
 
@@ -208,7 +208,7 @@ async def test_keep_n_keeps_only_the_n_newest_snapshots_of_a_stream(keep: int) -
         await shop.mediator.send(AddItems(order_id="o-1", lines=lines(1)))
     # then
     assert kept_versions(shop.snapshots, "o-1") == [2, 3, 4, 5][-keep:]
-    latest = await shop.snapshots.storage.latest("o-1")
+    latest = await shop.snapshots.repository.latest("o-1")
     assert latest is not None
     assert latest.version == 5
 
@@ -292,7 +292,7 @@ async def test_loading_with_snapshots_yields_exactly_the_aggregate_a_full_replay
     # then: the same aggregate, from only the events after the snapshot
     assert with_snapshot.model_dump() == replayed.model_dump()
     assert with_snapshot.version == replayed.version == version
-    latest = await shop.snapshots.storage.latest("o-1")
+    latest = await shop.snapshots.repository.latest("o-1")
     assert (latest.version if latest else None) == snapshot_version
     # (from the snapshot's own event, which shows it is within the stream)
     first_read = snapshot_version or 1
@@ -305,7 +305,7 @@ async def test_a_snapshot_taken_under_an_older_aggregate_schema_is_ignored() -> 
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(5)))
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(1, sku="sku-2")))
-    taken = await shop.snapshots.storage.latest("o-1")
+    taken = await shop.snapshots.repository.latest("o-1")
     assert taken is not None
     assert (taken.version, taken.schema_version) == (6, 1)
     reads = CountingEventStore(shop.event_store)
@@ -339,11 +339,11 @@ def written_snapshot(**changes: object) -> Snapshot:
 
 
 async def shop_with_written_snapshot(snapshot: Snapshot) -> SnapshottingShop:
-    """Return a shop whose o-1 has 4 events, and ``snapshot`` written straight into storage."""
+    """Return a shop whose o-1 has 4 events, and ``snapshot`` written into its repository."""
     shop = in_memory_shop(frequency=1000)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(3)))
-    await shop.snapshots.storage.save(snapshot, keep=1)
+    await shop.snapshots.repository.save(snapshot, keep=1)
     return shop
 
 

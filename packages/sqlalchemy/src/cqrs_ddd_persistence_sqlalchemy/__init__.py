@@ -29,7 +29,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
-from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotStorage
+from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotRepository
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
 
@@ -42,7 +42,7 @@ __all__ = [
     "SQLAlchemyEventStore",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",
-    "SQLAlchemySnapshotStorage",
+    "SQLAlchemySnapshotRepository",
     "SQLAlchemyUnitOfWork",
     "SQLAlchemyWorkerStorage",
     "SchemaNotReadyError",

@@ -1,4 +1,4 @@
-"""``SQLAlchemySnapshotStorage``: snapshots in the ``cqrs_snapshots`` table."""
+"""``SQLAlchemySnapshotRepository``: snapshots in the ``cqrs_snapshots`` table."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ _SNAPSHOT_AS_ROW = select(
 _SNAPSHOT_AND_LATER_EVENTS = union_all(select(_EVENTS_AFTER_SNAPSHOT), _SNAPSHOT_AS_ROW)
 
 
-class SQLAlchemySnapshotStorage:
+class SQLAlchemySnapshotRepository:
     """Keeps snapshots in ``cqrs_snapshots``, joining the command's unit of work.
 
     ``SnapshotStore(session, strategy)`` builds one of these when ``session`` is
@@ -267,14 +267,14 @@ class SQLAlchemySnapshotStorage:
         )
 
 
-def snapshot_storage_for(session: object) -> SQLAlchemySnapshotStorage | None:
-    """Return a storage for a SQLAlchemy session, session factory or engine; else None.
+def snapshot_repository_for(session: object) -> SQLAlchemySnapshotRepository | None:
+    """Return a repository for a SQLAlchemy session, session factory or engine; else None.
 
-    This is the package's ``cqrs_ddd.snapshot_storage`` entry point.
+    This is the package's ``cqrs_ddd.snapshot_repository`` entry point.
     """
     if not isinstance(session, AsyncEngine | AsyncSession | async_sessionmaker):
         return None
     try:
-        return SQLAlchemySnapshotStorage(session)
+        return SQLAlchemySnapshotRepository(session)
     except TypeError:  # a session (factory) bound to no engine: not something we can use
         return None

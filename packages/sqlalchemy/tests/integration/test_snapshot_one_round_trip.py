@@ -1,6 +1,6 @@
 """Loading from a snapshot in one round trip, on SQLite and PostgreSQL.
 
-``SQLAlchemySnapshotStorage.load_snapshot_and_events`` reads the newest
+``SQLAlchemySnapshotRepository.load_snapshot_and_events`` reads the newest
 snapshot and the events after it in one statement; ``EventSourcedLoader`` uses
 it when the snapshot store and the event store share the database. Whatever
 path the statement takes (SQLAlchemy inside a command, the driver connection
@@ -44,7 +44,7 @@ from cqrs_ddd_core.cqrs.scope import command_scope
 from cqrs_ddd_persistence_sqlalchemy import (
     SchemaNotReadyError,
     SQLAlchemyEventStore,
-    SQLAlchemySnapshotStorage,
+    SQLAlchemySnapshotRepository,
     SQLAlchemyUnitOfWork,
     create_engine,
     upgrade_schema,
@@ -60,24 +60,24 @@ def sql_shop(
     engine: AsyncEngine, frequency: int, *, keep: int = 1, loop_reads: bool = True
 ) -> SnapshottingShop:
     """Return the shop on ``engine`` with its snapshots in the same database."""
-    storage = SQLAlchemySnapshotStorage(engine, sqlite_loop_reads=loop_reads)
-    snapshot_store = SnapshotStore(storage, EveryNEventsStrategy(frequency=frequency), keep=keep)
+    repository = SQLAlchemySnapshotRepository(engine, sqlite_loop_reads=loop_reads)
+    snapshot_store = SnapshotStore(repository, EveryNEventsStrategy(frequency=frequency), keep=keep)
     return snapshotting_shop(
         SQLAlchemyEventStore(engine), snapshot_store, lambda: SQLAlchemyUnitOfWork(engine)
     )
 
 
-def storage_of(shop: SnapshottingShop) -> SQLAlchemySnapshotStorage:
-    storage = shop.snapshots.storage
-    assert isinstance(storage, SQLAlchemySnapshotStorage)
-    return storage
+def repository_of(shop: SnapshottingShop) -> SQLAlchemySnapshotRepository:
+    repository = shop.snapshots.repository
+    assert isinstance(repository, SQLAlchemySnapshotRepository)
+    return repository
 
 
 async def two_reads(
     shop: SnapshottingShop, stream_id: str
 ) -> tuple[Snapshot | None, list[StoredEvent]]:
     """What a load reads without the joint read: the newest snapshot, then its events on."""
-    snapshot = await storage_of(shop).latest(stream_id)
+    snapshot = await repository_of(shop).latest(stream_id)
     from_version = snapshot.version if snapshot is not None else 1
     return snapshot, await shop.event_store.load_stream(stream_id, from_version=from_version)
 
@@ -167,22 +167,22 @@ async def test_one_read_returns_exactly_what_the_two_reads_return(
     # given
     shop = sql_shop(engine, frequency=5, loop_reads=loop_reads)
     await make_orders(shop)
-    storage = storage_of(shop)
+    repository = repository_of(shop)
     # when / then
     for stream_id in STREAMS:
-        assert await storage.load_snapshot_and_events(stream_id) == await two_reads(
+        assert await repository.load_snapshot_and_events(stream_id) == await two_reads(
             shop, stream_id
         ), stream_id
-    snapshot, later = await storage.load_snapshot_and_events("o-later")
+    snapshot, later = await repository.load_snapshot_and_events("o-later")
     assert snapshot is not None
     assert (snapshot.version, [stored.version for stored in later]) == (7, [7, 8, 9])
     assert (snapshot.aggregate_type, snapshot.schema_version) == ("Order", 1)
     assert snapshot.taken_at.tzinfo is not None
-    assert await storage.load_snapshot_and_events("o-none") == (
+    assert await repository.load_snapshot_and_events("o-none") == (
         None,
         await shop.event_store.load_stream("o-none"),
     )
-    assert await storage.load_snapshot_and_events("o-missing") == (None, [])
+    assert await repository.load_snapshot_and_events("o-missing") == (None, [])
 
 
 async def test_with_several_snapshots_kept_the_newest_is_read(engine: AsyncEngine) -> None:
@@ -192,7 +192,7 @@ async def test_with_several_snapshots_kept_the_newest_is_read(engine: AsyncEngin
     for count in (2, 3, 3, 1):
         await shop.mediator.send(AddItems(order_id="o-1", lines=lines(count)))
     # when
-    snapshot, later = await storage_of(shop).load_snapshot_and_events("o-1")
+    snapshot, later = await repository_of(shop).load_snapshot_and_events("o-1")
     # then
     assert snapshot is not None
     assert (snapshot.version, [stored.version for stored in later]) == (9, [9, 10])
@@ -227,7 +227,7 @@ async def test_outside_a_command_the_read_goes_straight_to_the_driver(
     await make_orders(shop)
     reads.clear()
     # when
-    await storage_of(shop).load_snapshot_and_events("o-later")
+    await repository_of(shop).load_snapshot_and_events("o-later")
     # then: no statement through SQLAlchemy's execution layer; on a SQLite file
     # not even a hand-off to aiosqlite's thread
     assert reads.statements == []
@@ -247,7 +247,7 @@ async def test_inside_a_command_the_read_sees_the_command_s_own_uncommitted_writ
     shop = sql_shop(engine, frequency=5)
     await shop.create_order("o-1")
     await shop.mediator.send(AddItems(order_id="o-1", lines=lines(6)))
-    storage = storage_of(shop)
+    repository = repository_of(shop)
     loader = shop.snapshot_loader(shop.event_store)
     extra = [
         ItemAdded(sku="sku-9", quantity=1, unit_price=Decimal("2.00"), aggregate_type="Order")
@@ -263,7 +263,7 @@ async def test_inside_a_command_the_read_sees_the_command_s_own_uncommitted_writ
             reads.clear()
             inside = await loader.load("o-1")
             joint_reads = reads.total
-            joint = await storage.load_snapshot_and_events("o-1")
+            joint = await repository.load_snapshot_and_events("o-1")
             assert joint == await two_reads(shop, "o-1")
         # and a read outside the command, while it is still open
         outside = await loader.load("o-1")
@@ -320,28 +320,28 @@ async def test_a_snapshot_whose_state_no_longer_validates_falls_back_to_a_full_r
 # ---------------------------------------------------------------- when the one read is used
 
 
-async def test_the_storage_reads_the_events_of_a_sqlalchemy_event_store_on_its_engine_only(
+async def test_the_repository_reads_the_events_of_a_sqlalchemy_event_store_on_its_engine_only(
     engine: AsyncEngine, database_url: str
 ) -> None:
-    storage = SQLAlchemySnapshotStorage(async_sessionmaker(engine))
-    assert isinstance(storage, SnapshotAndEventsReader)
-    assert storage.reads_events_of(SQLAlchemyEventStore(engine))
-    assert storage.reads_events_of(SQLAlchemyEventStore(async_sessionmaker(engine)))
-    assert not storage.reads_events_of(CountingEventStore(SQLAlchemyEventStore(engine)))
+    repository = SQLAlchemySnapshotRepository(async_sessionmaker(engine))
+    assert isinstance(repository, SnapshotAndEventsReader)
+    assert repository.reads_events_of(SQLAlchemyEventStore(engine))
+    assert repository.reads_events_of(SQLAlchemyEventStore(async_sessionmaker(engine)))
+    assert not repository.reads_events_of(CountingEventStore(SQLAlchemyEventStore(engine)))
 
     class RenamingEventStore(SQLAlchemyEventStore):
         async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
             return await super().load_stream(f"tenant-{stream_id}", from_version=from_version)
 
-    assert not storage.reads_events_of(RenamingEventStore(engine))
+    assert not repository.reads_events_of(RenamingEventStore(engine))
     other = create_engine(database_url)
     try:
-        assert not storage.reads_events_of(SQLAlchemyEventStore(other))
+        assert not repository.reads_events_of(SQLAlchemyEventStore(other))
     finally:
         await other.dispose()
 
 
-async def test_an_event_store_that_is_not_the_storage_s_is_read_as_before(
+async def test_an_event_store_that_is_not_the_repository_s_is_read_as_before(
     engine: AsyncEngine,
 ) -> None:
     # given
@@ -360,11 +360,11 @@ async def test_a_database_without_the_schema_is_reported_as_the_event_store_repo
 ) -> None:
     # given: no upgrade_schema
     engine = create_engine(database_url)
-    storage = SQLAlchemySnapshotStorage(engine)
+    repository = SQLAlchemySnapshotRepository(engine)
     try:
         # when / then: the driver paths give up, SQLAlchemy's reports it, typed
         with pytest.raises(SchemaNotReadyError, match="load the snapshot and events of 'o-1'"):
-            await storage.load_snapshot_and_events("o-1")
+            await repository.load_snapshot_and_events("o-1")
         with pytest.raises(SchemaNotReadyError):
             await SQLAlchemyEventStore(engine).load_stream("o-1")
     finally:
@@ -393,7 +393,7 @@ async def test_a_read_with_more_rows_than_the_loop_reader_takes_goes_through_the
     monkeypatch.setattr(SQLiteLoopReader, "max_rows", 4)
     reads = counting_reads(sqlite_engine, monkeypatch)
     # when
-    joint = await storage_of(shop).load_snapshot_and_events("o-1")
+    joint = await repository_of(shop).load_snapshot_and_events("o-1")
     # then: the loop reader gave up, the pooled driver read answered
     assert (reads.loop_reads, reads.loop_answers, reads.driver_calls) == (1, 0, 1)
     snapshot, later = joint
@@ -443,7 +443,7 @@ async def test_under_wal_the_loop_reader_reads_past_an_open_writer_without_waiti
         writer.execute("UPDATE cqrs_snapshots SET schema_version = 99 WHERE stream_id = 'o-1'")
         # when
         started = time.perf_counter()
-        snapshot, later = await storage_of(shop).load_snapshot_and_events("o-1")
+        snapshot, later = await repository_of(shop).load_snapshot_and_events("o-1")
         waited = time.perf_counter() - started
     finally:
         writer.execute("ROLLBACK")
@@ -461,15 +461,15 @@ async def test_after_the_engine_is_disposed_the_loop_reader_opens_a_new_connecti
     # given
     shop = sql_shop(sqlite_engine, frequency=5)
     await shop.create_order("o-1")
-    storage = storage_of(shop)
-    await storage.load_snapshot_and_events("o-1")
-    reader = _loop_reader(storage)
+    repository = repository_of(shop)
+    await repository.load_snapshot_and_events("o-1")
+    reader = _loop_reader(repository)
     before = reader._connection
     assert before is not None
     # when
     await sqlite_engine.dispose()
     # then: the next read closes the old connection and reads on a new one
-    assert (await storage.load_snapshot_and_events("o-1"))[1][0].version == 1
+    assert (await repository.load_snapshot_and_events("o-1"))[1][0].version == 1
     assert is_open(reader)
     assert reader._connection is not before
     with pytest.raises(sqlite3.ProgrammingError):
@@ -501,8 +501,8 @@ async def test_the_read_only_view_of_an_engine_is_built_once(engine: AsyncEngine
         assert first_engine.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
 
 
-def _loop_reader(storage: SQLAlchemySnapshotStorage) -> SQLiteLoopReader:
-    joint = storage._joint_read
+def _loop_reader(repository: SQLAlchemySnapshotRepository) -> SQLiteLoopReader:
+    joint = repository._joint_read
     assert joint is not None
     reader = joint.loop_reader
     assert reader is not None

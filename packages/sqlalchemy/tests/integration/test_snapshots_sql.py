@@ -43,7 +43,7 @@ from cqrs_ddd_advanced_core.upcasting import EventDecoder, UpcasterRegistry
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
-    SQLAlchemySnapshotStorage,
+    SQLAlchemySnapshotRepository,
     SQLAlchemyUnitOfWork,
     create_engine,
     upgrade_schema,
@@ -131,7 +131,7 @@ async def test_the_snapshots_example_loads_order_123_from_its_snapshot_and_later
         # Load - uses snapshot if available
         order = await loader.load("order_123")
         # then
-        assert isinstance(snapshot_store.storage, SQLAlchemySnapshotStorage)
+        assert isinstance(snapshot_store.repository, SQLAlchemySnapshotRepository)
         assert await snapshot_rows(engine, "order_123") == [(120, 1)]
         assert event_store.reads == [StreamRead("order_123", from_version=120, count=5)]
         replayed = await shop.replaying_loader().load("order_123")
@@ -153,7 +153,7 @@ async def test_a_snapshot_commits_in_the_same_transaction_as_the_events(
     # then
     assert await event_count(engine, "o-1") == 7
     assert await snapshot_rows(engine, "o-1") == [(7, 1)]
-    snapshot = await shop.snapshots.storage.latest("o-1")
+    snapshot = await shop.snapshots.repository.latest("o-1")
     assert snapshot is not None
     assert snapshot.state == (await shop.replaying_loader().load("o-1")).model_dump(mode="json")
 

@@ -25,7 +25,7 @@ class EventSourcedLoader(Generic[TAggregate]):
 
     With a ``snapshot_store`` the newest usable snapshot is restored first and
     only the later events are read (in the same round trip when the snapshot
-    storage reads the event store's events, see ``SnapshotAndEventsReader``).
+    repository reads the event store's events, see ``SnapshotAndEventsReader``).
     Each stored event is upcast along ``upcaster_registry``'s chain and turned
     back into its class through ``event_registry`` (an unknown type, a failing
     upcaster or a malformed payload raises a typed error naming the stream,

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
-from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
-from cqrs_ddd_advanced_core.snapshots.storage import (
+from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotRepository
+from cqrs_ddd_advanced_core.snapshots.repository import (
     ENTRY_POINT_GROUP,
     SnapshotAndEventsReader,
-    SnapshotStorage,
-    storage_for,
+    SnapshotRepository,
+    repository_for,
 )
+from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_advanced_core.snapshots.store import SnapshotStore
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "EveryNEventsStrategy",
-    "InMemorySnapshotStorage",
+    "InMemorySnapshotRepository",
     "Snapshot",
     "SnapshotAndEventsReader",
-    "SnapshotStorage",
+    "SnapshotRepository",
     "SnapshotStore",
     "SnapshotStrategy",
-    "storage_for",
+    "repository_for",
 ]

@@ -1,4 +1,4 @@
-"""In-memory snapshot storage, transactional with ``InMemoryUnitOfWork``.
+"""In-memory snapshot repository, transactional with ``InMemoryUnitOfWork``.
 
 Also importable from :mod:`cqrs_ddd_advanced_core.adapters.memory`.
 """
@@ -11,7 +11,7 @@ from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 
 
-class InMemorySnapshotStorage:
+class InMemorySnapshotRepository:
     """Keeps each stream's newest snapshots in a dict.
 
     Inside a command on an :class:`InMemoryUnitOfWork` a save is staged and

@@ -8,13 +8,13 @@ from typing import TypeVar
 
 import pydantic
 
-from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
-from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
-from cqrs_ddd_advanced_core.snapshots.storage import (
+from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotRepository
+from cqrs_ddd_advanced_core.snapshots.repository import (
     SnapshotAndEventsReader,
-    SnapshotStorage,
-    storage_for,
+    SnapshotRepository,
+    repository_for,
 )
+from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
@@ -31,7 +31,7 @@ class SnapshotStore:
 
     ``session`` says where snapshots live: a SQLAlchemy ``AsyncSession``,
     ``async_sessionmaker`` or ``AsyncEngine`` (with the SQLAlchemy persistence
-    package installed), any :class:`SnapshotStorage`, or ``None`` for memory.
+    package installed), any :class:`SnapshotRepository`, or ``None`` for memory.
     ``strategy`` defaults to ``EveryNEventsStrategy(frequency=100)``; ``keep``
     is how many of each stream's newest snapshots are kept.
 
@@ -48,8 +48,8 @@ class SnapshotStore:
         *,
         keep: int = 1,
     ) -> None:
-        self.storage: SnapshotStorage = (
-            InMemorySnapshotStorage() if session is None else storage_for(session)
+        self.repository: SnapshotRepository = (
+            InMemorySnapshotRepository() if session is None else repository_for(session)
         )
         self.strategy: SnapshotStrategy = strategy or EveryNEventsStrategy(frequency=100)
         self.keep = keep
@@ -59,11 +59,11 @@ class SnapshotStore:
         the kinds of damage ``not_an_object``, ``invalid_state`` and
         ``past_stream_end``; each costs a full replay. Not taken when due:
         ``not_portable``. Damage and skips are also logged as warnings."""
-        # The last (storage, event store) pair asked about, and whether the storage
+        # The last (repository, event store) pair asked about, and whether the repository
         # reads that store's events itself: asked once, not on every load.
-        self._joint: tuple[SnapshotStorage, EventStore, SnapshotAndEventsReader | None] | None = (
-            None
-        )
+        self._joint: (
+            tuple[SnapshotRepository, EventStore, SnapshotAndEventsReader | None] | None
+        ) = None
 
     async def snapshot_if_due(self, aggregate: AggregateRoot, *, previous_version: int) -> bool:
         """Snapshot ``aggregate`` if saving it from ``previous_version`` crosses the threshold.
@@ -104,7 +104,7 @@ class SnapshotStore:
             schema_version=_schema_version(type(aggregate)),
             state=state,
         )
-        await self.storage.save(snapshot, keep=self.keep)
+        await self.repository.save(snapshot, keep=self.keep)
         return snapshot
 
     async def restore(self, aggregate_type: type[TAggregate], stream_id: str) -> TAggregate | None:
@@ -115,7 +115,7 @@ class SnapshotStore:
         (see :attr:`unusable`). This reads no event, so it cannot tell a
         snapshot taken past the stream's end: loads use :meth:`restore_with_events`.
         """
-        snapshot = await self.storage.latest(stream_id)
+        snapshot = await self.repository.latest(stream_id)
         return None if snapshot is None else self._usable(aggregate_type, snapshot)
 
     async def restore_with_events(
@@ -127,14 +127,14 @@ class SnapshotStore:
         the whole stream when no snapshot is usable. The read starts at the
         snapshot's own version, so that a snapshot the stream has no event for
         (taken past its end: a damaged row) is caught and not used. When the
-        storage is a :class:`SnapshotAndEventsReader` of ``event_store`` (the
-        SQLAlchemy storage with the SQLAlchemy event store on the same
+        repository is a :class:`SnapshotAndEventsReader` of ``event_store`` (the
+        SQLAlchemy repository with the SQLAlchemy event store on the same
         database), the snapshot and the events come in one read, one round
         trip; only an unusable snapshot costs a second read, of the whole stream.
         """
         reader = self._reader_of(event_store)
         if reader is None:
-            snapshot = await self.storage.latest(stream_id)
+            snapshot = await self.repository.latest(stream_id)
             restored = None if snapshot is None else self._usable(aggregate_type, snapshot)
             if snapshot is None or restored is None:
                 return None, await event_store.load_stream(stream_id)
@@ -149,16 +149,17 @@ class SnapshotStore:
         return restored, stored[1:]
 
     def _reader_of(self, event_store: EventStore) -> SnapshotAndEventsReader | None:
-        storage = self.storage
+        repository = self.repository
         joint = self._joint
-        if joint is not None and joint[0] is storage and joint[1] is event_store:
+        if joint is not None and joint[0] is repository and joint[1] is event_store:
             return joint[2]
         reader = (
-            storage
-            if isinstance(storage, SnapshotAndEventsReader) and storage.reads_events_of(event_store)
+            repository
+            if isinstance(repository, SnapshotAndEventsReader)
+            and repository.reads_events_of(event_store)
             else None
         )
-        self._joint = (storage, event_store, reader)
+        self._joint = (repository, event_store, reader)
         return reader
 
     def _usable(self, aggregate_type: type[TAggregate], snapshot: Snapshot) -> TAggregate | None:

@@ -13,7 +13,7 @@ from cqrs_ddd_advanced_core.adapters.memory.workers import (
     InMemoryWorkerState,
     InMemoryWorkerStorage,
 )
-from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotStorage
+from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotRepository
 
 __all__ = [
     "InMemoryCheckpointStore",
@@ -22,7 +22,7 @@ __all__ = [
     "InMemoryLeaseStore",
     "InMemoryProjectionTransaction",
     "InMemoryReadModelStore",
-    "InMemorySnapshotStorage",
+    "InMemorySnapshotRepository",
     "InMemoryWakeupFeed",
     "InMemoryWorkerState",
     "InMemoryWorkerStorage",

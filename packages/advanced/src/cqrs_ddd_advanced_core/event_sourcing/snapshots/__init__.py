@@ -5,7 +5,7 @@ from __future__ import annotations
 from cqrs_ddd_advanced_core.snapshots import (
     EveryNEventsStrategy,
     Snapshot,
-    SnapshotStorage,
+    SnapshotRepository,
     SnapshotStore,
     SnapshotStrategy,
 )
@@ -13,7 +13,7 @@ from cqrs_ddd_advanced_core.snapshots import (
 __all__ = [
     "EveryNEventsStrategy",
     "Snapshot",
-    "SnapshotStorage",
+    "SnapshotRepository",
     "SnapshotStore",
     "SnapshotStrategy",
 ]

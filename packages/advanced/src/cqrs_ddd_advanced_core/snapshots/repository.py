@@ -1,4 +1,4 @@
-"""The snapshot storage port, and finding the storage for what ``SnapshotStore`` is given."""
+"""The snapshot repository port, and finding the repository for what ``SnapshotStore`` is given."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from cqrs_ddd_advanced_core.domain.exceptions import EventSourcingConfigurationE
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 
-ENTRY_POINT_GROUP = "cqrs_ddd.snapshot_storage"
-"""Installed persistence packages name here a function ``(session) -> SnapshotStorage | None``."""
+ENTRY_POINT_GROUP = "cqrs_ddd.snapshot_repository"
+"""Persistence packages name here a function ``(session) -> SnapshotRepository | None``."""
 
 
 @runtime_checkable
-class SnapshotStorage(Protocol):
+class SnapshotRepository(Protocol):
     """Keeps snapshots; writes join the ambient unit of work of the same database."""
 
     async def latest(self, stream_id: str) -> Snapshot | None:
@@ -28,10 +28,10 @@ class SnapshotStorage(Protocol):
 
 @runtime_checkable
 class SnapshotAndEventsReader(Protocol):
-    """A snapshot storage that also reads the events after the snapshot, in one round trip.
+    """A snapshot repository that also reads the events after the snapshot, in one round trip.
 
     An optional capability: ``SnapshotStore.restore_with_events`` (and so
-    ``EventSourcedLoader``) uses it when the storage says it reads the same
+    ``EventSourcedLoader``) uses it when the repository says it reads the same
     events as the loader's event store (same database, same table), and
     falls back to ``latest`` then ``EventStore.load_stream`` otherwise.
     """
@@ -55,21 +55,21 @@ class SnapshotAndEventsReader(Protocol):
         ...
 
 
-def storage_for(session: object) -> SnapshotStorage:
-    """Return the storage for ``session``: itself if it is one, else an adapter's.
+def repository_for(session: object) -> SnapshotRepository:
+    """Return the repository for ``session``: itself if it is one, else an adapter's.
 
-    Persistence packages advertise adapters through the ``cqrs_ddd.snapshot_storage``
+    Persistence packages advertise adapters through the ``cqrs_ddd.snapshot_repository``
     entry point group (the SQLAlchemy package understands engines, sessions and
     session factories), so this package never imports a database driver.
     """
-    if isinstance(session, SnapshotStorage):
+    if isinstance(session, SnapshotRepository):
         return session
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        storage = entry_point.load()(session)
-        if storage is not None:
-            return storage  # type: ignore[no-any-return]
+        repository = entry_point.load()(session)
+        if repository is not None:
+            return repository  # type: ignore[no-any-return]
     raise EventSourcingConfigurationError(
-        f"no snapshot storage understands a {type(session).__qualname__}: pass a "
-        "SnapshotStorage, None for memory, or a session of an installed persistence package "
+        f"no snapshot repository understands a {type(session).__qualname__}: pass a "
+        "SnapshotRepository, None for memory, or a session of an installed persistence package "
         "(e.g. a SQLAlchemy AsyncSession, async_sessionmaker or AsyncEngine)"
     )
