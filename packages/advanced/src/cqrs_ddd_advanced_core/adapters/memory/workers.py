@@ -1,15 +1,19 @@
 """In-memory worker stores: leases, checkpoints, dead letters and wake-ups, for fast tests.
 
-They behave as the SQL stores do: a transaction's checkpoint, halt and dead
-letters apply when it commits, and only while its lease still holds; its
-read-model writes (through :class:`InMemoryReadModelStore`, on the transaction's
-``connection``) are undone when it rolls back. Transactions of one job run one
-at a time. Build them together with :class:`InMemoryWorkerStorage`.
+They behave as the SQL stores do (both run the suites of
+:mod:`cqrs_ddd_advanced_core.contracts`): a transaction's checkpoint, halt and
+dead letters apply when it commits, and only while its lease still holds and
+the job is not halted; its read-model writes (through
+:class:`InMemoryReadModelStore`, on the transaction's ``connection``) and dead
+letters are undone when it, or the savepoint they were made in, rolls back.
+Transactions of one job run one at a time. Build them together with
+:class:`InMemoryWorkerStorage`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -78,6 +82,11 @@ def _holds(row: _Row, lease: Lease) -> bool:
     return row.owner == lease.owner and row.epoch == lease.epoch
 
 
+def _fences(row: _Row, lease: Lease) -> bool:
+    """Whether work under ``lease`` may commit: still the holder's, and the job not halted."""
+    return _holds(row, lease) and not row.halted
+
+
 class _Transaction:
     def __init__(self, name: str, checkpoint: int) -> None:
         self.undo_log = InMemoryProjectionTransaction()
@@ -109,11 +118,12 @@ class _Transaction:
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        mark = self.undo_log.mark()
+        mark, changes = self.undo_log.mark(), len(self.committing)
         try:
             yield
         except BaseException:
             self.undo_log.rollback_to(mark)
+            del self.committing[changes:]  # dead letters written in the block, too
             raise
 
     async def flush(self) -> None:
@@ -176,7 +186,7 @@ class InMemoryCheckpointStore:
         """Open a fenced transaction; see the ``CheckpointStore`` port."""
         async with self.state.lock(lease.name):
             row = self.state.row(lease.name)
-            if not _holds(row, lease):
+            if not _fences(row, lease):
                 raise LeaseLostError(lease.name, lease.owner, lease.epoch)
             transaction = _Transaction(lease.name, row.position)
             try:
@@ -184,7 +194,7 @@ class InMemoryCheckpointStore:
             except BaseException:
                 transaction.undo_log.rollback_to()
                 raise
-            if not _holds(row, lease):
+            if not _fences(row, lease):
                 transaction.undo_log.rollback_to()
                 raise LeaseLostError(lease.name, lease.owner, lease.epoch)
             _commit(transaction, row)
@@ -222,7 +232,11 @@ class InMemoryCheckpointStore:
         async with self.state.lock(name):
             row = self.state.row(name)
             transaction = _Transaction(name, row.position)
-            await resume(transaction)
+            try:
+                await resume(transaction)
+            except BaseException:
+                transaction.undo_log.rollback_to()
+                raise
             _commit(transaction, row)
             row.halted, row.last_error = False, None
 
@@ -243,9 +257,18 @@ class InMemoryDeadLetterStore:
         self.state = state
 
     async def quarantine(self, transaction: _Transaction, letter: DeadLetter) -> None:
-        """Record ``letter`` when ``transaction`` commits (replacing the one at its position)."""
+        """Record ``letter`` when ``transaction`` commits.
+
+        A letter already held for its position keeps when it was first seen
+        (and the event it names); its attempts, error and last time are updated.
+        """
         letters = self.state.letters.setdefault(letter.projection, {})
-        transaction.on_commit(lambda: letters.__setitem__(letter.position, letter))
+
+        def keep() -> None:
+            held = letters.get(letter.position)
+            letters[letter.position] = letter if held is None else _updated(held, letter)
+
+        transaction.on_commit(keep)
 
     async def resolve(self, transaction: _Transaction, name: str, position: int) -> None:
         """Delete the letter at ``position`` when ``transaction`` commits."""
@@ -274,6 +297,16 @@ class InMemoryDeadLetterStore:
     async def count(self, name: str) -> int:
         """Return how many dead letters the job holds."""
         return len(self.state.letters.get(name, {}))
+
+
+def _updated(held: DeadLetter, again: DeadLetter) -> DeadLetter:
+    return dataclasses.replace(
+        held,
+        error_class=again.error_class,
+        error_message=again.error_message,
+        attempts=again.attempts,
+        last_seen_at=again.last_seen_at,
+    )
 
 
 class InMemoryWakeupFeed:
