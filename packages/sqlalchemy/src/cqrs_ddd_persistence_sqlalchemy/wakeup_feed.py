@@ -10,7 +10,8 @@ SQLite has no notifications. There the feed watches the file's
 ``PRAGMA data_version``, which changes whenever another connection (of this
 process or another) commits: a read of a counter in the file's header, every
 ``sqlite_check_interval`` seconds, on the event loop's thread through a private
-read-only connection that never waits for a lock.
+read-only connection that never waits for a lock. The first read is made before
+the block runs, so a commit made in the block is never missed.
 """
 
 from __future__ import annotations
@@ -65,20 +66,23 @@ class SQLAlchemyWakeupFeed:
             listener = _Listener(self.engine, self.wakeup)
             await listener.open()
             keeper = listener.keep_open(self.reconnect_interval)
+            closing = listener.close
         else:
             path = sqlite_file(self.engine)
             if path is None:  # nothing outside this process can write there
                 yield self.wakeup
                 return
-            keeper = _watch_data_version(path, self.wakeup, self.sqlite_check_interval)
+            # the baseline is read before the block runs: a commit made in it is never missed
+            watcher = _DataVersion(path)
+            keeper = watcher.watch(self.wakeup, self.sqlite_check_interval, seen=watcher.read())
+            closing = watcher.close
         task = asyncio.create_task(keeper, name="wakeup-feed")
         try:
             yield self.wakeup
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            if self.engine.dialect.name == "postgresql":
-                await listener.close()
+            await closing()
 
 
 def sqlite_file(engine: AsyncEngine) -> str | None:
@@ -91,22 +95,39 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
     return str(Path(database).absolute())
 
 
-async def _watch_data_version(path: str, wakeup: Wakeup, interval: float) -> None:
-    """Notify ``wakeup`` whenever another connection commits to the SQLite file ``path``."""
-    connection: sqlite3.Connection | None = None
-    seen: int | None = None
-    try:
+class _DataVersion:
+    """A SQLite file's ``data_version``, read through a private read-only connection."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+
+    def read(self) -> int | None:
+        """Return the file's ``data_version``; None when it cannot be read now."""
+        try:
+            self._connection = self._connection or _open_watcher(self._path)
+            return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:  # busy, or the file is being replaced: next time
+            return None
+
+    async def watch(self, wakeup: Wakeup, interval: float, *, seen: int | None) -> None:
+        """Notify ``wakeup`` whenever another connection commits after ``seen``.
+
+        Without a baseline (``seen`` None) the first version read notifies
+        once, for what may have been committed meanwhile.
+        """
         while True:
             await asyncio.sleep(interval)
-            try:
-                connection = connection or _open_watcher(path)
-                version = int(connection.execute("PRAGMA data_version").fetchone()[0])
-            except sqlite3.Error:  # busy, or the file is being replaced: next time
+            version = self.read()
+            if version is None:
                 continue
-            if seen is not None and version != seen:
+            if version != seen:
                 wakeup.notify()
             seen = version
-    finally:
+
+    async def close(self) -> None:
+        """Close the private connection."""
+        connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
 
