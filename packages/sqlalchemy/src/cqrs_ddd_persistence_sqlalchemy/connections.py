@@ -10,7 +10,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, read_only
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import DatabaseUnavailableError
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, ambient_unit_of_work
 

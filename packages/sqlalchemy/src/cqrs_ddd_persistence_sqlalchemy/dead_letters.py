@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.workers import DeadLetter, WorkTransaction
 from cqrs_ddd_persistence_sqlalchemy.connections import Reads
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import projection_dead_letters as letters
 
 

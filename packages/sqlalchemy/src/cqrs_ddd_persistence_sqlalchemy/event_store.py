@@ -29,7 +29,7 @@ from cqrs_ddd_persistence_sqlalchemy.connections import (
     once_more_if_disconnected,
 )
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import events
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, unit_of_work_for_write
 from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage

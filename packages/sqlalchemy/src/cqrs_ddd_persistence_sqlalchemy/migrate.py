@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "cqrs_ddd_schema_version"

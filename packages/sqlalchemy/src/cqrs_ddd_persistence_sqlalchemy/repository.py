@@ -19,7 +19,7 @@ from cqrs_ddd_core.exceptions import (
 )
 from cqrs_ddd_core.serialization import UnreadableJSON, encode_state
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnreadableStateError
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.schema import aggregates

@@ -13,7 +13,7 @@ from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, same_database
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 
 logger = logging.getLogger(__name__)
 

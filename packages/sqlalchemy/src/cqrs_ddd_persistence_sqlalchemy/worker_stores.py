@@ -35,7 +35,7 @@ from cqrs_ddd_advanced_core.workers import (
     WorkTransaction,
 )
 from cqrs_ddd_persistence_sqlalchemy.connections import Reads
-from cqrs_ddd_persistence_sqlalchemy.errors import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import PendingWrites, drop_writes, hold_writes
 from cqrs_ddd_persistence_sqlalchemy.schema import projections as rows
 
