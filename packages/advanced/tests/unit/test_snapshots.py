@@ -31,6 +31,7 @@ from snapshot_test_support import (
 from cqrs_ddd_advanced_core import (
     EventSourcedAggregateMixin,
     EventSourcedLoader,
+    EventSourcingConfigurationError,
     aggregate_event_handler,
 )
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemorySnapshotRepository
@@ -117,6 +118,49 @@ def test_a_snapshot_store_given_only_a_strategy_keeps_its_snapshots_in_memory() 
     store = SnapshotStore(strategy=strategy)
     assert isinstance(store.repository, InMemorySnapshotRepository)
     assert store.strategy is strategy
+
+
+def test_a_snapshot_store_keeps_its_snapshots_in_the_repository_it_is_given() -> None:
+    repository = InMemorySnapshotRepository()
+    strategy = EveryNEventsStrategy(frequency=7)
+    store = SnapshotStore(strategy=strategy, repository=repository, keep=3)
+    assert store.repository is repository
+    assert (store.strategy, store.keep) == (strategy, 3)
+
+
+def test_a_session_that_is_a_snapshot_repository_is_used_as_it_is() -> None:
+    repository = InMemorySnapshotRepository()
+    assert SnapshotStore(repository, EveryNEventsStrategy(frequency=7)).repository is repository
+
+
+def test_a_snapshot_store_given_a_session_and_a_repository_is_a_configuration_error() -> None:
+    with pytest.raises(EventSourcingConfigurationError, match="not both"):
+        SnapshotStore(InMemorySnapshotRepository(), repository=InMemorySnapshotRepository())
+
+
+def test_a_repository_that_is_not_a_snapshot_repository_is_a_configuration_error() -> None:
+    with pytest.raises(EventSourcingConfigurationError, match=r"\bobject\b.*SnapshotRepository"):
+        SnapshotStore(repository=object())  # type: ignore[arg-type]
+
+
+def test_a_strategy_passed_where_the_session_goes_is_a_configuration_error() -> None:
+    with pytest.raises(EventSourcingConfigurationError, match="strategy=") as raised:
+        SnapshotStore(EveryNEventsStrategy(frequency=7), repository=InMemorySnapshotRepository())
+    assert "EveryNEventsStrategy" in str(raised.value)
+
+
+async def test_a_shop_snapshots_through_the_repository_its_store_is_given() -> None:
+    # given: a store with an explicit repository
+    repository = InMemorySnapshotRepository()
+    store = SnapshotStore(strategy=EveryNEventsStrategy(frequency=3), repository=repository)
+    shop = snapshotting_shop(InMemoryEventStore(), store, InMemoryUnitOfWork)
+    await shop.create_order("o-1")
+    # when: a command crosses the threshold
+    await shop.mediator.send(AddItems(order_id="o-1", lines=lines(2)))
+    # then: the snapshot is in that repository
+    snapshot = await repository.latest("o-1")
+    assert snapshot is not None
+    assert snapshot.version == 3
 
 
 # ---------------------------------------------------------------- the write path

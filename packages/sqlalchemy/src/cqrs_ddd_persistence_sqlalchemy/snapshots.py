@@ -119,10 +119,13 @@ _SNAPSHOT_AND_LATER_EVENTS = union_all(select(_EVENTS_AFTER_SNAPSHOT), _SNAPSHOT
 class SQLAlchemySnapshotRepository:
     """Keeps snapshots in ``cqrs_snapshots``, joining the command's unit of work.
 
-    ``SnapshotStore(session, strategy)`` builds one of these when ``session`` is
-    a SQLAlchemy ``AsyncSession``, ``async_sessionmaker`` or ``AsyncEngine``.
-    A save inside a command commits with the command's events; saving a
-    snapshot that already exists (same stream and version) is a no-op.
+    Give it to the snapshot store: ``SnapshotStore(strategy=...,
+    repository=SQLAlchemySnapshotRepository(engine))``. The spec's
+    ``SnapshotStore(session, strategy)`` builds one too, through this package's
+    entry point, when ``session`` is a SQLAlchemy ``AsyncSession``,
+    ``async_sessionmaker`` or ``AsyncEngine``. A save inside a command commits
+    with the command's events; saving a snapshot that already exists (same
+    stream and version) is a no-op.
 
     It is also a ``SnapshotAndEventsReader`` of a :class:`SQLAlchemyEventStore`
     on the same engine: a load reads the newest snapshot and the events after
@@ -270,7 +273,8 @@ class SQLAlchemySnapshotRepository:
 def snapshot_repository_for(session: object) -> SQLAlchemySnapshotRepository | None:
     """Return a repository for a SQLAlchemy session, session factory or engine; else None.
 
-    This is the package's ``cqrs_ddd.snapshot_repository`` entry point.
+    This is the package's ``cqrs_ddd.snapshot_repository`` entry point, which
+    serves only the spec's ``SnapshotStore(session, strategy)``.
     """
     if not isinstance(session, AsyncEngine | AsyncSession | async_sessionmaker):
         return None

@@ -9,6 +9,7 @@ the threshold, or not at all.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -330,6 +331,36 @@ async def test_an_event_stored_at_version_1_is_read_as_version_3_and_its_row_is_
 
 
 # ---------------------------------------------------------------- configuration
+
+
+async def test_a_snapshot_store_given_its_repository_consults_no_entry_point(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: entry points that cannot be read
+    def no_entry_points(**_: object) -> object:
+        raise AssertionError("entry points consulted")
+
+    lookup = importlib.import_module("cqrs_ddd_advanced_core.snapshots.repository")
+    monkeypatch.setattr(lookup, "entry_points", no_entry_points)
+    with pytest.raises(AssertionError, match="entry points consulted"):
+        SnapshotStore(engine, EveryNEventsStrategy(frequency=3))  # the spec's form reads them
+    # when: the store is given its repository
+    repository = SQLAlchemySnapshotRepository(engine)
+    snapshot_store = SnapshotStore(
+        strategy=EveryNEventsStrategy(frequency=3), repository=repository
+    )
+    shop = snapshotting_shop(
+        SQLAlchemyEventStore(engine), snapshot_store, lambda: SQLAlchemyUnitOfWork(engine)
+    )
+    await shop.create_order()
+    await shop.mediator.send(AddItems(order_id="o-1", lines=lines(2)))
+    # then: it snapshots and loads through that repository
+    assert snapshot_store.repository is repository
+    assert await snapshot_rows(engine, "o-1") == [(3, 1)]
+    event_store = CountingEventStore(shop.event_store)
+    loader = EventSourcedLoader(Order, event_store, shop.event_types, snapshot_store=snapshot_store)
+    assert (await loader.load("o-1")).version == 3
+    assert event_store.reads == [StreamRead("o-1", from_version=3, count=1)]
 
 
 def test_a_snapshot_store_given_an_unsupported_object_names_its_type() -> None:

@@ -7,7 +7,7 @@ from cqrs_ddd_advanced_core.snapshots.repository import (
     ENTRY_POINT_GROUP,
     SnapshotAndEventsReader,
     SnapshotRepository,
-    repository_for,
+    repository_for_session,
 )
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_advanced_core.snapshots.store import SnapshotStore
@@ -22,5 +22,5 @@ __all__ = [
     "SnapshotRepository",
     "SnapshotStore",
     "SnapshotStrategy",
-    "repository_for",
+    "repository_for_session",
 ]

@@ -1,4 +1,4 @@
-"""The snapshot repository port, and finding the repository for what ``SnapshotStore`` is given."""
+"""The snapshot repository port, and the repository a persistence package builds for a session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 
 ENTRY_POINT_GROUP = "cqrs_ddd.snapshot_repository"
-"""Persistence packages name here a function ``(session) -> SnapshotRepository | None``."""
+"""Persistence packages name here a function ``(session) -> SnapshotRepository | None``.
+
+Consulted only for the spec's ``SnapshotStore(session, strategy)``; a store given
+``repository=`` never looks here.
+"""
 
 
 @runtime_checkable
@@ -55,21 +59,23 @@ class SnapshotAndEventsReader(Protocol):
         ...
 
 
-def repository_for(session: object) -> SnapshotRepository:
-    """Return the repository for ``session``: itself if it is one, else an adapter's.
+def repository_for_session(session: object) -> SnapshotRepository:
+    """Return the repository an installed persistence package builds for ``session``.
 
-    Persistence packages advertise adapters through the ``cqrs_ddd.snapshot_repository``
-    entry point group (the SQLAlchemy package understands engines, sessions and
-    session factories), so this package never imports a database driver.
+    This serves the spec's ``SnapshotStore(session, strategy)``, whose session
+    is a database driver's object (the SQLAlchemy package understands engines,
+    sessions and session factories). This package imports no driver, so it
+    asks the functions persistence packages name in the
+    ``cqrs_ddd.snapshot_repository`` entry point group. Passing a repository
+    (``SnapshotStore(repository=...)``) needs none of this.
     """
-    if isinstance(session, SnapshotRepository):
-        return session
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         repository = entry_point.load()(session)
         if repository is not None:
             return repository  # type: ignore[no-any-return]
     raise EventSourcingConfigurationError(
-        f"no snapshot repository understands a {type(session).__qualname__}: pass a "
-        "SnapshotRepository, None for memory, or a session of an installed persistence package "
-        "(e.g. a SQLAlchemy AsyncSession, async_sessionmaker or AsyncEngine)"
+        f"no installed persistence package builds a snapshot repository for a "
+        f"{type(session).__qualname__}: pass a SnapshotRepository as repository=, nothing "
+        "for memory, or a session of an installed persistence package (e.g. a SQLAlchemy "
+        "AsyncSession, async_sessionmaker or AsyncEngine)"
     )

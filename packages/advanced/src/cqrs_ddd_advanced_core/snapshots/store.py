@@ -8,11 +8,12 @@ from typing import TypeVar
 
 import pydantic
 
+from cqrs_ddd_advanced_core.domain.exceptions import EventSourcingConfigurationError
 from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotRepository
 from cqrs_ddd_advanced_core.snapshots.repository import (
     SnapshotAndEventsReader,
     SnapshotRepository,
-    repository_for,
+    repository_for_session,
 )
 from cqrs_ddd_advanced_core.snapshots.snapshot import Snapshot
 from cqrs_ddd_advanced_core.snapshots.strategy import EveryNEventsStrategy, SnapshotStrategy
@@ -29,9 +30,19 @@ _logger = logging.getLogger("cqrs_ddd_advanced_core.snapshots")
 class SnapshotStore:
     """Snapshots of event-sourced aggregates, taken as the strategy says.
 
-    ``session`` says where snapshots live: a SQLAlchemy ``AsyncSession``,
-    ``async_sessionmaker`` or ``AsyncEngine`` (with the SQLAlchemy persistence
-    package installed), any :class:`SnapshotRepository`, or ``None`` for memory.
+    ``repository`` is where snapshots live: any :class:`SnapshotRepository`,
+    e.g. ``SnapshotStore(strategy=..., repository=SQLAlchemySnapshotRepository(engine))``.
+    That is the way to pass storage. With neither ``repository`` nor
+    ``session`` they live in memory (:class:`InMemorySnapshotRepository`).
+
+    ``session`` exists for the spec's ``SnapshotStore(session, strategy)``: a
+    SQLAlchemy ``AsyncSession``, ``async_sessionmaker`` or ``AsyncEngine``, for
+    which the installed SQLAlchemy package builds the repository (found
+    through the ``cqrs_ddd.snapshot_repository`` entry point, as this package
+    imports no driver). A ``session`` that already is a ``SnapshotRepository``
+    is used as it is. Giving both, or something neither form understands,
+    raises ``EventSourcingConfigurationError``.
+
     ``strategy`` defaults to ``EveryNEventsStrategy(frequency=100)``; ``keep``
     is how many of each stream's newest snapshots are kept.
 
@@ -47,10 +58,9 @@ class SnapshotStore:
         strategy: SnapshotStrategy | None = None,
         *,
         keep: int = 1,
+        repository: SnapshotRepository | None = None,
     ) -> None:
-        self.repository: SnapshotRepository = (
-            InMemorySnapshotRepository() if session is None else repository_for(session)
-        )
+        self.repository: SnapshotRepository = _chosen_repository(session, repository)
         self.strategy: SnapshotStrategy = strategy or EveryNEventsStrategy(frequency=100)
         self.keep = keep
         self.unusable: Counter[str] = Counter()
@@ -211,6 +221,32 @@ class SnapshotStore:
             snapshot.version,
             why,
         )
+
+
+def _chosen_repository(session: object, repository: object) -> SnapshotRepository:
+    """Return the repository ``SnapshotStore(session, ..., repository=...)`` names."""
+    if hasattr(session, "should_snapshot"):
+        raise EventSourcingConfigurationError(
+            f"a {type(session).__qualname__} was passed as the snapshot store's session: "
+            "pass the strategy by keyword, SnapshotStore(strategy=..., repository=...)"
+        )
+    if repository is not None:
+        if session is not None:
+            raise EventSourcingConfigurationError(
+                "a snapshot store takes a session or a repository=, not both"
+            )
+        if not isinstance(repository, SnapshotRepository):
+            raise EventSourcingConfigurationError(
+                f"a {type(repository).__qualname__} is not a SnapshotRepository (latest, save): "
+                "pass a database session as the store's session, or its package's repository "
+                "as repository="
+            )
+        return repository
+    if session is None:
+        return InMemorySnapshotRepository()
+    if isinstance(session, SnapshotRepository):
+        return session
+    return repository_for_session(session)
 
 
 def _schema_version(aggregate_type: type[AggregateRoot]) -> int:
