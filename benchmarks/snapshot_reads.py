@@ -160,12 +160,8 @@ async def _pieces(engine: AsyncEngine, calls: int) -> list[tuple[str, float]]:
 async def _measure(url: str, calls: int) -> list[tuple[str, float]]:
     bank = await OurBank.build(url)
     try:
-        store = SnapshotStore(bank.engine, EveryNEventsStrategy(100))
-        snapshot_repository = store.repository
-        if not isinstance(snapshot_repository, SQLAlchemySnapshotRepository):
-            raise TypeError(
-                f"expected the SQLAlchemy snapshot repository, got {snapshot_repository!r}"
-            )
+        snapshot_repository = SQLAlchemySnapshotRepository(bank.engine)
+        store = SnapshotStore(strategy=EveryNEventsStrategy(100), repository=snapshot_repository)
         repository = EventSourcedRepository(
             EventSourcedLoader(Account, bank.event_store, bank.event_registry, store)
         )

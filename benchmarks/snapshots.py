@@ -5,11 +5,12 @@
 append each; theirs: ``open_account`` then ``deposit``, one ``save`` each; a single
 100,000-event ``save`` stalls eventsourcing's psycopg pipeline on PostgreSQL), through
 applications with snapshotting on, so the write path takes the snapshots: our
-``EventSourcedRepository.save`` with a ``SnapshotStore(engine, EveryNEventsStrategy(100))``
-takes one at the end of every save (each crosses the threshold; the newest is kept);
-eventsourcing's ``snapshotting_intervals = {Account: 100}`` takes one at every multiple
-of 100 while saving (all are kept). Then it times a full replay (a loader/app
-without snapshots on the same stream) and a load from the snapshot.
+``EventSourcedRepository.save`` with a ``SnapshotStore`` (``EveryNEventsStrategy(100)``,
+``repository=SQLAlchemySnapshotRepository(engine)``) takes one at the end of every save
+(each crosses the threshold; the newest is kept); eventsourcing's
+``snapshotting_intervals = {Account: 100}`` takes one at every multiple of 100 while
+saving (all are kept). Then it times a full replay (a loader/app without snapshots on
+the same stream) and a load from the snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from benchmarks.timing import Sample, Stopwatch, Workload, compare
 from benchmarks.upcasting import upcast_rows
 from cqrs_ddd_advanced_core import EventSourcedLoader, EventSourcedRepository
 from cqrs_ddd_advanced_core.snapshots import EveryNEventsStrategy, SnapshotStore
+from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySnapshotRepository
 
 FREQUENCY = 100
 """Snapshot every 100 events, on both sides."""
@@ -78,7 +80,10 @@ async def bench_snapshots(
     backend = target.backend
     ours = await OurBank.build(target.url)
     full_replay = ours.accounts
-    snapshot_store = SnapshotStore(ours.engine, EveryNEventsStrategy(FREQUENCY))
+    snapshot_store = SnapshotStore(
+        strategy=EveryNEventsStrategy(FREQUENCY),
+        repository=SQLAlchemySnapshotRepository(ours.engine),
+    )
     ours.accounts = EventSourcedRepository(
         EventSourcedLoader(
             aggregate_type=Account,

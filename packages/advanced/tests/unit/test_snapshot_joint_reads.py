@@ -57,7 +57,9 @@ def joint_shop(frequency: int) -> tuple[SnapshottingShop, JointRepository, Count
     """Return the shop with a joint repository reading a counting view of its event store."""
     counting = CountingEventStore(InMemoryEventStore())
     repository = JointRepository(counting)
-    snapshots = SnapshotStore(repository, EveryNEventsStrategy(frequency=frequency))
+    snapshots = SnapshotStore(
+        strategy=EveryNEventsStrategy(frequency=frequency), repository=repository
+    )
     return snapshotting_shop(counting, snapshots, InMemoryUnitOfWork), repository, counting
 
 

@@ -61,7 +61,9 @@ def sql_shop(
 ) -> SnapshottingShop:
     """Return the shop on ``engine`` with its snapshots in the same database."""
     repository = SQLAlchemySnapshotRepository(engine, sqlite_loop_reads=loop_reads)
-    snapshot_store = SnapshotStore(repository, EveryNEventsStrategy(frequency=frequency), keep=keep)
+    snapshot_store = SnapshotStore(
+        strategy=EveryNEventsStrategy(frequency=frequency), repository=repository, keep=keep
+    )
     return snapshotting_shop(
         SQLAlchemyEventStore(engine), snapshot_store, lambda: SQLAlchemyUnitOfWork(engine)
     )

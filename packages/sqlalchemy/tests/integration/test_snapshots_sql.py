@@ -1,9 +1,10 @@
 """Snapshots and upcasting on SQLite and PostgreSQL.
 
-``SnapshotStore(session, strategy)`` is given a real SQLAlchemy session
-factory, session or engine; the write path is the mediator on a
-``SQLAlchemyUnitOfWork``, so a snapshot commits with the events that crossed
-the threshold, or not at all.
+The spec's ``SnapshotStore(session, strategy)`` is given a real SQLAlchemy
+session factory, session or engine; the other tests give the store its
+``SQLAlchemySnapshotRepository`` (``repository=``), which needs no entry point.
+The write path is the mediator on a ``SQLAlchemyUnitOfWork``, so a snapshot
+commits with the events that crossed the threshold, or not at all.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ pytest_plugins = ["sqlalchemy_fixtures"]
 def sql_shop(engine: AsyncEngine, frequency: int, *, keep: int = 1) -> SnapshottingShop:
     """Return the shop on ``engine``, snapshotting every ``frequency`` events."""
     snapshot_store = SnapshotStore(
-        async_sessionmaker(engine), EveryNEventsStrategy(frequency=frequency), keep=keep
+        strategy=EveryNEventsStrategy(frequency=frequency),
+        repository=SQLAlchemySnapshotRepository(engine),
+        keep=keep,
     )
     return snapshotting_shop(
         SQLAlchemyEventStore(engine), snapshot_store, lambda: SQLAlchemyUnitOfWork(engine)
@@ -415,7 +418,10 @@ async def test_a_snapshot_store_on_another_engine_of_the_same_database_joins_the
     try:
         shop = snapshotting_shop(
             SQLAlchemyEventStore(engine),
-            SnapshotStore(snapshot_engine, EveryNEventsStrategy(frequency=3)),
+            SnapshotStore(
+                strategy=EveryNEventsStrategy(frequency=3),
+                repository=SQLAlchemySnapshotRepository(snapshot_engine),
+            ),
             lambda: SQLAlchemyUnitOfWork(engine),
         )
         await shop.create_order()
@@ -444,7 +450,10 @@ async def test_concurrent_commands_snapshot_through_another_engine_with_their_ow
     try:
         shop = snapshotting_shop(
             SQLAlchemyEventStore(engine),
-            SnapshotStore(snapshot_engine, EveryNEventsStrategy(frequency=3)),
+            SnapshotStore(
+                strategy=EveryNEventsStrategy(frequency=3),
+                repository=SQLAlchemySnapshotRepository(snapshot_engine),
+            ),
             lambda: SQLAlchemyUnitOfWork(engine),
         )
         orders = [f"o-{n}" for n in range(12)]
@@ -491,7 +500,10 @@ async def test_a_snapshot_store_on_another_database_is_refused_inside_a_command(
         await upgrade_schema(elsewhere)
         shop = snapshotting_shop(
             SQLAlchemyEventStore(engine),
-            SnapshotStore(elsewhere, EveryNEventsStrategy(frequency=3)),
+            SnapshotStore(
+                strategy=EveryNEventsStrategy(frequency=3),
+                repository=SQLAlchemySnapshotRepository(elsewhere),
+            ),
             lambda: SQLAlchemyUnitOfWork(engine),
         )
         await shop.create_order()
