@@ -11,7 +11,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cqrs_ddd_advanced_core.workers import DeadLetter, WorkTransaction
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
+from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import projection_dead_letters as letters

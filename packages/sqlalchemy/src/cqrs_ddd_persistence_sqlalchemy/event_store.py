@@ -14,7 +14,7 @@ from sqlalchemy import Integer, String, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cqrs_ddd_advanced_core.workers import WorkerStorage
+from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
 from cqrs_ddd_core.failpoints import async_failpoint

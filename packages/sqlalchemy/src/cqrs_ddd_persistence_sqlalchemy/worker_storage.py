@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cqrs_ddd_advanced_core.workers import WorkerStorage
+from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, engine_of
 from cqrs_ddd_persistence_sqlalchemy.dead_letters import SQLAlchemyDeadLetterStore

@@ -27,13 +27,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from cqrs_ddd_advanced_core.workers import (
-    CheckpointRegressionError,
-    Lease,
-    LeaseLostError,
-    WorkerRecord,
-    WorkTransaction,
-)
+from cqrs_ddd_advanced_core.domain.exceptions import CheckpointRegressionError, LeaseLostError
+from cqrs_ddd_advanced_core.workers.lease import Lease
+from cqrs_ddd_advanced_core.workers.progress import WorkerRecord, WorkTransaction
 from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import PendingWrites, drop_writes, hold_writes
