@@ -354,3 +354,14 @@ def test_a_state_with_a_key_that_is_not_a_string_or_an_overlong_id_is_refused() 
     assert encode_state(Account(id="a-1", notes={"ok": {"3": "three"}}))["notes"] == {
         "ok": {"3": "three"}
     }
+
+
+def test_a_non_finite_float_is_refused_where_the_dump_would_write_null() -> None:
+    # pydantic writes NaN and infinities as null unless a model says otherwise:
+    # an aggregate's state, or a model nested in an event, would read back changed
+    with pytest.raises(ValidationError) as state:
+        encode_state(Account(id="a-1", notes={"ratio": float("inf")}))
+    with pytest.raises(EventSerializationError) as nested:
+        encode_event(Carrier(model=Tagged(tags={"ratio": float("nan")})))
+    assert state.value.fields == ("$.notes.ratio",)
+    assert (nested.value.field, "nan" in nested.value.reason) == ("model.tags.ratio", True)

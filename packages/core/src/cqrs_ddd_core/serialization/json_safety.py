@@ -105,14 +105,16 @@ def _string_issue(text: str) -> str | None:
 
 
 def json_key_issues(value: Any, *, path: str = "$") -> Iterator[tuple[str, str]]:
-    """Yield ``(path, reason)`` for each mapping key in ``value`` that JSON cannot carry.
+    """Yield ``(path, reason)`` for what a JSON dump of ``value`` would silently change.
 
     Run on Python values *before* they are dumped, at any depth: inside
     mappings, sequences, sets, pydantic models and dataclasses. The dump would
     otherwise turn a key that is not a string into one (``{1: "a"}`` becomes
-    ``{"1": "a"}``, and ``{1: "a", "1": "b"}`` loses a value) and replace a
-    lone surrogate in a key with U+FFFD: the stored document would differ from
-    the value. Keys must be strings, as at the top level of a document.
+    ``{"1": "a"}``, and ``{1: "a", "1": "b"}`` loses a value), replace a lone
+    surrogate in a key with U+FFFD, and (unless the model says otherwise)
+    write NaN and infinities as ``null``: the stored document would differ
+    from the value. Keys must be strings, as at the top level of a document,
+    and floats finite.
     """
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
@@ -135,6 +137,8 @@ def json_key_issues(value: Any, *, path: str = "$") -> Iterator[tuple[str, str]]
                 (getattr(current, field.name), f"{where}.{field.name}", depth + 1)
                 for field in dataclasses.fields(current)
             )
+        elif isinstance(current, float) and not math.isfinite(current):
+            yield where, f"is {current!r}, which JSON cannot represent"
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None), Decimal, UUID, datetime, date, time})
