@@ -50,6 +50,8 @@ def _integer_check(column_type: Integer) -> ValueCheck:
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
     def check(value: Any) -> str | None:
+        if type(value) is int and low <= value <= high:
+            return None
         if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
             return f"is {value}, outside the column's {bits}-bit range"
         return None

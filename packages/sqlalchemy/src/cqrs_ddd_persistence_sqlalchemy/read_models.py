@@ -46,12 +46,13 @@ from cqrs_ddd_core.domain.specification import (
     Specification,
 )
 from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
-from cqrs_ddd_persistence_sqlalchemy.column_values import value_check
+from cqrs_ddd_persistence_sqlalchemy.column_values import ValueCheck, value_check
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedSpecificationError
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import pending_writes
 
 Condition = ColumnElement[bool]
+_Checks = tuple[tuple[str, ValueCheck], ...]
 
 
 class SQLAlchemyReadModelStore:
@@ -92,7 +93,7 @@ class SQLAlchemyReadModelStore:
             )
         self._dialect = postgresql if self._is_postgresql else sqlite
         self._key_names = frozenset(column.name for column in self._key)
-        self._upserts: dict[frozenset[str], Any] = {}
+        self._upserts: dict[frozenset[str], tuple[Any, _Checks]] = {}
         self._checks = {
             column.name: check
             for column in table.columns
@@ -116,18 +117,19 @@ class SQLAlchemyReadModelStore:
         connection, and the batch's end, sends the queue first.
         """
         values = dict(row)
-        statement = self._upsert_for(values)
-        self._check_values(values)
+        statement, checks = self._upsert_for(values)
+        self._check_values(values, checks)
         pending = pending_writes(connection)
         if pending is None:
             await connection.execute(statement, [values])
         else:
             pending.add(statement, values)
 
-    def _upsert_for(self, values: dict[str, Any]) -> Any:
+    def _upsert_for(self, values: dict[str, Any]) -> tuple[Any, _Checks]:
+        """Return the upsert statement and the value checks for a row with these columns."""
         columns = frozenset(values)
-        statement = self._upserts.get(columns)
-        if statement is None:
+        prepared = self._upserts.get(columns)
+        if prepared is None:
             if not self._key_names <= columns:
                 names = ", ".join(sorted(self._key_names - columns))
                 raise ValidationError(
@@ -144,8 +146,8 @@ class SQLAlchemyReadModelStore:
                 if given
                 else insert.on_conflict_do_nothing()
             )
-            self._upserts[columns] = statement
-        return statement
+            prepared = self._upserts[columns] = (statement, self._checks_of(values))
+        return prepared
 
     async def update(
         self, connection: AsyncConnection, key: Any, changes: Mapping[str, Any]
@@ -153,7 +155,7 @@ class SQLAlchemyReadModelStore:
         """Change columns of the row with ``key``; False when there is none."""
         values = dict(changes)
         self._check_columns(values)
-        self._check_values(values)
+        self._check_values(values, self._checks_of(values))
         result = await connection.execute(
             sa_update(self.table).where(self._matches(key)).values(values)
         )
@@ -170,15 +172,17 @@ class SQLAlchemyReadModelStore:
                 ],
             )
 
-    def _check_values(self, values: Mapping[str, Any]) -> None:
-        checks = self._checks
-        issues = [
-            FieldIssue(name, reason)
-            for name, value in values.items()
-            if value is not None
-            and (check := checks.get(name)) is not None
-            and (reason := check(value)) is not None
-        ]
+    def _checks_of(self, values: Mapping[str, Any]) -> _Checks:
+        return tuple(
+            (name, check) for name in values if (check := self._checks.get(name)) is not None
+        )
+
+    def _check_values(self, values: Mapping[str, Any], checks: _Checks) -> None:
+        issues: list[FieldIssue] = []
+        for name, check in checks:
+            value = values[name]
+            if value is not None and (reason := check(value)) is not None:
+                issues.append(FieldIssue(name, reason))
         if issues:
             raise ValidationError(f"read model row of {self.table.name!r}", issues)
 
