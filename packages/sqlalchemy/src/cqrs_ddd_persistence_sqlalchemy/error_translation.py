@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cqrs_ddd_persistence_sqlalchemy.exceptions import (
@@ -40,22 +41,36 @@ def translated_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except DBAPIError as error:
-        raise _translated(operation, error) from error
+        raise _translated(
+            operation, error.orig, invalidated=error.connection_invalidated
+        ) from error
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:  # sent on the driver
+        raise _translated(operation, error, invalidated=_closed(error)) from error
     except SQLAlchemyError as error:  # no database error of its own (a transaction cut short)
         cause = _database_error_behind(error)
         if cause is not None:
-            raise _translated(operation, cause) from error
+            raise _translated(
+                operation, cause.orig, invalidated=cause.connection_invalidated
+            ) from error
         raise PersistenceError(operation, f"{type(error).__name__}: {error}") from error
     except OSError as error:  # the driver could not reach the server
         raise DatabaseUnavailableError(operation, f"{type(error).__name__}: {error}") from error
 
 
-def _translated(operation: str, error: DBAPIError) -> PersistenceError:
-    original = error.orig
+def _closed(error: BaseException) -> bool:
+    """Return whether an asyncpg error says its connection is gone."""
+    return isinstance(error, asyncpg.ConnectionDoesNotExistError) or (
+        isinstance(error, asyncpg.InterfaceError) and "closed" in str(error)
+    )
+
+
+def _translated(
+    operation: str, original: BaseException | None, *, invalidated: bool
+) -> PersistenceError:
     code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     detail = str(original).strip() or type(original).__name__
     if (
-        error.connection_invalidated
+        invalidated
         or code in _SERVER_GOING_OR_COMING
         or (code is not None and str(code).startswith(_CONNECTION_EXCEPTION_CLASS))
     ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import starmap
@@ -30,12 +29,16 @@ from cqrs_ddd_persistence_sqlalchemy.connections import (
 )
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.postgres_append import APPEND_LOCK_KEY, PostgresAppend
 from cqrs_ddd_persistence_sqlalchemy.schema import events
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, unit_of_work_for_write
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
+    SQLAlchemyUnitOfWork,
+    ambient_connection,
+    unit_of_work_for_write,
+)
 from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
 
-APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
-"""The PostgreSQL advisory lock that serialises appends (a stable 32-bit key)."""
+__all__ = ["APPEND_LOCK_KEY", "SQLAlchemyEventStore"]
 
 _COLUMNS = (
     events.c.position,
@@ -138,6 +141,14 @@ class SQLAlchemyEventStore:
         self._insert = insert.on_conflict_do_nothing().returning(
             events.c.position, events.c.version
         )
+        # On asyncpg the append is one statement on the driver (see postgres_append),
+        # unless the engine rewrites its SQL (schema_translate_map).
+        self._postgres_append = (
+            PostgresAppend(self.engine.dialect)
+            if self.engine.dialect.driver == "asyncpg"
+            and "schema_translate_map" not in self.engine.get_execution_options()
+            else None
+        )
         self._worker_storage: WorkerStorage | None = None
         self._reads = Reads(self.engine)
         self._read_all: PreparedRead | None = None  # compiled on the first read
@@ -168,11 +179,12 @@ class SQLAlchemyEventStore:
         if uow is not None:
             with translated_errors(operation):
                 uow.call_after_commit(self.wakeup.notify)
-                return await self._append(uow.connection, stream_id, documents, expected_version)
+                return await self._append(uow, stream_id, documents, expected_version)
 
         async def append_on_its_own() -> list[StoredEvent]:
-            async with self.engine.begin() as own:
+            async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as own:
                 stored = await self._append(own, stream_id, documents, expected_version)
+                await own.commit()
             self.wakeup.notify()
             await async_failpoint("event_store.after_commit_before_return")
             return stored
@@ -249,24 +261,32 @@ class SQLAlchemyEventStore:
 
     async def _append(
         self,
-        connection: AsyncConnection,
+        uow: SQLAlchemyUnitOfWork,
         stream_id: str,
         documents: list[dict[str, Any]],
         expected_version: int,
     ) -> list[StoredEvent]:
-        actual = await self._lock_and_read_version(connection, stream_id)
-        if actual != expected_version:
-            return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
+        connection, driver = uow.connection, uow.driver_connection
         rows = [_row(stream_id, document) for document in documents]
-        result = await connection.execute(self._insert, rows)
-        positions = {version: position for position, version in result}
+        if driver is not None and self._postgres_append is not None:
+            append = self._postgres_append
+            positions = await append.insert(driver, stream_id, documents, expected_version)
+            if len(positions) != len(rows) and positions:
+                await append.take_out(driver, list(positions.values()))
+        else:
+            actual = await self._lock_and_read_version(connection, stream_id)
+            if actual != expected_version:
+                positions = {}
+            else:
+                result = await connection.execute(self._insert, rows)
+                positions = {version: position for position, version in result}
+                if len(positions) != len(rows) and positions:
+                    await connection.execute(
+                        delete(events).where(events.c.position.in_(list(positions.values())))
+                    )
         if len(positions) != len(rows):
-            # The lock statement read the version from a snapshot taken before it
-            # waited for the lock; the rows that did go in must come out again.
-            if positions:
-                await connection.execute(
-                    delete(events).where(events.c.position.in_(list(positions.values())))
-                )
+            # The version was read from a snapshot taken before the wait for the
+            # lock; any rows that did go in were taken out again above.
             return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
         return [StoredEvent(position=positions[row["version"]], **row) for row in rows]
 

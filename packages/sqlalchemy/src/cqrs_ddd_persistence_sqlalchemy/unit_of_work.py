@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
+from cqrs_ddd_persistence_sqlalchemy.driver_transaction import DriverTransaction
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, same_database
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 
@@ -29,11 +30,27 @@ class SQLAlchemyUnitOfWork:
     your own. Leaving the block without :meth:`commit` rolls back.
 
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (see
-    :func:`~cqrs_ddd_persistence_sqlalchemy.create_engine`).
+    :func:`~cqrs_ddd_persistence_sqlalchemy.create_engine`). On PostgreSQL
+    with asyncpg the unit of work sends ``BEGIN`` and ``COMMIT`` on the driver
+    connection itself and SQLAlchemy runs in autocommit mode inside that
+    transaction (see ``driver_transaction``): the event store then appends
+    straight on the driver, and everything written through SQLAlchemy on
+    :attr:`connection` or :attr:`session` is still part of the one
+    transaction. Use :meth:`commit` and :meth:`rollback` of the unit of work,
+    not of the connection.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, operation: str | None = None) -> None:
+        """Prepare a unit of work on ``engine`` (nothing is sent before ``async with``).
+
+        ``operation`` names what the transaction is for in its errors (an
+        event store appending on its own passes "append to stream ..."); by
+        default errors say "begin a unit of work", "commit a unit of work".
+        """
         self.engine = check_database(engine)
+        self._operation = operation
+        self._driver_transactions = engine.dialect.driver == "asyncpg"
+        self._transaction: DriverTransaction | None = None
         self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
         self._after_commit: list[Callable[[], None]] = []
@@ -54,6 +71,11 @@ class SQLAlchemyUnitOfWork:
         return self._connection
 
     @property
+    def driver_connection(self) -> Any | None:
+        """Return the asyncpg connection holding the transaction on PostgreSQL; None elsewhere."""
+        return None if self._transaction is None else self._transaction.driver
+
+    @property
     def session(self) -> AsyncSession:
         """Return an ORM session that works inside this unit of work's transaction."""
         if self._session is None:
@@ -65,15 +87,31 @@ class SQLAlchemyUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._connection is not None:
             raise UnitOfWorkError("this unit of work is already in use; build one per command")
-        with translated_errors("begin a unit of work"):
+        with translated_errors(self._operation or "begin a unit of work"):
             connection = await self.engine.connect()
             try:
-                await connection.begin()  # on SQLite: BEGIN IMMEDIATE, which may time out
+                if self._driver_transactions:
+                    self._transaction = await DriverTransaction.begin(
+                        connection, self._isolation_level()
+                    )
+                else:
+                    await connection.begin()  # on SQLite: BEGIN IMMEDIATE, which may time out
             except BaseException:
+                await connection.invalidate()  # it may be left inside a transaction
                 await connection.close()
                 raise
         self._connection = connection
         return self
+
+    def _isolation_level(self) -> str:
+        dialect = self.engine.dialect
+        level = (
+            self.engine.get_execution_options().get("isolation_level")
+            or getattr(dialect, "isolation_level", None)
+            or dialect.default_isolation_level
+            or "READ COMMITTED"
+        )
+        return str(level)
 
     async def __aexit__(
         self,
@@ -84,11 +122,14 @@ class SQLAlchemyUnitOfWork:
         self._after_commit = []
         connection, self._connection = self._connection, None
         session, self._session = self._session, None
+        transaction, self._transaction = self._transaction, None
         if connection is None:
             return
         try:
             if session is not None:
                 await session.close()
+            if transaction is not None:
+                await transaction.end()
             if connection.in_transaction():
                 await connection.rollback()
         finally:
@@ -96,11 +137,18 @@ class SQLAlchemyUnitOfWork:
 
     async def commit(self) -> None:
         """Commit everything written through this unit of work."""
-        with translated_errors("commit a unit of work"):
+        operation = self._operation or "commit a unit of work"
+        with translated_errors(operation):
             if self._session is not None:
                 await self._session.flush()
             await async_failpoint("unit_of_work.before_commit")
+            transaction = self._transaction
+            if transaction is not None:
+                await transaction.commit(operation)
+                self._transaction = None
             await self.connection.commit()
+            if transaction is not None:
+                await transaction.close()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             try:
@@ -111,8 +159,13 @@ class SQLAlchemyUnitOfWork:
 
     async def rollback(self) -> None:
         """Discard everything written through this unit of work."""
-        with translated_errors("roll back a unit of work"):
+        with translated_errors(self._operation or "roll back a unit of work"):
+            transaction, self._transaction = self._transaction, None
+            if transaction is not None:
+                await transaction.end()
             await self.connection.rollback()
+            if transaction is not None:
+                await transaction.close()
 
 
 def ambient_unit_of_work(engine: AsyncEngine) -> SQLAlchemyUnitOfWork | None:

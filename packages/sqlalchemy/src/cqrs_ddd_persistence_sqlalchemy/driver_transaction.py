@@ -1,0 +1,96 @@
+"""A PostgreSQL transaction run on the asyncpg connection itself, under SQLAlchemy.
+
+SQLAlchemy's asyncpg adapter opens its transaction with an extra round trip
+before the first statement and runs every statement through its asyncio
+layer. The unit of work instead sends ``BEGIN`` and ``COMMIT`` on the driver
+connection and puts the SQLAlchemy connection in autocommit mode, so that
+SQLAlchemy sends each statement as it is: the server runs them all inside the
+one transaction. The event store's hot statements then go straight to the
+driver, and a command that also writes through SQLAlchemy (repositories,
+``uow.session``, the outbox) is still one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cqrs_ddd_persistence_sqlalchemy.exceptions import PersistenceError
+
+_logger = logging.getLogger(__name__)
+
+_LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+
+
+def begin_statement(isolation_level: str) -> str:
+    """Return the ``BEGIN`` for an isolation level in SQLAlchemy's spelling.
+
+    An engine in ``AUTOCOMMIT`` still gets a transaction: a unit of work is one.
+    """
+    level = isolation_level.upper().replace("_", " ")
+    return f"BEGIN ISOLATION LEVEL {level}" if level in _LEVELS else "BEGIN"
+
+
+class DriverTransaction:
+    """One transaction on the driver connection under ``connection`` (PostgreSQL, asyncpg)."""
+
+    def __init__(self, connection: AsyncConnection, driver: Any, isolation_level: str) -> None:
+        self.connection = connection
+        self.driver = driver
+        """The asyncpg connection that holds the transaction."""
+        self._isolation_level = isolation_level
+
+    @classmethod
+    async def begin(cls, connection: AsyncConnection, isolation_level: str) -> DriverTransaction:
+        """Put ``connection`` in autocommit mode and send ``BEGIN`` on its driver connection.
+
+        ``isolation_level`` is the engine's (SQLAlchemy's spelling): the
+        transaction runs at it, and :meth:`close` gives it back to the connection.
+        """
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.execute(begin_statement(isolation_level))
+        return cls(connection, driver, isolation_level)
+
+    async def commit(self, operation: str) -> None:
+        """Send ``COMMIT``; raise ``PersistenceError`` when the server rolled back instead.
+
+        PostgreSQL answers ``COMMIT`` of a transaction in which a statement
+        failed (and whose error the caller caught) with a rollback, and no
+        error: that must not pass for a commit.
+        """
+        status = await self.driver.execute("COMMIT")
+        if status != "COMMIT":
+            raise PersistenceError(
+                operation,
+                "the transaction was rolled back, not committed: a statement in it had failed",
+            )
+
+    async def end(self) -> None:
+        """Roll back what is still open; a connection that cannot is discarded.
+
+        Called on every way out of the unit of work, so that no pooled
+        connection is handed out again in the middle of a transaction.
+        """
+        driver = self.driver
+        if driver.is_closed() or not driver.is_in_transaction():
+            return
+        try:
+            await driver.execute("ROLLBACK")
+        except BaseException as error:
+            _logger.debug("rollback on the driver failed; discarding the connection", exc_info=True)
+            await self.connection.invalidate()
+            if not isinstance(error, Exception):
+                raise  # a cancellation goes on; a failed rollback is not the caller's error
+
+    async def close(self) -> None:
+        """Hand the connection back to SQLAlchemy's own transactions, once this one has ended.
+
+        A statement sent on the connection after the unit of work committed or
+        rolled back then opens a transaction of SQLAlchemy's, which the unit of
+        work rolls back when it closes, instead of committing on its own.
+        """
+        await self.connection.execution_options(isolation_level=self._isolation_level)

@@ -1,0 +1,168 @@
+"""On PostgreSQL the unit of work runs its transaction on the driver: what a user relies on.
+
+The unit of work sends BEGIN and COMMIT on the asyncpg connection and lets
+SQLAlchemy run in autocommit mode inside that transaction, so the event store
+can append straight on the driver. Whatever is written through SQLAlchemy on
+the same unit of work must still be in the one transaction, a failed statement
+must never be committed around, and no pooled connection may be handed out
+again in the middle of a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_core import DomainEvent, command_scope
+from cqrs_ddd_persistence_sqlalchemy import (
+    PersistenceError,
+    SQLAlchemyEventStore,
+    SQLAlchemyUnitOfWork,
+    create_engine,
+)
+from cqrs_ddd_persistence_sqlalchemy.schema import events
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_unit_of_work
+
+pytest_plugins = ["sqlalchemy_fixtures"]
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+class Noted(DomainEvent):
+    text: str
+
+
+async def count_events(engine: AsyncEngine, stream_id: str | None = None) -> int:
+    query = select(func.count()).select_from(events)
+    if stream_id is not None:
+        query = query.where(events.c.stream_id == stream_id)
+    async with engine.connect() as connection:
+        return int(await connection.scalar(query) or 0)
+
+
+@pytest.mark.parametrize("commit", [False, True])
+async def test_sqlalchemy_writes_and_driver_appends_are_one_transaction(
+    engine: AsyncEngine, commit: bool
+) -> None:
+    # given: a table written through SQLAlchemy beside the event store
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE notes (id text PRIMARY KEY)"))
+    store = SQLAlchemyEventStore(engine)
+
+    # when: a unit of work writes both, then commits or rolls back
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            await uow.connection.execute(text("INSERT INTO notes VALUES ('n-1')"))
+            await store.append("s-1", [Noted(text="a")], expected_version=0)
+            await (uow.commit() if commit else uow.rollback())
+
+    # then: both are there, or neither
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM notes")) == int(commit)
+    assert await count_events(engine) == int(commit)
+
+
+async def test_a_commit_after_a_failed_statement_is_an_error_and_commits_nothing(
+    engine: AsyncEngine,
+) -> None:
+    store = SQLAlchemyEventStore(engine)
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            await store.append("s-1", [Noted(text="a")], expected_version=0)
+            # a statement fails and the caller swallows its error
+            with pytest.raises(Exception, match="division by zero"):
+                await uow.connection.execute(text("SELECT 1 / 0"))
+            with pytest.raises(PersistenceError, match="rolled back, not committed"):
+                await uow.commit()
+    assert await count_events(engine) == 0
+
+
+async def test_writes_after_the_commit_are_not_committed_on_their_own(
+    engine: AsyncEngine,
+) -> None:
+    store = SQLAlchemyEventStore(engine)
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            await store.append("s-1", [Noted(text="a")], expected_version=0)
+            await uow.commit()
+            # a late write on the same unit of work: SQLAlchemy's own transaction,
+            # rolled back when the unit of work closes
+            await uow.connection.execute(
+                text(
+                    "INSERT INTO cqrs_events (stream_id, version, event_id, event_type, "
+                    "schema_version, occurred_at, payload, metadata) VALUES ('late', 1, "
+                    "gen_random_uuid(), 'Noted', 1, now(), '{}', '{}')"
+                )
+            )
+    assert await count_events(engine, "s-1") == 1
+    assert await count_events(engine, "late") == 0
+
+
+async def test_the_engine_isolation_level_is_the_transaction_s(database_url: str) -> None:
+    engine = create_engine(database_url, isolation_level="SERIALIZABLE")
+    try:
+        async with SQLAlchemyUnitOfWork(engine) as uow:
+            level = await uow.connection.scalar(text("SHOW transaction_isolation"))
+            await uow.commit()
+            assert level == "serializable"
+        async with engine.connect() as connection:  # and the pool gives it back as it was
+            assert await connection.scalar(text("SHOW transaction_isolation")) == "serializable"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_thousand_events_go_in_as_one_statement_in_version_order(
+    engine: AsyncEngine,
+) -> None:
+    store = SQLAlchemyEventStore(engine)
+    statements: list[str] = []
+
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            driver = uow.driver_connection
+            assert driver is not None
+            driver.add_query_logger(lambda record: statements.append(record.query))
+            stored = await store.append(
+                "s-1", [Noted(text=str(n)) for n in range(1000)], expected_version=0
+            )
+            await uow.commit()
+
+    appends = [query for query in statements if "INSERT INTO cqrs_events" in query]
+    assert len(appends) == 1
+    assert [event.version for event in stored] == list(range(1, 1001))
+    positions = [event.position for event in stored]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 1000
+    assert len(await store.load_stream("s-1")) == 1000
+
+
+async def test_no_pooled_connection_is_left_inside_a_transaction_after_cancellations(
+    engine: AsyncEngine,
+) -> None:
+    store = SQLAlchemyEventStore(engine)
+
+    async def command(number: int) -> None:
+        async with SQLAlchemyUnitOfWork(engine) as uow:
+            with command_scope(uow):
+                assert ambient_unit_of_work(engine) is uow
+                await store.append(f"s-{number}", [Noted(text="a")], expected_version=0)
+                await asyncio.sleep(0.01)
+                await uow.commit()
+
+    for number in range(20):
+        task = asyncio.ensure_future(command(number))
+        await asyncio.sleep(0.001 * (number % 7))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async with engine.connect() as connection:
+        stuck = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%'"
+            )
+        )
+    assert stuck == 0
