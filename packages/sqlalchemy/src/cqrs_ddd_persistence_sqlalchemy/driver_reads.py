@@ -108,6 +108,10 @@ class DriverQuery:
         proxied = await connection.get_raw_connection()
         return await self._fetch(proxied.driver_connection, parameters)
 
+    async def fetch_with(self, driver_connection: Any, parameters: Mapping[str, Any]) -> list[Row]:
+        """Run on ``driver_connection`` (asyncpg's or aiosqlite's), inside its transaction."""
+        return await self._fetch(driver_connection, parameters)
+
     async def fetch_pooled(self, engine: AsyncEngine, parameters: Mapping[str, Any]) -> list[Row]:
         """Run on a connection checked out of ``engine``'s pool, outside any transaction.
 

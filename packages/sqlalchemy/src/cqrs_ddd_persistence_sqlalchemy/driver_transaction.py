@@ -3,11 +3,12 @@
 SQLAlchemy's asyncpg adapter opens its transaction with an extra round trip
 before the first statement and runs every statement through its asyncio
 layer. The unit of work instead sends ``BEGIN`` and ``COMMIT`` on the driver
-connection and puts the SQLAlchemy connection in autocommit mode, so that
-SQLAlchemy sends each statement as it is: the server runs them all inside the
-one transaction. The event store's hot statements then go straight to the
-driver, and a command that also writes through SQLAlchemy (repositories,
-``uow.session``, the outbox) is still one transaction.
+connection and, once something uses its SQLAlchemy connection, puts that
+connection in autocommit mode, so that SQLAlchemy sends each statement as it
+is: the server runs them all inside the one transaction. The event store's
+hot statements then go straight to the driver, and a command that also
+writes through SQLAlchemy (repositories, ``uow.session``, the outbox) is
+still one transaction.
 """
 
 from __future__ import annotations
@@ -37,19 +38,35 @@ class DriverTransaction:
     """One transaction on the driver connection under ``connection`` (PostgreSQL, asyncpg)."""
 
     def __init__(self, connection: AsyncConnection, driver: Any, isolation_level: str) -> None:
-        self.connection = connection
+        self._connection = connection
         self.driver = driver
         """The asyncpg connection that holds the transaction."""
         self._isolation_level = isolation_level
+        self._sqlalchemy_joined = False
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """Return the SQLAlchemy connection, switched to autocommit inside this transaction.
+
+        The switch is made on first use only: a command that writes nothing
+        through SQLAlchemy never pays for it. It sends nothing to the server
+        (SQLAlchemy's adapter holds no transaction of its own here).
+        """
+        if not self._sqlalchemy_joined:
+            sync_connection = self._connection.sync_connection
+            if sync_connection is None:
+                raise PersistenceError("use the unit of work's connection", "it was closed")
+            sync_connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._sqlalchemy_joined = True
+        return self._connection
 
     @classmethod
     async def begin(cls, connection: AsyncConnection, isolation_level: str) -> DriverTransaction:
-        """Put ``connection`` in autocommit mode and send ``BEGIN`` on its driver connection.
+        """Send ``BEGIN`` on the driver connection under ``connection``.
 
         ``isolation_level`` is the engine's (SQLAlchemy's spelling): the
         transaction runs at it, and :meth:`close` gives it back to the connection.
         """
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.execute(begin_statement(isolation_level))
@@ -69,20 +86,26 @@ class DriverTransaction:
                 "the transaction was rolled back, not committed: a statement in it had failed",
             )
 
-    async def end(self) -> None:
+    async def end(self, *, lost: bool = False) -> None:
         """Roll back what is still open; a connection that cannot is discarded.
 
         Called on every way out of the unit of work, so that no pooled
-        connection is handed out again in the middle of a transaction.
+        connection is handed out again in the middle of a transaction, or of
+        an operation a lost connection cut short. ``lost`` says the unit of
+        work ended on such a loss: errors raised on the driver go past
+        SQLAlchemy, which would otherwise pool the connection again.
         """
         driver = self.driver
-        if driver.is_closed() or not driver.is_in_transaction():
+        if lost or driver.is_closed():
+            await self._connection.invalidate()
+            return
+        if not driver.is_in_transaction():
             return
         try:
             await driver.execute("ROLLBACK")
         except BaseException as error:
             _logger.debug("rollback on the driver failed; discarding the connection", exc_info=True)
-            await self.connection.invalidate()
+            await self._connection.invalidate()
             if not isinstance(error, Exception):
                 raise  # a cancellation goes on; a failed rollback is not the caller's error
 
@@ -93,4 +116,8 @@ class DriverTransaction:
         rolled back then opens a transaction of SQLAlchemy's, which the unit of
         work rolls back when it closes, instead of committing on its own.
         """
-        await self.connection.execution_options(isolation_level=self._isolation_level)
+        if self._sqlalchemy_joined:
+            connection = self._connection
+            if connection.in_transaction():
+                await connection.commit()  # SQLAlchemy's bookkeeping: it sends nothing
+            await connection.execution_options(isolation_level=self._isolation_level)

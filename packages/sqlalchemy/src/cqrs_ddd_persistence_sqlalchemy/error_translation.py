@@ -46,6 +46,8 @@ def translated_errors(operation: str) -> Iterator[None]:
         ) from error
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:  # sent on the driver
         raise _translated(operation, error, invalidated=_closed(error)) from error
+    except asyncpg.InternalClientError as error:  # a connection left mid-operation by a loss
+        raise _translated(operation, error, invalidated=True) from error
     except SQLAlchemyError as error:  # no database error of its own (a transaction cut short)
         cause = _database_error_behind(error)
         if cause is not None:
@@ -55,6 +57,24 @@ def translated_errors(operation: str) -> Iterator[None]:
         raise PersistenceError(operation, f"{type(error).__name__}: {error}") from error
     except OSError as error:  # the driver could not reach the server
         raise DatabaseUnavailableError(operation, f"{type(error).__name__}: {error}") from error
+
+
+def is_connection_loss(error: BaseException) -> bool:
+    """Return whether ``error`` says the connection it came from can no longer be used.
+
+    The same classification as :func:`translated_errors` gives
+    ``DatabaseUnavailableError``, for errors raised on the driver, through
+    SQLAlchemy, or already translated.
+    """
+    if isinstance(error, DatabaseUnavailableError):
+        return True
+    if isinstance(error, DBAPIError):
+        translated = _translated("", error.orig, invalidated=error.connection_invalidated)
+    elif isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+        translated = _translated("", error, invalidated=_closed(error))
+    else:
+        return isinstance(error, asyncpg.InternalClientError | OSError)
+    return isinstance(translated, DatabaseUnavailableError)
 
 
 def _closed(error: BaseException) -> bool:

@@ -34,6 +34,7 @@ from cqrs_ddd_persistence_sqlalchemy.schema import events
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
     SQLAlchemyUnitOfWork,
     ambient_connection,
+    ambient_unit_of_work,
     unit_of_work_for_write,
 )
 from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
@@ -152,6 +153,7 @@ class SQLAlchemyEventStore:
         self._worker_storage: WorkerStorage | None = None
         self._reads = Reads(self.engine)
         self._read_all: PreparedRead | None = None  # compiled on the first read
+        self._load_stream: PreparedRead | None = None
 
     def worker_storage(self) -> WorkerStorage:
         """Return the stores of workers reading these events (same database, woken by ``wakeup``).
@@ -196,6 +198,9 @@ class SQLAlchemyEventStore:
         parameters = {"stream_id": stream_id, "from_version": from_version}
 
         async def load() -> list[StoredEvent]:
+            rows = await self._load_on_driver(parameters)
+            if rows is not None:
+                return list(starmap(StoredEvent, rows))
             async with self._reads.connection() as connection:
                 result = await connection.execute(_LOAD_STREAM, parameters)
                 return list(starmap(StoredEvent, result))
@@ -239,6 +244,28 @@ class SQLAlchemyEventStore:
             _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
             return None
 
+    async def _load_on_driver(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]] | None:
+        """Load a stream on the driver; None to load through SQLAlchemy.
+
+        Inside a command whose transaction is the driver's (PostgreSQL), on
+        that connection; outside a command, on a pooled driver connection.
+        """
+        load = self._load_stream
+        if load is None:
+            load = self._load_stream = PreparedRead(_LOAD_STREAM, self.engine)
+        query = load.query
+        if query is None:
+            return None
+        uow = ambient_unit_of_work(self.engine)
+        if uow is None:
+            try:
+                return await query.fetch_pooled(self.engine, parameters)
+            except Exception:  # SQLAlchemy's run reports it, typed
+                _logger.debug("driver load failed, loading through SQLAlchemy", exc_info=True)
+                return None
+        driver = uow.driver_connection
+        return None if driver is None else await query.fetch_with(driver, parameters)
+
     async def current_position(self) -> int:
         """Return the position of the last committed event (0 for an empty store)."""
 
@@ -266,7 +293,7 @@ class SQLAlchemyEventStore:
         documents: list[dict[str, Any]],
         expected_version: int,
     ) -> list[StoredEvent]:
-        connection, driver = uow.connection, uow.driver_connection
+        driver = uow.driver_connection
         rows = [_row(stream_id, document) for document in documents]
         if driver is not None and self._postgres_append is not None:
             append = self._postgres_append
@@ -274,6 +301,7 @@ class SQLAlchemyEventStore:
             if len(positions) != len(rows) and positions:
                 await append.take_out(driver, list(positions.values()))
         else:
+            connection = uow.connection
             actual = await self._lock_and_read_version(connection, stream_id)
             if actual != expected_version:
                 positions = {}
@@ -287,7 +315,9 @@ class SQLAlchemyEventStore:
         if len(positions) != len(rows):
             # The version was read from a snapshot taken before the wait for the
             # lock; any rows that did go in were taken out again above.
-            return await self._resolve_mismatch(connection, stream_id, documents, expected_version)
+            return await self._resolve_mismatch(
+                uow.connection, stream_id, documents, expected_version
+            )
         return [StoredEvent(position=positions[row["version"]], **row) for row in rows]
 
     async def _lock_and_read_version(self, connection: AsyncConnection, stream_id: str) -> int:

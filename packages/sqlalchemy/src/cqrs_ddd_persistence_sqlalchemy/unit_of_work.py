@@ -14,7 +14,10 @@ from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
 from cqrs_ddd_persistence_sqlalchemy.driver_transaction import DriverTransaction
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, same_database
-from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.error_translation import (
+    is_connection_loss,
+    translated_errors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class SQLAlchemyUnitOfWork:
         """Return the connection that holds this unit of work's transaction."""
         if self._connection is None:
             raise UnitOfWorkError("the unit of work is not open: use `async with uow:`")
+        if self._transaction is not None:
+            return self._transaction.connection
         return self._connection
 
     @property
@@ -129,7 +134,7 @@ class SQLAlchemyUnitOfWork:
             if session is not None:
                 await session.close()
             if transaction is not None:
-                await transaction.end()
+                await transaction.end(lost=exc is not None and is_connection_loss(exc))
             if connection.in_transaction():
                 await connection.rollback()
         finally:
@@ -143,11 +148,11 @@ class SQLAlchemyUnitOfWork:
                 await self._session.flush()
             await async_failpoint("unit_of_work.before_commit")
             transaction = self._transaction
-            if transaction is not None:
+            if transaction is None:
+                await self.connection.commit()
+            else:
                 await transaction.commit(operation)
                 self._transaction = None
-            await self.connection.commit()
-            if transaction is not None:
                 await transaction.close()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
@@ -161,10 +166,10 @@ class SQLAlchemyUnitOfWork:
         """Discard everything written through this unit of work."""
         with translated_errors(self._operation or "roll back a unit of work"):
             transaction, self._transaction = self._transaction, None
-            if transaction is not None:
+            if transaction is None:
+                await self.connection.rollback()
+            else:
                 await transaction.end()
-            await self.connection.rollback()
-            if transaction is not None:
                 await transaction.close()
 
 
