@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import CompoundSelect, Select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -38,6 +39,14 @@ Row = tuple[Any, ...]
 
 _DRIVERS = ("asyncpg", "aiosqlite")
 _SQLITE_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def bind_processor_of(column_type: Any, dialect: Dialect) -> Callable[[Any], Any]:
+    """Return how ``dialect`` turns a Python value of ``column_type`` into the driver's value."""
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return lambda value: value
+    return process  # type: ignore[no-any-return]
 
 
 class DriverQuery:

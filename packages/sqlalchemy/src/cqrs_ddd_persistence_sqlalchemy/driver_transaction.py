@@ -121,3 +121,52 @@ class DriverTransaction:
             if connection.in_transaction():
                 await connection.commit()  # SQLAlchemy's bookkeeping: it sends nothing
             await connection.execution_options(isolation_level=self._isolation_level)
+
+
+class SQLiteDriverTransaction(DriverTransaction):
+    """The same on SQLite (aiosqlite): ``BEGIN IMMEDIATE`` and ``COMMIT`` sent on the driver.
+
+    Each is one hand-off to aiosqlite's thread, where SQLAlchemy's own
+    transaction takes several. SQLAlchemy needs no switch here: its
+    connection's ``begin`` (see ``create_engine``) sends nothing when the
+    driver connection is already in a transaction, and its statements then run
+    inside this one.
+    """
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """Return the SQLAlchemy connection; its statements run inside this transaction."""
+        self._sqlalchemy_joined = True
+        return self._connection
+
+    @classmethod
+    async def begin(cls, connection: AsyncConnection, isolation_level: str) -> DriverTransaction:
+        """Send ``BEGIN IMMEDIATE`` (it waits up to the busy timeout for the write lock)."""
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.execute("BEGIN IMMEDIATE")
+        return cls(connection, driver, isolation_level)
+
+    async def commit(self, operation: str) -> None:
+        """Send ``COMMIT``; SQLite refuses it when the transaction is gone, with an error."""
+        await self.driver.execute("COMMIT")
+
+    async def end(self, *, lost: bool = False) -> None:
+        """Roll back what is still open; a connection that cannot is discarded."""
+        if lost:
+            await self._connection.invalidate()
+            return
+        if not self.driver.in_transaction:
+            return
+        try:
+            await self.driver.execute("ROLLBACK")
+        except BaseException as error:
+            _logger.debug("rollback on the driver failed; discarding the connection", exc_info=True)
+            await self._connection.invalidate()
+            if not isinstance(error, Exception):
+                raise
+
+    async def close(self) -> None:
+        """End SQLAlchemy's side of the transaction (the driver's has ended already)."""
+        if self._sqlalchemy_joined and self._connection.in_transaction():
+            await self._connection.rollback()  # nothing is open on the driver: a no-op there

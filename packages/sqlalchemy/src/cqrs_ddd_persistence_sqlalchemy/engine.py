@@ -160,6 +160,9 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.in_transaction:
+            return  # a unit of work began its transaction on the driver: join it
         if connection.get_execution_options().get(READ_ONLY_OPTION):
             connection.exec_driver_sql("BEGIN")
         else:

@@ -48,6 +48,8 @@ def translated_errors(operation: str) -> Iterator[None]:
         raise _translated(operation, error, invalidated=_closed(error)) from error
     except asyncpg.InternalClientError as error:  # a connection left mid-operation by a loss
         raise _translated(operation, error, invalidated=True) from error
+    except sqlite3.Error as error:  # sent on the driver
+        raise _translated(operation, error, invalidated=False) from error
     except SQLAlchemyError as error:  # no database error of its own (a transaction cut short)
         cause = _database_error_behind(error)
         if cause is not None:

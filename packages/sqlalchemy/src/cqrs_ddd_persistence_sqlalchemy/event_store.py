@@ -31,6 +31,7 @@ from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.postgres_append import APPEND_LOCK_KEY, PostgresAppend
 from cqrs_ddd_persistence_sqlalchemy.schema import events
+from cqrs_ddd_persistence_sqlalchemy.sqlite_append import SQLiteAppend
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
     SQLAlchemyUnitOfWork,
     ambient_connection,
@@ -142,14 +143,15 @@ class SQLAlchemyEventStore:
         self._insert = insert.on_conflict_do_nothing().returning(
             events.c.position, events.c.version
         )
-        # On asyncpg the append is one statement on the driver (see postgres_append),
-        # unless the engine rewrites its SQL (schema_translate_map).
-        self._postgres_append = (
-            PostgresAppend(self.engine.dialect)
-            if self.engine.dialect.driver == "asyncpg"
-            and "schema_translate_map" not in self.engine.get_execution_options()
-            else None
-        )
+        # The append is one statement on the driver (see postgres_append and
+        # sqlite_append), unless the engine rewrites its SQL (schema_translate_map).
+        self._driver_append: PostgresAppend | SQLiteAppend | None = None
+        if "schema_translate_map" not in self.engine.get_execution_options():
+            driver = self.engine.dialect.driver
+            if driver == "asyncpg":
+                self._driver_append = PostgresAppend(self.engine.dialect)
+            elif driver == "aiosqlite":
+                self._driver_append = SQLiteAppend(self.engine.dialect)
         self._worker_storage: WorkerStorage | None = None
         self._reads = Reads(self.engine)
         self._read_all: PreparedRead | None = None  # compiled on the first read
@@ -295,8 +297,8 @@ class SQLAlchemyEventStore:
     ) -> list[StoredEvent]:
         driver = uow.driver_connection
         rows = [_row(stream_id, document) for document in documents]
-        if driver is not None and self._postgres_append is not None:
-            append = self._postgres_append
+        if driver is not None and self._driver_append is not None:
+            append = self._driver_append
             positions = await append.insert(driver, stream_id, documents, expected_version)
             if len(positions) != len(rows) and positions:
                 await append.take_out(driver, list(positions.values()))

@@ -23,6 +23,7 @@ from uuid import UUID
 from sqlalchemy.engine import Dialect
 
 from cqrs_ddd_persistence_sqlalchemy.channels import NOTIFY_CHANNEL
+from cqrs_ddd_persistence_sqlalchemy.driver_reads import bind_processor_of
 from cqrs_ddd_persistence_sqlalchemy.schema import events
 
 APPEND_LOCK_KEY = zlib.crc32(b"cqrs_ddd:cqrs_events:append")
@@ -61,8 +62,8 @@ class PostgresAppend:
     """The append statement and how its arguments are made, for one engine's dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self._json: Callable[[Any], Any] = _processor(events.c.payload.type, dialect)
-        self._moment: Callable[[Any], Any] = _processor(events.c.occurred_at.type, dialect)
+        self._json: Callable[[Any], Any] = bind_processor_of(events.c.payload.type, dialect)
+        self._moment: Callable[[Any], Any] = bind_processor_of(events.c.occurred_at.type, dialect)
 
     async def insert(
         self,
@@ -97,10 +98,3 @@ class PostgresAppend:
     async def take_out(self, driver: Any, positions: Sequence[int]) -> None:
         """Delete the rows at ``positions`` (inside the caller's transaction)."""
         await driver.execute(_DELETE, list(positions))
-
-
-def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any]:
-    process = column_type.dialect_impl(dialect).bind_processor(dialect)
-    if process is None:
-        return lambda value: value
-    return process  # type: ignore[no-any-return]

@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
-from cqrs_ddd_persistence_sqlalchemy.driver_transaction import DriverTransaction
+from cqrs_ddd_persistence_sqlalchemy.driver_transaction import (
+    DriverTransaction,
+    SQLiteDriverTransaction,
+)
 from cqrs_ddd_persistence_sqlalchemy.engine import check_database, same_database
 from cqrs_ddd_persistence_sqlalchemy.error_translation import (
     is_connection_loss,
@@ -32,15 +35,14 @@ class SQLAlchemyUnitOfWork:
     gives an ORM session bound to the same transaction, for repositories of
     your own. Leaving the block without :meth:`commit` rolls back.
 
-    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (see
-    :func:`~cqrs_ddd_persistence_sqlalchemy.create_engine`). On PostgreSQL
-    with asyncpg the unit of work sends ``BEGIN`` and ``COMMIT`` on the driver
-    connection itself and SQLAlchemy runs in autocommit mode inside that
-    transaction (see ``driver_transaction``): the event store then appends
-    straight on the driver, and everything written through SQLAlchemy on
-    :attr:`connection` or :attr:`session` is still part of the one
-    transaction. Use :meth:`commit` and :meth:`rollback` of the unit of work,
-    not of the connection.
+    On asyncpg and aiosqlite the unit of work sends ``BEGIN`` (on SQLite
+    ``BEGIN IMMEDIATE``) and ``COMMIT`` on the driver connection itself, and
+    SQLAlchemy's statements run inside that transaction (see
+    ``driver_transaction``): the event store then appends straight on the
+    driver, and everything written through SQLAlchemy on :attr:`connection`
+    or :attr:`session` is still part of the one transaction. Use
+    :meth:`commit` and :meth:`rollback` of the unit of work, not of the
+    connection.
     """
 
     def __init__(self, engine: AsyncEngine, *, operation: str | None = None) -> None:
@@ -52,7 +54,10 @@ class SQLAlchemyUnitOfWork:
         """
         self.engine = check_database(engine)
         self._operation = operation
-        self._driver_transactions = engine.dialect.driver == "asyncpg"
+        self._driver_transaction: type[DriverTransaction] | None = {
+            "asyncpg": DriverTransaction,
+            "aiosqlite": SQLiteDriverTransaction,
+        }.get(engine.dialect.driver)
         self._transaction: DriverTransaction | None = None
         self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
@@ -77,7 +82,10 @@ class SQLAlchemyUnitOfWork:
 
     @property
     def driver_connection(self) -> Any | None:
-        """Return the asyncpg connection holding the transaction on PostgreSQL; None elsewhere."""
+        """Return the driver connection holding the transaction (asyncpg's or aiosqlite's).
+
+        None for other drivers, whose transaction is SQLAlchemy's.
+        """
         return None if self._transaction is None else self._transaction.driver
 
     @property
@@ -95,12 +103,12 @@ class SQLAlchemyUnitOfWork:
         with translated_errors(self._operation or "begin a unit of work"):
             connection = await self.engine.connect()
             try:
-                if self._driver_transactions:
-                    self._transaction = await DriverTransaction.begin(
+                if self._driver_transaction is not None:
+                    self._transaction = await self._driver_transaction.begin(
                         connection, self._isolation_level()
                     )
                 else:
-                    await connection.begin()  # on SQLite: BEGIN IMMEDIATE, which may time out
+                    await connection.begin()
             except BaseException:
                 await connection.invalidate()  # it may be left inside a transaction
                 await connection.close()

@@ -1,11 +1,11 @@
-"""On PostgreSQL the unit of work runs its transaction on the driver: what a user relies on.
+"""The unit of work runs its transaction on the driver: what a user relies on.
 
-The unit of work sends BEGIN and COMMIT on the asyncpg connection and lets
-SQLAlchemy run in autocommit mode inside that transaction, so the event store
-can append straight on the driver. Whatever is written through SQLAlchemy on
-the same unit of work must still be in the one transaction, a failed statement
-must never be committed around, and no pooled connection may be handed out
-again in the middle of a transaction.
+The unit of work sends BEGIN (on SQLite BEGIN IMMEDIATE) and COMMIT on the
+asyncpg or aiosqlite connection, and SQLAlchemy's statements run inside that
+transaction, so the event store can append straight on the driver. Whatever
+is written through SQLAlchemy on the same unit of work must still be in the
+one transaction, a failed statement must never be committed around, and no
+pooled connection may be handed out again in the middle of a transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cqrs_ddd_core import DomainEvent, command_scope
+from cqrs_ddd_core import ConcurrencyError, DomainEvent, command_scope
 from cqrs_ddd_persistence_sqlalchemy import (
     PersistenceError,
     SQLAlchemyEventStore,
@@ -28,7 +28,7 @@ from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_unit_of_work
 
 pytest_plugins = ["sqlalchemy_fixtures"]
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 class Noted(DomainEvent):
@@ -65,6 +65,7 @@ async def test_sqlalchemy_writes_and_driver_appends_are_one_transaction(
     assert await count_events(engine) == int(commit)
 
 
+@on_postgresql
 async def test_a_commit_after_a_failed_statement_is_an_error_and_commits_nothing(
     engine: AsyncEngine,
 ) -> None:
@@ -94,13 +95,15 @@ async def test_writes_after_the_commit_are_not_committed_on_their_own(
                 text(
                     "INSERT INTO cqrs_events (stream_id, version, event_id, event_type, "
                     "schema_version, occurred_at, payload, metadata) VALUES ('late', 1, "
-                    "gen_random_uuid(), 'Noted', 1, now(), '{}', '{}')"
+                    "'0c4f2b3a9d8e4f1a8b7c6d5e4f3a2b1c', 'Noted', 1, '2026-01-01 00:00:00', "
+                    "'{}', '{}')"
                 )
             )
     assert await count_events(engine, "s-1") == 1
     assert await count_events(engine, "late") == 0
 
 
+@on_postgresql
 async def test_the_engine_isolation_level_is_the_transaction_s(database_url: str) -> None:
     engine = create_engine(database_url, isolation_level="SERIALIZABLE")
     try:
@@ -114,6 +117,7 @@ async def test_the_engine_isolation_level_is_the_transaction_s(database_url: str
         await engine.dispose()
 
 
+@on_postgresql
 async def test_a_thousand_events_go_in_as_one_statement_in_version_order(
     engine: AsyncEngine,
 ) -> None:
@@ -139,6 +143,7 @@ async def test_a_thousand_events_go_in_as_one_statement_in_version_order(
     assert len(await store.load_stream("s-1")) == 1000
 
 
+@on_postgresql
 async def test_no_pooled_connection_is_left_inside_a_transaction_after_cancellations(
     engine: AsyncEngine,
 ) -> None:
@@ -166,3 +171,27 @@ async def test_no_pooled_connection_is_left_inside_a_transaction_after_cancellat
             )
         )
     assert stuck == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_long_batch_on_sqlite_goes_in_whole_in_version_and_position_order(
+    engine: AsyncEngine,
+) -> None:
+    store = SQLAlchemyEventStore(engine)
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            stored = await store.append(
+                "s-1", [Noted(text=str(n)) for n in range(1200)], expected_version=0
+            )
+            await uow.commit()
+    assert [event.version for event in stored] == list(range(1, 1201))
+    positions = [event.position for event in stored]
+    assert positions == sorted(positions)
+    assert [event.event_id for event in await store.load_stream("s-1")] == [
+        event.event_id for event in stored
+    ]
+    # a stale writer is refused and writes nothing
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow), pytest.raises(ConcurrencyError):
+            await store.append("s-1", [Noted(text="late")], expected_version=600)
+    assert await count_events(engine, "s-1") == 1200
