@@ -1,11 +1,12 @@
 """``--breakdown``: where the time of one command and one event goes, layer by layer.
 
-For a one-event create, the same four statements our event store issues
-(begin, read the stream's version, insert returning the position, commit) are
-timed on the bare driver, then through SQLAlchemy Core, then through the whole
-path (mediator, unit of work, event store). Per event, the pure-Python steps
-are timed alone: recording, preparing an append, decoding a stored row.
-The differences between the lines are the cost of each layer.
+For a one-event create, our append statement is timed on the bare driver
+(``BEGIN``, the statement, ``COMMIT``; on SQLite also on ``sqlite3`` on the
+loop's thread, which a design without hand-offs would reach), then through
+the unit of work and the event store, then through the whole path
+(mediator, unit of work, event store). Per event, the pure-Python steps are
+timed alone: recording, preparing an append, decoding a stored row. The
+differences between the lines are the cost of each layer.
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
-import asyncpg
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.util import greenlet_spawn
 
 from benchmarks.databases import fresh_postgres, fresh_sqlite
 from benchmarks.ours import Account, AccountOpened, MoneyDeposited, OpenAccount, OurBank
@@ -33,17 +31,19 @@ from cqrs_ddd_advanced_core import (
     EventSourcedRepository,
 )
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore
-from cqrs_ddd_core import EventTypeRegistry, HandlerRegistry, InMemoryUnitOfWork, StoredEvent
+from cqrs_ddd_core import (
+    EventTypeRegistry,
+    HandlerRegistry,
+    InMemoryUnitOfWork,
+    StoredEvent,
+    command_scope,
+)
 from cqrs_ddd_core.serialization import encode_event, prepare_append
-from cqrs_ddd_persistence_sqlalchemy.event_store import APPEND_LOCK_KEY
-from cqrs_ddd_persistence_sqlalchemy.schema import events
+from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyUnitOfWork
+from cqrs_ddd_persistence_sqlalchemy.postgres_append import PostgresAppend
+from cqrs_ddd_persistence_sqlalchemy.sqlite_append import SQLiteAppend
 
 COMMANDS = 300
-INSERT = (
-    "INSERT INTO cqrs_events (stream_id, version, event_id, event_type, schema_version, "
-    "aggregate_type, occurred_at, correlation_id, causation_id, payload, metadata) "
-    "VALUES ({}) ON CONFLICT DO NOTHING RETURNING position"
-)
 PAYLOAD = json.dumps({"owner": "ada", "currency": "EUR"})
 
 
@@ -60,73 +60,50 @@ async def _per_call(function: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) / COMMANDS * 1e6
 
 
-def _row(stream_id: str) -> dict[str, Any]:
-    return {
-        "stream_id": stream_id,
-        "version": 1,
-        "event_id": uuid.uuid4(),
-        "event_type": "AccountOpened",
-        "schema_version": 1,
-        "aggregate_type": "Account",
-        "occurred_at": datetime.now(UTC),
-        "correlation_id": "c",
-        "causation_id": "d",
-        "payload": {"owner": "ada", "currency": "EUR"},
-        "metadata": {},
-    }
+def _documents(stream_id: str) -> list[dict[str, Any]]:
+    event = AccountOpened(owner="ada", currency="EUR")
+    return prepare_append(stream_id, [event], expected_version=0)
 
 
-def _core_append(bank: OurBank, is_postgresql: bool) -> Callable[[], Awaitable[None]]:
-    dialect: Any = postgresql if is_postgresql else sqlite
-    insert = dialect.insert(events).on_conflict_do_nothing().returning(events.c.position)
+async def _driver_append(bank: OurBank) -> tuple[Callable[[], Awaitable[None]], Any]:
+    """Our append statement on a bare driver connection, in BEGIN ... COMMIT."""
+    engine = bank.engine
+    is_sqlite = engine.dialect.name == "sqlite"
+    append = SQLiteAppend(engine.dialect) if is_sqlite else PostgresAppend(engine.dialect)
+    begin = "BEGIN IMMEDIATE" if is_sqlite else "BEGIN"
+    raw = await engine.raw_connection()
+    driver = raw.driver_connection
 
-    async def append() -> None:
+    async def run() -> None:
         stream_id = str(uuid.uuid4())
-        latest = select(func.max(events.c.version)).where(events.c.stream_id == stream_id)
-        if is_postgresql:
-            latest = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY), latest.scalar_subquery())
-        async with bank.engine.connect() as connection:
-            await connection.begin()
-            await connection.execute(latest)
-            (await connection.execute(insert, [_row(stream_id)])).all()
-            await connection.commit()
+        documents = _documents(stream_id)
+        await driver.execute(begin)
+        await append.insert(driver, stream_id, documents, 0)
+        await driver.execute("COMMIT")
 
-    return append
+    async def close() -> None:
+        await greenlet_spawn(raw.close)
 
-
-async def _sqlite_driver(path: str) -> tuple[Callable[[], Awaitable[None]], Any]:
-    connection = await aiosqlite.connect(path, isolation_level=None)
-
-    async def append() -> None:
-        stream_id = str(uuid.uuid4())
-        await connection.execute("BEGIN IMMEDIATE")
-        query = "SELECT max(version) FROM cqrs_events WHERE stream_id = ?"
-        async with connection.execute(query, (stream_id,)) as cursor:
-            await cursor.fetchall()
-        now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
-        values = (stream_id, 1, uuid.uuid4().hex, "AccountOpened", 1, "Account", now)
-        async with connection.execute(
-            INSERT.format(", ".join("?" * 11)), (*values, "c", "d", PAYLOAD, "{}")
-        ) as cursor:
-            await cursor.fetchall()
-        await connection.execute("COMMIT")
-
-    return append, connection.close
+    return run, close
 
 
 def _sqlite3_driver(path: str) -> tuple[Callable[[], Awaitable[None]], Any]:
+    """The same statements on ``sqlite3`` on the loop's thread: no hand-off at all."""
     connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA synchronous = FULL")
+    statement = (
+        "INSERT INTO cqrs_events (stream_id, version, event_id, event_type, schema_version, "
+        "aggregate_type, occurred_at, correlation_id, causation_id, payload, metadata) "
+        "SELECT ?, 1, ?, 'AccountOpened', 1, 'Account', ?, 'c', 'd', ?, '{}' "
+        "WHERE (SELECT coalesce(max(version), 0) FROM cqrs_events WHERE stream_id = ?) = 0 "
+        "ON CONFLICT DO NOTHING RETURNING position"
+    )
 
     async def append() -> None:
         stream_id = str(uuid.uuid4())
-        connection.execute("BEGIN IMMEDIATE")
-        query = "SELECT max(version) FROM cqrs_events WHERE stream_id = ?"
-        connection.execute(query, (stream_id,)).fetchall()
         now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
-        values = (stream_id, 1, uuid.uuid4().hex, "AccountOpened", 1, "Account", now)
-        connection.execute(
-            INSERT.format(", ".join("?" * 11)), (*values, "c", "d", PAYLOAD, "{}")
-        ).fetchall()
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(statement, (stream_id, uuid.uuid4().hex, now, PAYLOAD, stream_id))
         connection.execute("COMMIT")
 
     async def close() -> None:
@@ -135,41 +112,27 @@ def _sqlite3_driver(path: str) -> tuple[Callable[[], Awaitable[None]], Any]:
     return append, close
 
 
-async def _postgres_driver(dsn: str) -> tuple[Callable[[], Awaitable[None]], Any]:
-    connection = await asyncpg.connect(dsn)
-    statement = INSERT.format(", ".join(f"${number}" for number in range(1, 12)))
-    latest = (
-        "SELECT pg_advisory_xact_lock($1), "
-        "(SELECT max(version) FROM cqrs_events WHERE stream_id = $2)"
-    )
-
-    async def append() -> None:
-        stream_id = str(uuid.uuid4())
-        async with connection.transaction():
-            await connection.fetch(latest, APPEND_LOCK_KEY, stream_id)
-            values = (stream_id, 1, uuid.uuid4(), "AccountOpened", 1, "Account")
-            await connection.fetch(statement, *values, datetime.now(UTC), "c", "d", PAYLOAD, "{}")
-
-    return append, connection.close
+async def _unit_of_work_and_store(bank: OurBank) -> None:
+    async with SQLAlchemyUnitOfWork(bank.engine) as uow:
+        with command_scope(uow):
+            event = AccountOpened(owner="ada", currency="EUR")
+            await bank.event_store.append(str(uuid.uuid4()), [event], expected_version=0)
+            await uow.commit()
 
 
 async def _command_layers(bank: OurBank, backend: str, where: str) -> None:
     print(f"\n{backend}: one command creating an aggregate with one event")
     if backend == "sqlite":
         driver, close = _sqlite3_driver(where)
-        _line("bare sqlite3 on the loop's thread, our 4 statements", await _per_call(driver))
+        _line("bare sqlite3 on the loop's thread, our append statement", await _per_call(driver))
         await close()
-        driver, close = await _sqlite_driver(where)
-    else:
-        driver, close = await _postgres_driver(where)
-    _line(
-        f"bare {'aiosqlite' if backend == 'sqlite' else 'asyncpg'}, our 4 statements",
-        await _per_call(driver),
-    )
+    run, close = await _driver_append(bank)
+    name = "aiosqlite" if backend == "sqlite" else "asyncpg"
+    _line(f"bare {name}: BEGIN, our append statement, COMMIT", await _per_call(run))
     await close()
     _line(
-        "SQLAlchemy Core, our 4 statements",
-        await _per_call(_core_append(bank, backend != "sqlite")),
+        "unit of work + event store append",
+        await _per_call(lambda: _unit_of_work_and_store(bank)),
     )
     _line("whole path: mediator + unit of work + event store", await _per_call(bank.open_account))
 
