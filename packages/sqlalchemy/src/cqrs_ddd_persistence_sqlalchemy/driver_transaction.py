@@ -14,10 +14,13 @@ still one transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cqrs_ddd_persistence_sqlalchemy.engine import READ_ONLY_OPTION
 from cqrs_ddd_persistence_sqlalchemy.exceptions import PersistenceError
 
 _logger = logging.getLogger(__name__)
@@ -25,13 +28,21 @@ _logger = logging.getLogger(__name__)
 _LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
 
 
-def begin_statement(isolation_level: str) -> str:
+def begin_statement(isolation_level: str, options: Mapping[str, Any] | None = None) -> str:
     """Return the ``BEGIN`` for an isolation level in SQLAlchemy's spelling.
 
     An engine in ``AUTOCOMMIT`` still gets a transaction: a unit of work is one.
+    The engine's ``postgresql_readonly`` and ``postgresql_deferrable``
+    execution options are kept, as SQLAlchemy's own ``BEGIN`` keeps them.
     """
     level = isolation_level.upper().replace("_", " ")
-    return f"BEGIN ISOLATION LEVEL {level}" if level in _LEVELS else "BEGIN"
+    statement = f"BEGIN ISOLATION LEVEL {level}" if level in _LEVELS else "BEGIN"
+    options = options or {}
+    if options.get("postgresql_readonly"):
+        statement += " READ ONLY"
+    if options.get("postgresql_deferrable"):
+        statement += " DEFERRABLE"
+    return statement
 
 
 class DriverTransaction:
@@ -53,12 +64,27 @@ class DriverTransaction:
         (SQLAlchemy's adapter holds no transaction of its own here).
         """
         if not self._sqlalchemy_joined:
-            sync_connection = self._connection.sync_connection
-            if sync_connection is None:
-                raise PersistenceError("use the unit of work's connection", "it was closed")
+            sync_connection = self._sync_connection()
             sync_connection.execution_options(isolation_level="AUTOCOMMIT")
-            self._sqlalchemy_joined = True
+            self._join(sync_connection)
         return self._connection
+
+    def _sync_connection(self) -> Connection:
+        sync_connection = self._connection.sync_connection
+        if sync_connection is None:
+            raise PersistenceError("use the unit of work's connection", "it was closed")
+        return sync_connection
+
+    def _join(self, sync_connection: Connection) -> None:
+        """Open SQLAlchemy's side of the transaction (it sends nothing).
+
+        With it open, an ORM session on the connection works in a savepoint
+        (``join_transaction_mode="create_savepoint"``): its ``rollback`` and
+        ``commit`` reach the savepoint only, never this transaction.
+        """
+        if not sync_connection.in_transaction():
+            sync_connection.begin()
+        self._sqlalchemy_joined = True
 
     @classmethod
     async def begin(cls, connection: AsyncConnection, isolation_level: str) -> DriverTransaction:
@@ -69,7 +95,8 @@ class DriverTransaction:
         """
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
-        await driver.execute(begin_statement(isolation_level))
+        options = connection.engine.get_execution_options()
+        await driver.execute(begin_statement(isolation_level, options))
         return cls(connection, driver, isolation_level)
 
     async def commit(self, operation: str) -> None:
@@ -109,6 +136,11 @@ class DriverTransaction:
             if not isinstance(error, Exception):
                 raise  # a cancellation goes on; a failed rollback is not the caller's error
 
+    def still_open(self) -> bool:
+        """Return whether the driver connection is still inside a transaction (or unusable)."""
+        driver = self.driver
+        return bool(not driver.is_closed() and driver.is_in_transaction())
+
     async def close(self) -> None:
         """Hand the connection back to SQLAlchemy's own transactions, once this one has ended.
 
@@ -136,16 +168,29 @@ class SQLiteDriverTransaction(DriverTransaction):
     @property
     def connection(self) -> AsyncConnection:
         """Return the SQLAlchemy connection; its statements run inside this transaction."""
-        self._sqlalchemy_joined = True
+        if not self._sqlalchemy_joined:
+            self._join(self._sync_connection())
         return self._connection
 
     @classmethod
     async def begin(cls, connection: AsyncConnection, isolation_level: str) -> DriverTransaction:
-        """Send ``BEGIN IMMEDIATE`` (it waits up to the busy timeout for the write lock)."""
+        """Send ``BEGIN IMMEDIATE`` (it waits up to the busy timeout for the write lock).
+
+        On a read-only view of the engine (``read_only``) a plain ``BEGIN``,
+        as the engine's own hook sends.
+        """
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
-        await driver.execute("BEGIN IMMEDIATE")
+        read_only = connection.engine.get_execution_options().get(READ_ONLY_OPTION)
+        await driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
         return cls(connection, driver, isolation_level)
+
+    def still_open(self) -> bool:
+        """Return whether the driver connection is still inside a transaction."""
+        try:
+            return bool(self.driver.in_transaction)
+        except ValueError:  # aiosqlite: the connection is closed, and with it the transaction
+            return False
 
     async def commit(self, operation: str) -> None:
         """Send ``COMMIT``; SQLite refuses it when the transaction is gone, with an error."""
@@ -156,7 +201,7 @@ class SQLiteDriverTransaction(DriverTransaction):
         if lost:
             await self._connection.invalidate()
             return
-        if not self.driver.in_transaction:
+        if not self.still_open():
             return
         try:
             await self.driver.execute("ROLLBACK")

@@ -141,11 +141,29 @@ class SQLAlchemyUnitOfWork:
         try:
             if session is not None:
                 await session.close()
+        except Exception:
+            if exc is None:
+                raise
+            # the block's own error (or cancellation) is the one to report
+            logger.debug("closing the session after %r failed", exc, exc_info=True)
+        finally:
+            await self._end(
+                connection, transaction, lost=exc is not None and is_connection_loss(exc)
+            )
+
+    @staticmethod
+    async def _end(
+        connection: AsyncConnection, transaction: DriverTransaction | None, *, lost: bool
+    ) -> None:
+        """End the transaction whatever happened; never pool a connection still inside one."""
+        try:
             if transaction is not None:
-                await transaction.end(lost=exc is not None and is_connection_loss(exc))
+                await transaction.end(lost=lost)
             if connection.in_transaction():
                 await connection.rollback()
         finally:
+            if transaction is not None and not connection.invalidated and transaction.still_open():
+                await connection.invalidate()  # the rollback did not take: discard it
             await connection.close()
 
     async def commit(self) -> None:

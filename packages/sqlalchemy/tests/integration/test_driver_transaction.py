@@ -11,10 +11,13 @@ pooled connection may be handed out again in the middle of a transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import String, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cqrs_ddd_core import ConcurrencyError, DomainEvent, command_scope
 from cqrs_ddd_persistence_sqlalchemy import (
@@ -22,6 +25,7 @@ from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
     SQLAlchemyUnitOfWork,
     create_engine,
+    upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.schema import events
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_unit_of_work
@@ -33,6 +37,25 @@ on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 class Noted(DomainEvent):
     text: str
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "driver_notes"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+async def notes_table(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+
+
+async def count_notes(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(Note)) or 0)
 
 
 async def count_events(engine: AsyncEngine, stream_id: str | None = None) -> int:
@@ -195,3 +218,112 @@ async def test_a_long_batch_on_sqlite_goes_in_whole_in_version_and_position_orde
         with command_scope(uow), pytest.raises(ConcurrencyError):
             await store.append("s-1", [Noted(text="late")], expected_version=600)
     assert await count_events(engine, "s-1") == 1200
+
+
+async def test_an_orm_session_recovering_from_a_failed_flush_keeps_the_command_s_appends(
+    engine: AsyncEngine,
+) -> None:
+    # given: a note that is already taken
+    await notes_table(engine)
+    async with engine.begin() as connection:
+        await connection.execute(Note.__table__.insert().values(id="taken"))
+    store = SQLAlchemyEventStore(engine)
+
+    # when: the command appends, its session's flush fails and it recovers
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            await store.append("order-1", [Noted(text="placed")], expected_version=0)
+            uow.session.add(Note(id="taken"))
+            with pytest.raises(IntegrityError):
+                await uow.session.flush()
+            await uow.session.rollback()  # the session's savepoint only
+            uow.session.add(Note(id="other"))
+            await uow.commit()
+
+    # then: the event and the second note are committed
+    assert await count_events(engine) == 1
+    assert await count_notes(engine) == 2
+
+
+async def test_an_orm_session_s_commit_does_not_commit_the_command(engine: AsyncEngine) -> None:
+    await notes_table(engine)
+    store = SQLAlchemyEventStore(engine)
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            await store.append("s-1", [Noted(text="a")], expected_version=0)
+            uow.session.add(Note(id="n-1"))
+            await uow.session.commit()  # releases the session's savepoint
+            await store.append("s-1", [Noted(text="b")], expected_version=1)
+            await uow.rollback()
+    assert await count_events(engine) == 0
+    assert await count_notes(engine) == 0
+
+
+async def test_a_cancelled_command_ends_cancelled_and_commits_nothing(
+    engine: AsyncEngine,
+) -> None:
+    await notes_table(engine)
+    store = SQLAlchemyEventStore(engine)
+
+    async def command(number: int) -> None:
+        async with SQLAlchemyUnitOfWork(engine) as uow:
+            with command_scope(uow):
+                await store.append(f"s-{number}", [Noted(text="a")], expected_version=0)
+                uow.session.add(Note(id=f"n-{number}"))
+                await uow.session.flush()
+                await uow.connection.execute(select(func.count()).select_from(Note))
+                await uow.commit()
+
+    started = asyncio.get_running_loop().time()
+    await command(-1)
+    duration = asyncio.get_running_loop().time() - started
+    outcomes = []
+    for number in range(40):
+        task = asyncio.ensure_future(command(number))
+        await asyncio.sleep(duration * (number % 10) / 10)
+        task.cancel()
+        done = await asyncio.gather(task, return_exceptions=True)
+        outcomes.append(done[0])
+    # every command either finished or was cancelled: no cleanup error in its place
+    assert [
+        o for o in outcomes if o is not None and not isinstance(o, asyncio.CancelledError)
+    ] == []
+    assert any(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    # and another command gets the database at once
+    await command(99)
+
+
+@on_postgresql
+async def test_a_failure_after_a_nested_rollback_pools_no_connection_in_a_transaction(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        await upgrade_schema(engine)
+        await notes_table(engine)
+        store = SQLAlchemyEventStore(engine)
+        # it ends in an error (SQLAlchemy's about the lost savepoint, or the command's):
+        # which one is not the point here
+        with contextlib.suppress(Exception):
+            async with SQLAlchemyUnitOfWork(engine) as uow:
+                with command_scope(uow):
+                    await store.append("s-1", [Noted(text="a")], expected_version=0)
+                    outer = await uow.connection.begin_nested()
+                    uow.session.add(Note(id="n-1"))
+                    await uow.session.flush()
+                    await outer.rollback()  # takes the session's savepoint with it
+                    raise RuntimeError("command failed")
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            assert raw.driver_connection.is_in_transaction() is False
+        # the append lock is free: another append goes through at once
+        await store.append("s-2", [Noted(text="b")], expected_version=0)
+    finally:
+        await engine.dispose()
+
+
+@on_postgresql
+async def test_a_read_only_engine_gets_read_only_transactions(engine: AsyncEngine) -> None:
+    read_only = engine.execution_options(postgresql_readonly=True)
+    async with SQLAlchemyUnitOfWork(read_only) as uow:
+        assert await uow.connection.scalar(text("SHOW transaction_read_only")) == "on"
