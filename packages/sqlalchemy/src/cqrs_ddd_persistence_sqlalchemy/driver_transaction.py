@@ -122,22 +122,25 @@ class DriverTransaction:
         work ended on such a loss: errors raised on the driver go past
         SQLAlchemy, which would otherwise pool the connection again.
         """
-        driver = self.driver
-        if lost or driver.is_closed():
+        if lost or self._closed_under_us():
             await self._connection.invalidate()
             return
-        if not driver.is_in_transaction():
+        if not self.still_open():
             return
         try:
-            await driver.execute("ROLLBACK")
+            await self.driver.execute("ROLLBACK")
         except BaseException as error:
             _logger.debug("rollback on the driver failed; discarding the connection", exc_info=True)
             await self._connection.invalidate()
             if not isinstance(error, Exception):
                 raise  # a cancellation goes on; a failed rollback is not the caller's error
 
+    def _closed_under_us(self) -> bool:
+        """Return whether the driver connection closed without SQLAlchemy knowing it."""
+        return bool(self.driver.is_closed())
+
     def still_open(self) -> bool:
-        """Return whether the driver connection is still inside a transaction (or unusable)."""
+        """Return whether the driver connection is still inside a transaction."""
         driver = self.driver
         return bool(not driver.is_closed() and driver.is_in_transaction())
 
@@ -196,20 +199,9 @@ class SQLiteDriverTransaction(DriverTransaction):
         """Send ``COMMIT``; SQLite refuses it when the transaction is gone, with an error."""
         await self.driver.execute("COMMIT")
 
-    async def end(self, *, lost: bool = False) -> None:
-        """Roll back what is still open; a connection that cannot is discarded."""
-        if lost:
-            await self._connection.invalidate()
-            return
-        if not self.still_open():
-            return
-        try:
-            await self.driver.execute("ROLLBACK")
-        except BaseException as error:
-            _logger.debug("rollback on the driver failed; discarding the connection", exc_info=True)
-            await self._connection.invalidate()
-            if not isinstance(error, Exception):
-                raise
+    def _closed_under_us(self) -> bool:
+        # aiosqlite's connection is closed only by SQLAlchemy, which knows it
+        return False
 
     async def close(self) -> None:
         """End SQLAlchemy's side of the transaction (the driver's has ended already)."""
