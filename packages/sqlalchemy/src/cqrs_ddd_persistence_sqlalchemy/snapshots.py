@@ -35,7 +35,10 @@ from cqrs_ddd_persistence_sqlalchemy.driver_reads import PreparedRead
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.event_store import SQLAlchemyEventStore
 from cqrs_ddd_persistence_sqlalchemy.schema import events, snapshots
-from cqrs_ddd_persistence_sqlalchemy.unit_of_work import ambient_connection, unit_of_work_for_write
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
+    ambient_unit_of_work,
+    unit_of_work_for_write,
+)
 
 _logger = logging.getLogger("cqrs_ddd_persistence_sqlalchemy.snapshots")
 
@@ -211,17 +214,14 @@ class SQLAlchemySnapshotRepository:
         if joint is None:
             joint = self._joint_read = PreparedRead(_SNAPSHOT_AND_LATER_EVENTS, self.engine)
         query = joint.query
-        connection = ambient_connection(self.engine)
-        if connection is not None:
-            # In the command's transaction. On aiosqlite the driver call is one
-            # hand-off to its thread; on asyncpg SQLAlchemy must run it, as it
-            # starts the transaction with the first statement.
-            if query is not None and query.driver == "aiosqlite":
-                try:
-                    return await query.fetch_on(connection, parameters)
-                except Exception:  # SQLAlchemy's run below reports it, typed
-                    _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
-            return (await connection.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
+        uow = ambient_unit_of_work(self.engine)
+        if uow is not None:
+            # In the command's transaction: on SQLite on the loop's thread (see
+            # driver_transaction), elsewhere through SQLAlchemy.
+            driver = uow.driver_connection
+            if query is not None and query.driver == "aiosqlite" and driver is not None:
+                return await query.fetch_with(driver, parameters)
+            return (await uow.connection.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
         if query is not None:
             if joint.loop_reader is not None and self.sqlite_loop_reads:
                 raw_rows = joint.loop_reader.fetch(query.arguments(parameters))

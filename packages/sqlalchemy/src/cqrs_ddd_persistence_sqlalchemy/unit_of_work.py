@@ -36,7 +36,8 @@ class SQLAlchemyUnitOfWork:
     your own. Leaving the block without :meth:`commit` rolls back.
 
     On asyncpg and aiosqlite the unit of work sends ``BEGIN`` (on SQLite
-    ``BEGIN IMMEDIATE``) and ``COMMIT`` on the driver connection itself, and
+    ``BEGIN IMMEDIATE``, on the event loop's thread) and ``COMMIT`` on the
+    driver connection itself, and
     SQLAlchemy's statements run inside that transaction (see
     ``driver_transaction``): the event store then appends straight on the
     driver, and everything written through SQLAlchemy on :attr:`connection`
@@ -82,11 +83,13 @@ class SQLAlchemyUnitOfWork:
 
     @property
     def driver_connection(self) -> Any | None:
-        """Return the driver connection holding the transaction (asyncpg's or aiosqlite's).
+        """Return what the event store's statements run on, inside this transaction.
 
-        None for other drivers, whose transaction is SQLAlchemy's.
+        The asyncpg connection on PostgreSQL; on SQLite the ``sqlite3``
+        connection driven on the event loop's thread (``SQLiteOnLoop``). None
+        for other drivers, whose transaction is SQLAlchemy's.
         """
-        return None if self._transaction is None else self._transaction.driver
+        return None if self._transaction is None else self._transaction.statements
 
     @property
     def session(self) -> AsyncSession:

@@ -7,6 +7,13 @@ every other writer failed with "database is locked" meanwhile. These tests
 cancel appends and whole commands at random points, with the garbage collector
 off (so it cannot hide the leak), and check after each cancellation that
 another writer gets the database at once.
+
+On SQLite a unit of work runs its statements on the event loop's thread, so
+an append or a command that gets the write lock at once has no await left to
+be cancelled at: there, each round first has the lock held for a while,
+alternately by another unit of work of this process (the append then waits
+on the in-process writer lock) and by a connection of its own (the append
+then waits in aiosqlite's thread), and the cancellation lands in that wait.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import sqlite3
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -80,6 +89,11 @@ async def cancel_at_random(
     return task.cancelled()
 
 
+def contended_time(engine: AsyncEngine, within: float) -> float:
+    """Return how long each round holds the write lock: on SQLite, long enough to wait in."""
+    return max(within, 0.005) if engine.dialect.name == "sqlite" else 0.0
+
+
 async def typical_duration(call: Callable[[int], Awaitable[Any]]) -> float:
     """Return the median time of five uncancelled calls.
 
@@ -92,6 +106,45 @@ async def typical_duration(call: Callable[[int], Awaitable[Any]]) -> float:
         await call(number)
         durations.append(time.perf_counter() - started)
     return statistics.median(durations)
+
+
+@asynccontextmanager
+async def write_lock_held(
+    engine: AsyncEngine, round_number: int, seconds: float
+) -> AsyncIterator[None]:
+    """On SQLite, hold the file's write lock for ``seconds`` while the block runs.
+
+    Even rounds hold it in a unit of work of this process, odd rounds on a
+    ``sqlite3`` connection of their own. On PostgreSQL nothing is held.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    if round_number % 2 == 0:
+
+        async def hold() -> None:
+            async with SQLAlchemyUnitOfWork(engine):
+                await asyncio.sleep(seconds)
+
+        holder = asyncio.ensure_future(hold())
+        await asyncio.sleep(0)  # it takes the lock
+        try:
+            yield
+        finally:
+            await holder
+        return
+    other = sqlite3.connect(str(engine.url.database), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        release = asyncio.get_running_loop().call_later(seconds, other.rollback)
+        try:
+            yield
+        finally:
+            await asyncio.sleep(seconds)
+            release.cancel()
+            other.rollback()
+    finally:
+        other.close()
 
 
 async def another_writer_gets_in(url: str, stream_id: str) -> None:
@@ -114,16 +167,18 @@ async def test_a_cancelled_append_leaves_no_lock_behind(
     within = await typical_duration(
         lambda n: store.append(f"w-{n}", [Ticked(number=i) for i in range(5)], expected_version=0)
     )
+    hold = contended_time(engine, within)
     cancelled = 0
     for round_number in range(ROUNDS):
         # when: an append is cancelled somewhere between its first and last await
-        cancelled += await cancel_at_random(
-            lambda n=round_number: store.append(  # type: ignore[misc]
-                f"c-{n}", [Ticked(number=i) for i in range(5)], expected_version=0
-            ),
-            rng,
-            within=within,
-        )
+        async with write_lock_held(engine, round_number, hold):
+            cancelled += await cancel_at_random(
+                lambda n=round_number: store.append(  # type: ignore[misc]
+                    f"c-{n}", [Ticked(number=i) for i in range(5)], expected_version=0
+                ),
+                rng,
+                within=within + hold,
+            )
         # then: another writer is not kept waiting
         await another_writer_gets_in(database_url, f"other-{round_number}")
     assert cancelled >= ROUNDS // 4, f"too few cancellations landed (seed {seed})"
@@ -157,14 +212,16 @@ async def test_a_cancelled_command_leaves_no_lock_behind(
     factory.register_event_sourced_type(Counter)
     mediator = factory.create()
     within = await typical_duration(lambda n: mediator.send(Tick(counter_id=f"w-{n}", number=5)))
+    hold = contended_time(engine, within)
     cancelled = 0
     for round_number in range(ROUNDS):
         # when: the command is cancelled at a random await
-        cancelled += await cancel_at_random(
-            lambda n=round_number: mediator.send(Tick(counter_id=f"t-{n}", number=5)),  # type: ignore[misc]
-            rng,
-            within=within,
-        )
+        async with write_lock_held(engine, round_number, hold):
+            cancelled += await cancel_at_random(
+                lambda n=round_number: mediator.send(Tick(counter_id=f"t-{n}", number=5)),  # type: ignore[misc]
+                rng,
+                within=within + hold,
+            )
         # then
         await another_writer_gets_in(database_url, f"other-{round_number}")
     assert cancelled >= ROUNDS // 4, f"too few cancellations landed (seed {seed})"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import sqlite3
 
 import pytest
 from sqlalchemy import String, func, select, text
@@ -21,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cqrs_ddd_core import ConcurrencyError, DomainEvent, command_scope
 from cqrs_ddd_persistence_sqlalchemy import (
+    LockTimeoutError,
     PersistenceError,
     SQLAlchemyEventStore,
     SQLAlchemyUnitOfWork,
@@ -327,3 +330,108 @@ async def test_a_read_only_engine_gets_read_only_transactions(engine: AsyncEngin
     read_only = engine.execution_options(postgresql_readonly=True)
     async with SQLAlchemyUnitOfWork(read_only) as uow:
         assert await uow.connection.scalar(text("SHOW transaction_read_only")) == "on"
+
+
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@on_sqlite
+async def test_a_writer_waiting_for_another_process_s_lock_keeps_the_loop_running(
+    engine: AsyncEngine,
+) -> None:
+    # given: another connection (as another process would) holds the write lock
+    other = sqlite3.connect(str(engine.url.database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    store = SQLAlchemyEventStore(engine)
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    beating = asyncio.ensure_future(heartbeat())
+    try:
+        # when: an append waits for it, and the lock is released 200 ms later
+        asyncio.get_running_loop().call_later(0.2, other.rollback)
+        stored = await store.append("waited", [Noted(text="a")], expected_version=0)
+    finally:
+        beating.cancel()
+        other.close()
+    # then: the append went in, and the loop ran other tasks all the while
+    assert [event.version for event in stored] == [1]
+    assert ticks >= 10
+
+
+@on_sqlite
+async def test_writers_of_one_process_take_turns_and_all_commit(engine: AsyncEngine) -> None:
+    store = SQLAlchemyEventStore(engine)
+    second_engine = create_engine(str(engine.url))  # another engine on the same file
+    second_store = SQLAlchemyEventStore(second_engine)
+
+    async def command(number: int) -> None:
+        chosen_engine, chosen_store = (
+            (engine, store) if number % 2 else (second_engine, second_store)
+        )
+        async with SQLAlchemyUnitOfWork(chosen_engine) as uow:
+            with command_scope(uow):
+                await chosen_store.append(f"s-{number}", [Noted(text="a")], expected_version=0)
+                await asyncio.sleep(0)  # others queue for the lock meanwhile
+                await chosen_store.append(f"s-{number}", [Noted(text="b")], expected_version=1)
+                await uow.commit()
+
+    try:
+        await asyncio.gather(*(command(number) for number in range(40)))
+    finally:
+        await second_engine.dispose()
+    stored = await store.read_all(limit=200)
+    assert len(stored) == 80
+    # each command's two events are next to each other: the transactions did not interleave
+    for first, second in itertools.pairwise(stored):
+        if first.version == 1:
+            assert (second.stream_id, second.version) == (first.stream_id, 2)
+
+
+@on_sqlite
+async def test_a_writer_held_up_in_process_past_the_busy_timeout_gets_a_lock_timeout(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, busy_timeout_ms=100)
+    await upgrade_schema(engine)
+    store = SQLAlchemyEventStore(engine)
+    try:
+        async with SQLAlchemyUnitOfWork(engine) as holder:
+            with command_scope(holder):
+                await store.append("held", [Noted(text="a")], expected_version=0)
+
+            async def other_command() -> None:
+                async with SQLAlchemyUnitOfWork(engine) as uow:
+                    await uow.commit()
+
+            with pytest.raises(LockTimeoutError, match="busy timeout"):
+                await other_command()
+            await holder.commit()
+        # the lock is free again once the holder is done
+        await store.append("after", [Noted(text="b")], expected_version=0)
+    finally:
+        await engine.dispose()
+
+
+@on_sqlite
+async def test_a_connection_given_back_inside_a_transaction_is_rolled_back(
+    engine: AsyncEngine,
+) -> None:
+    # given: a SQLAlchemy transaction left open when its connection is closed
+    await notes_table(engine)
+    connection = await engine.connect()
+    await connection.execute(Note.__table__.insert().values(id="left-open"))
+    await connection.close()
+    # then: nothing of it was committed, and a writer gets the lock at once
+    assert await count_notes(engine) == 0
+    other = sqlite3.connect(str(engine.url.database), isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+    finally:
+        other.close()
