@@ -8,7 +8,10 @@ connection in autocommit mode, so that SQLAlchemy sends each statement as it
 is: the server runs them all inside the one transaction. The event store's
 hot statements then go straight to the driver, and a command that also
 writes through SQLAlchemy (repositories, ``uow.session``, the outbox) is
-still one transaction.
+still one transaction. ``BEGIN`` itself waits until something needs the
+transaction, and a command's only append can be the transaction (see
+:class:`DriverTransaction`). SQLite's transaction runs on the event loop's
+thread (:class:`SQLiteDriverTransaction`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import sqlite3
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import await_only
 
 from cqrs_ddd_persistence_sqlalchemy.engine import READ_ONLY_OPTION
 from cqrs_ddd_persistence_sqlalchemy.exceptions import LockTimeoutError, PersistenceError
@@ -30,6 +35,7 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import LockTimeoutError, Persist
 _logger = logging.getLogger(__name__)
 
 _SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_BEGIN_READ_COMMITTED = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
 
 
@@ -50,10 +56,39 @@ def begin_statement(isolation_level: str, options: Mapping[str, Any] | None = No
     return statement
 
 
-class DriverTransaction:
-    """One transaction on the driver connection under ``connection`` (PostgreSQL, asyncpg)."""
+class DeferredWrite(Protocol):
+    """A write a unit of work holds until it must send it (see ``DriverTransaction.defer``)."""
 
-    def __init__(self, connection: AsyncConnection, driver: Any, isolation_level: str) -> None:
+    async def in_transaction(self, driver: Any) -> None:
+        """Send the write inside the transaction, which has just begun."""
+        ...
+
+    async def alone(self, driver: Any) -> None:
+        """Send the write as the whole transaction: one statement, committed by the server."""
+        ...
+
+
+class DriverTransaction:
+    """One transaction on the driver connection under ``connection`` (PostgreSQL, asyncpg).
+
+    At ``READ COMMITTED`` (PostgreSQL's default) without ``READ ONLY`` or
+    ``DEFERRABLE``, ``BEGIN`` is held back until something needs the
+    transaction: a statement through SQLAlchemy, an append sent at once, or
+    a read after a held-back append. Reads before that run as statements of
+    their own, which see what a first statement of the transaction would
+    see. One write can be held back to the commit (:meth:`defer`); a unit of
+    work holding only that write then sends it as one statement in an
+    implicit transaction: no ``BEGIN``, no ``COMMIT``, one round trip.
+    """
+
+    def __init__(
+        self,
+        connection: AsyncConnection,
+        driver: Any,
+        isolation_level: str,
+        *,
+        begin_later: str | None = None,
+    ) -> None:
         self._connection = connection
         self.driver = driver
         """The asyncpg connection that holds the transaction."""
@@ -61,6 +96,14 @@ class DriverTransaction:
         """What the event store's statements run on: here the asyncpg connection."""
         self._isolation_level = isolation_level
         self._sqlalchemy_joined = False
+        self._begin_later = begin_later
+        self._deferred: DeferredWrite | None = None
+        self._ended = False
+
+    @property
+    def begun(self) -> bool:
+        """Return whether ``BEGIN`` has been sent."""
+        return self._begin_later is None
 
     @property
     def connection(self) -> AsyncConnection:
@@ -68,13 +111,20 @@ class DriverTransaction:
 
         The switch is made on first use only: a command that writes nothing
         through SQLAlchemy never pays for it. It sends nothing to the server
-        (SQLAlchemy's adapter holds no transaction of its own here).
+        (SQLAlchemy's adapter holds no transaction of its own here). While
+        ``BEGIN`` is held back, SQLAlchemy's first statement sends it first.
         """
         if not self._sqlalchemy_joined:
             sync_connection = self._sync_connection()
             sync_connection.execution_options(isolation_level="AUTOCOMMIT")
             self._join(sync_connection)
+            if not self.begun:
+                event.listen(sync_connection, "before_cursor_execute", self._before_statement)
         return self._connection
+
+    def _before_statement(self, *_: Any) -> None:
+        if not self.begun and not self._ended:
+            await_only(self.open())  # in SQLAlchemy's greenlet: the statement waits for BEGIN
 
     def _sync_connection(self) -> Connection:
         sync_connection = self._connection.sync_connection
@@ -95,24 +145,64 @@ class DriverTransaction:
 
     @classmethod
     async def begin(cls, connection: AsyncConnection, isolation_level: str) -> DriverTransaction:
-        """Send ``BEGIN`` on the driver connection under ``connection``.
+        """Begin on the driver connection under ``connection`` (``BEGIN`` may wait, see above).
 
         ``isolation_level`` is the engine's (SQLAlchemy's spelling): the
         transaction runs at it, and :meth:`close` gives it back to the connection.
         """
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
-        options = connection.engine.get_execution_options()
-        await driver.execute(begin_statement(isolation_level, options))
+        statement = begin_statement(isolation_level, connection.engine.get_execution_options())
+        if statement == _BEGIN_READ_COMMITTED:
+            return cls(connection, driver, isolation_level, begin_later=statement)
+        await driver.execute(statement)
         return cls(connection, driver, isolation_level)
 
+    async def open(self) -> None:
+        """Send the held-back ``BEGIN``, then the held-back write, if any (no-op once begun)."""
+        statement = self._begin_later
+        if statement is None:
+            return
+        if self._ended:
+            raise PersistenceError("use the unit of work", "its transaction has ended")
+        await self.driver.execute(statement)
+        self._begin_later = None
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            await deferred.in_transaction(self.driver)
+
+    def defer(self, write: DeferredWrite) -> bool:
+        """Hold ``write`` back to the commit, when nothing has begun; False: send it now.
+
+        A later statement that needs the transaction sends ``BEGIN`` and then
+        ``write`` first; a commit with nothing else to send sends ``write``
+        alone, as the transaction.
+        """
+        if self.begun or self._ended or self._deferred is not None:
+            return False
+        self._deferred = write
+        return True
+
+    @property
+    def has_deferred(self) -> bool:
+        """Return whether a write is held back."""
+        return self._deferred is not None
+
     async def commit(self, operation: str) -> None:
-        """Send ``COMMIT``; raise ``PersistenceError`` when the server rolled back instead.
+        """Commit; raise ``PersistenceError`` when the server rolled back instead.
 
         PostgreSQL answers ``COMMIT`` of a transaction in which a statement
         failed (and whose error the caller caught) with a rollback, and no
-        error: that must not pass for a commit.
+        error: that must not pass for a commit. With ``BEGIN`` still held
+        back, the held-back write (if any) is sent alone.
         """
+        if not self.begun:
+            deferred, self._deferred = self._deferred, None
+            self._ended = True
+            if deferred is not None:
+                await deferred.alone(self.driver)
+            return
+        self._ended = True
         status = await self.driver.execute("COMMIT")
         if status != "COMMIT":
             raise PersistenceError(
@@ -127,8 +217,11 @@ class DriverTransaction:
         connection is handed out again in the middle of a transaction, or of
         an operation a lost connection cut short. ``lost`` says the unit of
         work ended on such a loss: errors raised on the driver go past
-        SQLAlchemy, which would otherwise pool the connection again.
+        SQLAlchemy, which would otherwise pool the connection again. A
+        held-back write is dropped.
         """
+        self._ended = True
+        self._deferred = None
         if lost or self._closed_under_us():
             await self._connection.invalidate()
             return
@@ -158,6 +251,7 @@ class DriverTransaction:
         rolled back then opens a transaction of SQLAlchemy's, which the unit of
         work rolls back when it closes, instead of committing on its own.
         """
+        self._ended = True
         if self._sqlalchemy_joined:
             connection = self._connection
             if connection.in_transaction():

@@ -180,6 +180,16 @@ class SQLAlchemyEventStore:
             return []
         operation = f"append to stream {stream_id!r}"
         uow = unit_of_work_for_write(self.engine, operation)
+        return await self._append_documents(uow, operation, stream_id, documents, expected_version)
+
+    async def _append_documents(
+        self,
+        uow: SQLAlchemyUnitOfWork | None,
+        operation: str,
+        stream_id: str,
+        documents: list[dict[str, Any]],
+        expected_version: int,
+    ) -> list[StoredEvent]:
         if uow is not None:
             with translated_errors(operation):
                 uow.call_after_commit(self.wakeup.notify)
@@ -194,6 +204,36 @@ class SQLAlchemyEventStore:
             return stored
 
         return await once_more_if_disconnected(self.engine, operation, append_on_its_own)
+
+    async def append_at_commit(
+        self,
+        stream_id: str,
+        events: Sequence[DomainEvent],
+        *,
+        expected_version: int,
+    ) -> None:
+        """Append ``events`` as :meth:`append` does, at the latest when the command commits.
+
+        The batch is checked at once (``ValidationError``,
+        ``EventSerializationError``). On PostgreSQL, in a command that has not
+        needed its transaction yet, the append is held back: a command whose
+        only write it is then commits it as one statement, in one round trip,
+        and its ``ConcurrencyError`` (or ``DuplicateEventIdError``) comes
+        from the commit. Anywhere else (SQLite, outside a command, a command
+        already in its transaction) this is :meth:`append`.
+        """
+        documents = prepare_append(stream_id, events, expected_version=expected_version)
+        if not documents:
+            return
+        operation = f"append to stream {stream_id!r}"
+        uow = unit_of_work_for_write(self.engine, operation)
+        append = self._driver_append
+        if uow is not None and isinstance(append, PostgresAppend):
+            held = _HeldAppend(append, operation, stream_id, documents, expected_version)
+            if uow.defer(held):
+                uow.call_after_commit(self.wakeup.notify)
+                return
+        await self._append_documents(uow, operation, stream_id, documents, expected_version)
 
     async def load_stream(self, stream_id: str, *, from_version: int = 1) -> list[StoredEvent]:
         """Return the stream's events from ``from_version`` on, in version order."""
@@ -265,7 +305,7 @@ class SQLAlchemyEventStore:
             except Exception:  # SQLAlchemy's run reports it, typed
                 _logger.debug("driver load failed, loading through SQLAlchemy", exc_info=True)
                 return None
-        driver = uow.driver_connection
+        driver = await uow.driver_for_read()
         return None if driver is None else await query.fetch_with(driver, parameters)
 
     async def current_position(self) -> int:
@@ -295,7 +335,7 @@ class SQLAlchemyEventStore:
         documents: list[dict[str, Any]],
         expected_version: int,
     ) -> list[StoredEvent]:
-        driver = uow.driver_connection
+        driver = await uow.driver_for_write()
         rows = [_row(stream_id, document) for document in documents]
         if driver is not None and self._driver_append is not None:
             append = self._driver_append
@@ -373,3 +413,41 @@ def _row(stream_id: str, document: dict[str, Any]) -> dict[str, Any]:
         "payload": document["payload"],
         "metadata": document["metadata"],
     }
+
+
+class _HeldAppend:
+    """An append a PostgreSQL unit of work holds back to its commit (see ``append_at_commit``)."""
+
+    def __init__(
+        self,
+        append: PostgresAppend,
+        operation: str,
+        stream_id: str,
+        documents: list[dict[str, Any]],
+        expected_version: int,
+    ) -> None:
+        self._append = append
+        self._operation = operation
+        self._stream_id = stream_id
+        self._documents = documents
+        self._expected_version = expected_version
+
+    async def in_transaction(self, driver: Any) -> None:
+        """Append inside the transaction that has just begun; raise on a conflict."""
+        append, arguments = self._append, self._arguments(driver)
+        with translated_errors(self._operation):
+            positions = await append.insert(*arguments)
+            if len(positions) != len(self._documents):
+                if positions:
+                    await append.take_out(driver, list(positions.values()))
+                await append.explain_refusal(*arguments)
+
+    async def alone(self, driver: Any) -> None:
+        """Append as one statement the server commits; raise on a conflict."""
+        append, arguments = self._append, self._arguments(driver)
+        with translated_errors(self._operation):
+            if not await append.insert_alone(*arguments):
+                await append.explain_refusal(*arguments)
+
+    def _arguments(self, driver: Any) -> tuple[Any, str, list[dict[str, Any]], int]:
+        return (driver, self._stream_id, self._documents, self._expected_version)

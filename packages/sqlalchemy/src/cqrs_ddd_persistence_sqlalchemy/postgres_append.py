@@ -20,8 +20,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy.engine import Dialect
 
+from cqrs_ddd_core.exceptions import ConcurrencyError, DuplicateEventIdError
 from cqrs_ddd_persistence_sqlalchemy.channels import NOTIFY_CHANNEL
 from cqrs_ddd_persistence_sqlalchemy.driver_reads import bind_processor_of
 from cqrs_ddd_persistence_sqlalchemy.schema import events
@@ -55,7 +57,14 @@ ON CONFLICT DO NOTHING
 RETURNING position, version
 """  # noqa: S608 (only the module's constants are put in; values are bound)
 
+# The same append, all or nothing: sent alone (an implicit transaction, see
+# ``DriverTransaction.defer``), it cannot take rows out again afterwards, so a
+# row that collides fails the whole statement instead of being left out.
+_APPEND_ALONE = _APPEND.replace("ON CONFLICT DO NOTHING\n", "")
+
 _DELETE = "DELETE FROM cqrs_events WHERE position = ANY($1::bigint[])"
+_STORED_IDS = "SELECT event_id FROM cqrs_events WHERE stream_id = $1 AND event_id = ANY($2::uuid[])"
+_LATEST_VERSION = "SELECT coalesce(max(version), 0) FROM cqrs_events WHERE stream_id = $1"
 
 
 class PostgresAppend:
@@ -77,9 +86,59 @@ class PostgresAppend:
         Fewer entries than documents mean the stream was not where expected
         (nothing went in) or another writer got there first (some may have).
         """
+        rows = await driver.fetch(_APPEND, *self._arguments(stream_id, documents, expected_version))
+        return {version: position for position, version in rows}
+
+    async def insert_alone(
+        self,
+        driver: Any,
+        stream_id: str,
+        documents: Sequence[dict[str, Any]],
+        expected_version: int,
+    ) -> bool:
+        """Insert every document or none, as one statement outside any transaction.
+
+        The server commits it on its own. False when nothing went in: the
+        stream was not at ``expected_version``, or a version or event id
+        collided (see :meth:`explain_refusal`).
+        """
+        arguments = self._arguments(stream_id, documents, expected_version)
+        try:
+            rows = await driver.fetch(_APPEND_ALONE, *arguments)
+        except asyncpg.UniqueViolationError:
+            return False
+        return len(rows) == len(documents)
+
+    async def explain_refusal(
+        self,
+        driver: Any,
+        stream_id: str,
+        documents: Sequence[dict[str, Any]],
+        expected_version: int,
+    ) -> None:
+        """Raise why an append went in short; return when its events were all stored before.
+
+        Every event id already in the stream: the same append was stored
+        before (a retry after an ambiguous commit), which is not an error.
+        Some of them: ``DuplicateEventIdError``. None: ``ConcurrencyError``
+        with the stream's version now.
+        """
+        ids = [UUID(document["event_id"]) for document in documents]
+        stored = {row[0] for row in await driver.fetch(_STORED_IDS, stream_id, ids)}
+        if stored and len(stored) == len(ids):
+            return
+        if stored:
+            raise DuplicateEventIdError(stream_id, [i for i in ids if i in stored])
+        actual = await driver.fetchval(_LATEST_VERSION, stream_id)
+        raise ConcurrencyError(
+            stream_id, expected_version=expected_version, actual_version=int(actual or 0)
+        )
+
+    def _arguments(
+        self, stream_id: str, documents: Sequence[dict[str, Any]], expected_version: int
+    ) -> tuple[Any, ...]:
         json, moment = self._json, self._moment
-        rows = await driver.fetch(
-            _APPEND,
+        return (
             stream_id,
             expected_version,
             [document["version"] for document in documents],
@@ -93,7 +152,6 @@ class PostgresAppend:
             [json(document["payload"]) for document in documents],
             [json(document["metadata"]) for document in documents],
         )
-        return {version: position for position, version in rows}
 
     async def take_out(self, driver: Any, positions: Sequence[int]) -> None:
         """Delete the rows at ``positions`` (inside the caller's transaction)."""

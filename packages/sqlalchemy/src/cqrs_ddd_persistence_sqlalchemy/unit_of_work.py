@@ -13,6 +13,7 @@ from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import UnitOfWorkError
 from cqrs_ddd_core.failpoints import async_failpoint
 from cqrs_ddd_persistence_sqlalchemy.driver_transaction import (
+    DeferredWrite,
     DriverTransaction,
     SQLiteDriverTransaction,
 )
@@ -36,8 +37,9 @@ class SQLAlchemyUnitOfWork:
     your own. Leaving the block without :meth:`commit` rolls back.
 
     On asyncpg and aiosqlite the unit of work sends ``BEGIN`` (on SQLite
-    ``BEGIN IMMEDIATE``, on the event loop's thread) and ``COMMIT`` on the
-    driver connection itself, and
+    ``BEGIN IMMEDIATE``, on the event loop's thread; on PostgreSQL at ``READ
+    COMMITTED`` only once something needs the transaction, see :meth:`defer`)
+    and ``COMMIT`` on the driver connection itself, and
     SQLAlchemy's statements run inside that transaction (see
     ``driver_transaction``): the event store then appends straight on the
     driver, and everything written through SQLAlchemy on :attr:`connection`
@@ -90,6 +92,40 @@ class SQLAlchemyUnitOfWork:
         for other drivers, whose transaction is SQLAlchemy's.
         """
         return None if self._transaction is None else self._transaction.statements
+
+    async def driver_for_read(self) -> Any | None:
+        """Return :attr:`driver_connection`, for a read that must see this transaction's writes.
+
+        A write held back to the commit (:meth:`defer`) is sent first; a read
+        before any write may run outside the transaction on PostgreSQL (see
+        ``DriverTransaction``), as its first statement would see the same.
+        """
+        transaction = self._transaction
+        if transaction is None:
+            return None
+        if transaction.has_deferred:
+            await transaction.open()
+        return transaction.statements
+
+    async def driver_for_write(self) -> Any | None:
+        """Return :attr:`driver_connection` inside the transaction (``BEGIN`` sent)."""
+        transaction = self._transaction
+        if transaction is None:
+            return None
+        await transaction.open()
+        return transaction.statements
+
+    def defer(self, write: DeferredWrite) -> bool:
+        """Hold ``write`` back until the commit, where the driver allows it; False: send it now.
+
+        On PostgreSQL, when nothing has needed the transaction yet: a commit
+        with nothing else to send then sends ``write`` alone, one statement
+        in an implicit transaction. Anything that needs the transaction first
+        (a statement through SQLAlchemy, a read of this transaction's writes)
+        sends ``BEGIN`` and then ``write``. A rollback drops it.
+        """
+        transaction = self._transaction
+        return transaction is not None and transaction.defer(write)
 
     @property
     def session(self) -> AsyncSession:

@@ -11,7 +11,7 @@ from cqrs_ddd_core.cqrs.response import CommandResponse
 from cqrs_ddd_core.cqrs.scope import stamp_ids
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.domain.events import DomainEvent
-from cqrs_ddd_core.ports.event_store import EventStore
+from cqrs_ddd_core.ports.event_store import EventStore, append_for_command
 
 AggregateTypeRef = str | type[AggregateRoot]
 """An aggregate type, given as its class or as its ``aggregate_type_name``."""
@@ -123,8 +123,11 @@ class EventSourcedPersistenceOrchestrator:
                 for event in batch
             ]
             first_version = stamped[0].version or 1
-            await self.event_store_for(aggregate_type).append(
-                stream_id, stamped, expected_version=first_version - 1
+            await append_for_command(
+                self.event_store_for(aggregate_type),
+                stream_id,
+                stamped,
+                expected_version=first_version - 1,
             )
 
 

@@ -7,6 +7,7 @@ from typing import Generic, TypeVar
 from cqrs_ddd_advanced_core.event_sourcing.loader import EventSourcedLoader
 from cqrs_ddd_core.cqrs.scope import current_scope
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
+from cqrs_ddd_core.ports.event_store import append_for_command
 
 TAggregate = TypeVar("TAggregate", bound=AggregateRoot)
 
@@ -43,16 +44,19 @@ class EventSourcedRepository(Generic[TAggregate]):
         the command's correlation and causation ids and appended with the
         aggregate's persisted version as the expected version: an aggregate
         that another command changed since it was loaded raises
-        ``ConcurrencyError`` here, while the handler runs. A save without new
-        events writes nothing.
+        ``ConcurrencyError``, here or, where the store holds the append back
+        to the commit (``SQLAlchemyEventStore`` on PostgreSQL, see
+        ``append_for_command``), from the command's commit. Either way the
+        command fails whole, and ``RetryBehavior`` and ``ConflictBehavior``
+        run it again. A save without new events writes nothing.
         """
         scope = current_scope()
         previous_version = aggregate.persisted_version
         events = scope.record(aggregate.collect_events(), stored=True)
         if not events:
             return
-        await self.loader.event_store.append(
-            aggregate.id, events, expected_version=previous_version
+        await append_for_command(
+            self.loader.event_store, aggregate.id, events, expected_version=previous_version
         )
         snapshots = self.loader.snapshot_store
         if snapshots is not None:

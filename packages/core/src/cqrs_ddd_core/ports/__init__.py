@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cqrs_ddd_core.ports.event_dispatcher import EventDispatcherPort
-from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent, append_for_command
 from cqrs_ddd_core.ports.message_publisher import MessagePublisher
 from cqrs_ddd_core.ports.repository import Repository
 from cqrs_ddd_core.ports.specification import Satisfiable
@@ -18,4 +18,5 @@ __all__ = [
     "StoredEvent",
     "UnitOfWork",
     "UnitOfWorkFactory",
+    "append_for_command",
 ]

@@ -72,3 +72,25 @@ class EventStore(Protocol):
     async def current_position(self) -> int:
         """Return the position of the last committed event (0 for an empty store)."""
         ...
+
+
+async def append_for_command(
+    store: EventStore,
+    stream_id: str,
+    events: Sequence[DomainEvent],
+    *,
+    expected_version: int,
+) -> None:
+    """Append a command's events through ``store``, letting it wait for the commit if it can.
+
+    A store with an ``append_at_commit`` method (``SQLAlchemyEventStore``)
+    may hold the append back until the command's unit of work commits, and
+    send it there with the commit in one round trip; a conflict
+    (``ConcurrencyError``) then comes from the commit rather than from here.
+    Other stores append at once. The events are checked here either way.
+    """
+    at_commit = getattr(store, "append_at_commit", None)
+    if at_commit is None:
+        await store.append(stream_id, events, expected_version=expected_version)
+    else:
+        await at_commit(stream_id, events, expected_version=expected_version)
