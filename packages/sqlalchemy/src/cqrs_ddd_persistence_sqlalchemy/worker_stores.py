@@ -34,6 +34,7 @@ from cqrs_ddd_persistence_sqlalchemy.connections import Reads
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import PendingWrites, drop_writes, hold_writes
 from cqrs_ddd_persistence_sqlalchemy.schema import projections as rows
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 
 _IDLE_TIMEOUT = "idle_in_transaction_session_timeout"
 ADMIN_TTL = 30.0
@@ -249,8 +250,10 @@ class SQLAlchemyCheckpointStore:
             fence = fence.returning(
                 func.set_config(_IDLE_TIMEOUT, _milliseconds(ttl), literal(True))
             )
-        with translated_errors(f"apply a batch of projection {lease.name!r}"):
-            async with self.engine.connect() as connection, connection.begin():
+        operation = f"apply a batch of projection {lease.name!r}"
+        with translated_errors(operation):
+            async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as uow:
+                connection = uow.connection
                 fenced = (await connection.execute(fence)).first()
                 if fenced is None:
                     raise LeaseLostError(lease.name, lease.owner, lease.epoch)
@@ -267,6 +270,7 @@ class SQLAlchemyCheckpointStore:
                     await connection.execute(
                         update(rows).where(job.holder(lease)).values(**changes)
                     )
+                await uow.commit()
 
     async def record(self, name: str) -> WorkerRecord:
         """Return the job's stored state (a fresh one when it has none)."""

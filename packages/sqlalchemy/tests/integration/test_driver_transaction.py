@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import itertools
 import sqlite3
+import threading
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 from sqlalchemy import String, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cqrs_ddd_core import ConcurrencyError, DomainEvent, command_scope
@@ -277,16 +280,28 @@ async def test_a_cancelled_command_ends_cancelled_and_commits_nothing(
                 await uow.connection.execute(select(func.count()).select_from(Note))
                 await uow.commit()
 
+    async def hold_the_write_lock(seconds: float) -> None:
+        async with SQLAlchemyUnitOfWork(engine):
+            await asyncio.sleep(seconds)
+
     started = asyncio.get_running_loop().time()
     await command(-1)
     duration = asyncio.get_running_loop().time() - started
+    # On SQLite a command that has the lock never waits, so nothing could cancel
+    # it: another unit of work holds the lock first, and the cancellation lands
+    # while the command waits for it.
+    held = duration if engine.dialect.name == "sqlite" else 0.0
     outcomes = []
     for number in range(40):
+        holder = asyncio.ensure_future(hold_the_write_lock(held)) if held else None
+        await asyncio.sleep(0)
         task = asyncio.ensure_future(command(number))
         await asyncio.sleep(duration * (number % 10) / 10)
         task.cancel()
         done = await asyncio.gather(task, return_exceptions=True)
         outcomes.append(done[0])
+        if holder is not None:
+            await holder
     # every command either finished or was cancelled: no cleanup error in its place
     assert [
         o for o in outcomes if o is not None and not isinstance(o, asyncio.CancelledError)
@@ -435,3 +450,21 @@ async def test_a_connection_given_back_inside_a_transaction_is_rolled_back(
         other.rollback()
     finally:
         other.close()
+
+
+@on_sqlite
+async def test_sqlalchemy_statements_of_a_sqlite_unit_of_work_run_on_the_loop_s_thread(
+    engine: AsyncEngine,
+) -> None:
+    def thread_of(connection: AsyncConnection) -> Awaitable[Any]:
+        return connection.scalar(text("SELECT thread_id()"))
+
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        driver = await uow.connection.get_raw_connection()
+        native = driver.driver_connection._conn  # type: ignore[union-attr]
+        native.create_function("thread_id", 0, threading.get_ident)
+        # inside the transaction: on the loop's thread, no hand-off
+        assert await thread_of(uow.connection) == threading.get_ident()
+        await uow.commit()
+        # once it has ended, a statement (which may wait for the lock) goes to aiosqlite's thread
+        assert await thread_of(uow.connection) != threading.get_ident()
