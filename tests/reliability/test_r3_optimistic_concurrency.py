@@ -81,6 +81,9 @@ async def increment_repeatedly(
         fresh = await store.load_stream(STREAM, from_version=counter.version + 1)
         counter.replay_events(REGISTRY.from_stored(event) for event in fresh)
         expected = counter.version
+        # a handler's work between load and save: other tasks run meanwhile (a
+        # short read on SQLite runs on the loop's thread and yields nowhere)
+        await asyncio.sleep(0)
         candidate = Counter(id=STREAM, version=expected, value=counter.value)
         candidate.trigger_event(Incremented())
         try:

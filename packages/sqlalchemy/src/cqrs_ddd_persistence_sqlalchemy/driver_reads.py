@@ -19,6 +19,7 @@ no hand-off at all, under limits that keep it short (see its docstring).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
@@ -80,11 +81,7 @@ class DriverQuery:
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
-        self._processors: list[tuple[int, Callable[[Any], Any]]] = [
-            (index, processor)
-            for index, processor in enumerate(processors)
-            if processor is not None
-        ]
+        self._make_row = _row_maker(processors)
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
         """Return ``parameters`` as the driver's positional arguments, bind-processed."""
@@ -100,15 +97,7 @@ class DriverQuery:
 
     def rows(self, raw_rows: Sequence[Sequence[Any]]) -> list[Row]:
         """Return the driver's rows with the dialect's result processors applied."""
-        if not self._processors:
-            return [tuple(row) for row in raw_rows]
-        processed: list[Row] = []
-        for raw in raw_rows:
-            row = list(raw)
-            for index, process in self._processors:
-                row[index] = process(row[index])
-            processed.append(tuple(row))
-        return processed
+        return list(map(self._make_row, raw_rows))
 
     async def fetch_on(
         self, connection: AsyncConnection, parameters: Mapping[str, Any]
@@ -144,6 +133,25 @@ class DriverQuery:
         else:
             raw_rows = await driver_connection.execute_fetchall(self.sql, arguments)
         return self.rows(raw_rows)
+
+
+def _row_maker(processors: Sequence[Callable[[Any], Any] | None]) -> Callable[[Any], Row]:
+    """Return a function making one result row: a tuple with each column's processor applied.
+
+    Written out for the statement's columns (``(p1(row[1]), row[2], ...)``),
+    so a row costs one call and one tuple, with no loop over its columns.
+    """
+    names = {f"p{index}": process for index, process in enumerate(processors) if process}
+    values = ", ".join(
+        f"p{index}(row[{index}])" if f"p{index}" in names else f"row[{index}]"
+        for index in range(len(processors))
+    )
+    defaults = ", ".join(f"{name}={name}" for name in names)
+    source = f"def make(row, {defaults}):\n    return ({values},)"
+    namespace: dict[str, Any] = {}
+    exec(source, names, namespace)  # noqa: S102 - the source holds indices and names only
+    maker: Callable[[Any], Row] = namespace["make"]
+    return maker
 
 
 class PreparedRead:
@@ -248,6 +256,40 @@ class SQLiteLoopReader:
         finally:
             self._lock.release()
         return None if len(rows) > self.max_rows else rows
+
+    async def fetch_in_turns(self, arguments: Sequence[Any]) -> list[Sequence[Any]] | None:
+        """Return the raw rows of the query for ``arguments``, however many; None: read elsewhere.
+
+        The rows are stepped through ``max_rows`` at a time, other tasks
+        getting a turn in between, so no turn holds the loop longer than a
+        :meth:`fetch` does. The statement keeps one committed state of the
+        database across the turns (in WAL mode a reader's snapshot holds
+        until its statement ends). A second read meanwhile finds the
+        connection in use and reads elsewhere, as from another thread.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._engine is not None and self._pool is not self._engine.sync_engine.pool:
+                self._close_connection()  # the engine was disposed since it opened
+            connection = self._connection or self._open()
+            cursor = connection.execute(self.sql, arguments)
+            try:
+                rows = page = cursor.fetchmany(self.max_rows)
+                while len(page) == self.max_rows:
+                    await asyncio.sleep(0)
+                    page = cursor.fetchmany(self.max_rows)
+                    rows += page
+            finally:
+                cursor.close()  # ends the statement, and with it the read transaction
+        except sqlite3.Error as error:
+            if getattr(error, "sqlite_errorcode", None) not in _SQLITE_BUSY_CODES:
+                _logger.debug("SQLite loop read of %s failed, reading through the pool", self.path)
+                self._close_connection()
+            return None
+        finally:
+            self._lock.release()
+        return rows
 
     def close(self) -> None:
         """Close the private connection (a later read opens a new one)."""

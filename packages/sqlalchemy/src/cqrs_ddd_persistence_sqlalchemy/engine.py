@@ -13,6 +13,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cqrs_ddd_persistence_sqlalchemy.exceptions import UnsupportedDatabaseError
+from cqrs_ddd_persistence_sqlalchemy.types import parse_json_text
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///cqrs_ddd.sqlite"
 """The embedded default: a SQLite file in the working directory."""
@@ -44,9 +45,14 @@ def create_engine(
     ``pg_terminate_backend``) is replaced when it is checked out, at no cost
     of a round trip (the driver already knows its socket was closed).
 
+    On both, JSON columns are read with ``types.parse_json_text``
+    (``json.loads``, faster for what the stores write) unless
+    ``json_deserializer`` is given.
+
     ``engine_options`` go to ``create_async_engine`` (pool size, echo ...).
     """
     url = make_url(url)
+    engine_options.setdefault("json_deserializer", parse_json_text)
     if url.get_backend_name() == "sqlite":
         connect_args = dict(engine_options.pop("connect_args", {}))
         connect_args.setdefault("factory", RollingBackConnection)

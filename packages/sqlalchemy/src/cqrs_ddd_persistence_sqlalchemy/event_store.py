@@ -117,11 +117,12 @@ class SQLAlchemyEventStore:
     processes. The store knows no worker: :meth:`worker_storage` only says
     where workers reading these events keep their state.
 
-    **Global reads on the driver.** Outside a command, :meth:`read_all` runs
-    its one SELECT straight on the driver (see ``driver_reads``): asyncpg's
-    ``fetch``, or on a SQLite file a private read-only ``sqlite3`` connection
-    on the event loop's thread for pages of up to 250 rows
-    (``sqlite_loop_reads=False`` turns that off), aiosqlite otherwise.
+    **Reads on the driver.** Outside a command, :meth:`read_all` and
+    :meth:`load_stream` run their one SELECT straight on the driver (see
+    ``driver_reads``): asyncpg's ``fetch``, or on a SQLite file a private
+    read-only ``sqlite3`` connection on the event loop's thread, stepping
+    through 250 rows per turn of the loop (``sqlite_loop_reads=False``
+    turns that off), aiosqlite otherwise.
     """
 
     def __init__(
@@ -276,8 +277,8 @@ class SQLAlchemyEventStore:
         if query is None:
             return None
         loop_reader = read.loop_reader
-        if loop_reader is not None and self.sqlite_loop_reads and limit <= loop_reader.max_rows:
-            raw_rows = loop_reader.fetch(query.arguments(parameters))
+        if loop_reader is not None and self.sqlite_loop_reads:
+            raw_rows = await loop_reader.fetch_in_turns(query.arguments(parameters))
             if raw_rows is not None:
                 return query.rows(raw_rows)
         try:
@@ -300,6 +301,11 @@ class SQLAlchemyEventStore:
             return None
         uow = ambient_unit_of_work(self.engine)
         if uow is None:
+            loop_reader = load.loop_reader
+            if loop_reader is not None and self.sqlite_loop_reads:
+                raw_rows = await loop_reader.fetch_in_turns(query.arguments(parameters))
+                if raw_rows is not None:
+                    return query.rows(raw_rows)
             try:
                 return await query.fetch_pooled(self.engine, parameters)
             except Exception:  # SQLAlchemy's run reports it, typed

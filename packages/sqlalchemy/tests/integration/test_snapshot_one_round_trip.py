@@ -11,6 +11,7 @@ must return exactly what the two reads it replaces return: ``latest`` and
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -135,8 +136,17 @@ def counting_reads(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> Read
         counted.loop_answers += rows is not None
         return rows
 
+    original_fetch_in_turns = SQLiteLoopReader.fetch_in_turns
+
+    async def loop_fetch_in_turns(reader: SQLiteLoopReader, arguments: Sequence[Any]) -> Any:
+        counted.loop_reads += 1
+        rows = await original_fetch_in_turns(reader, arguments)
+        counted.loop_answers += rows is not None
+        return rows
+
     monkeypatch.setattr(DriverQuery, "_fetch", driver_fetch)
     monkeypatch.setattr(SQLiteLoopReader, "fetch", loop_fetch)
+    monkeypatch.setattr(SQLiteLoopReader, "fetch_in_turns", loop_fetch_in_turns)
     counted.on_execute = on_execute
     event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
     return counted
@@ -402,6 +412,40 @@ async def test_a_read_with_more_rows_than_the_loop_reader_takes_goes_through_the
     assert snapshot is not None
     assert (snapshot.version, len(later)) == (5, 5)
     assert joint == await two_reads(shop, "o-1")
+
+
+async def test_a_long_stream_loads_on_the_loop_in_turns_and_reads_as_through_the_pool(
+    sqlite_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a stream of 9 events, the loop reader stepping 4 rows per turn
+    shop = sql_shop(sqlite_engine, frequency=100)
+    await shop.create_order("o-1")
+    await shop.mediator.send(AddItems(order_id="o-1", lines=lines(4)))
+    await shop.mediator.send(AddItems(order_id="o-1", lines=lines(4)))
+    monkeypatch.setattr(SQLiteLoopReader, "max_rows", 4)
+    reads = counting_reads(sqlite_engine, monkeypatch)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counting = asyncio.ensure_future(count_turns())
+    await asyncio.sleep(0)
+    # when
+    try:
+        loaded = await shop.event_store.load_stream("o-1")
+    finally:
+        counting.cancel()
+    # then: one loop read answered, other tasks ran between its pages, and the
+    # events are those the pool reads
+    assert (reads.loop_reads, reads.loop_answers, reads.driver_calls) == (1, 1, 0)
+    assert turns >= 2
+    shop.event_store.sqlite_loop_reads = False
+    assert loaded == await shop.event_store.load_stream("o-1")
+    assert [event.version for event in loaded] == list(range(1, 10))
 
 
 async def test_the_loop_reader_never_waits_for_a_lock(tmp_path: Path) -> None:
