@@ -120,6 +120,31 @@ async def _unit_of_work_and_store(bank: OurBank) -> None:
             await uow.commit()
 
 
+async def _unit_of_work_and_held_append(bank: OurBank) -> None:
+    """The repository's way: ``append_at_commit`` (on PostgreSQL, sent with the commit)."""
+    async with SQLAlchemyUnitOfWork(bank.engine) as uow:
+        with command_scope(uow):
+            event = AccountOpened(owner="ada", currency="EUR")
+            await bank.event_store.append_at_commit(str(uuid.uuid4()), [event], expected_version=0)
+            await uow.commit()
+
+
+async def _driver_append_alone(bank: OurBank) -> tuple[Callable[[], Awaitable[None]], Any]:
+    """Our append statement alone on a bare asyncpg connection: its own implicit transaction."""
+    append = PostgresAppend(bank.engine.dialect)
+    raw = await bank.engine.raw_connection()
+    driver = raw.driver_connection
+
+    async def run() -> None:
+        stream_id = str(uuid.uuid4())
+        await append.insert_alone(driver, stream_id, _documents(stream_id), 0)
+
+    async def close() -> None:
+        await greenlet_spawn(raw.close)
+
+    return run, close
+
+
 async def _command_layers(bank: OurBank, backend: str, where: str) -> None:
     print(f"\n{backend}: one command creating an aggregate with one event")
     if backend == "sqlite":
@@ -130,9 +155,17 @@ async def _command_layers(bank: OurBank, backend: str, where: str) -> None:
     name = "aiosqlite" if backend == "sqlite" else "asyncpg"
     _line(f"bare {name}: BEGIN, our append statement, COMMIT", await _per_call(run))
     await close()
+    if backend == "postgres":
+        run, close = await _driver_append_alone(bank)
+        _line("bare asyncpg: our append statement alone (no BEGIN/COMMIT)", await _per_call(run))
+        await close()
     _line(
-        "unit of work + event store append",
+        "unit of work + event store append (sent at once)",
         await _per_call(lambda: _unit_of_work_and_store(bank)),
+    )
+    _line(
+        "unit of work + append_at_commit (the repository's way)",
+        await _per_call(lambda: _unit_of_work_and_held_append(bank)),
     )
     _line("whole path: mediator + unit of work + event store", await _per_call(bank.open_account))
 

@@ -36,6 +36,10 @@ TIMEOUT_SECONDS = 300
 
 def measure(target: PostgresTarget, writers: int, per_writer: int, rounds: int) -> dict[str, float]:
     """Return each side's median events/s over ``rounds`` rounds of ``writers`` processes."""
+    # eventsourcing creates its tables when an application starts; several
+    # processes doing so at once can collide in PostgreSQL's catalog ("tuple
+    # concurrently updated"), so the tables are made here first
+    TheirBank(env=target.eventsourcing_env(pool_size=1)).close()
     context = multiprocessing.get_context("spawn")
     barriers = {side: context.Barrier(writers + 1, timeout=TIMEOUT_SECONDS) for side in SIDES}
     results: Queue[tuple[float, float]] = context.Queue()  # type: ignore[assignment]
