@@ -212,6 +212,7 @@ class SQLiteLoopReader:
         self._connection: sqlite3.Connection | None = None
         self._engine = engine
         self._pool: object | None = None  # the engine's pool when the connection was opened
+        self._wal = True  # until the connection, once open, says otherwise
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, sql: str) -> SQLiteLoopReader | None:
@@ -267,12 +268,18 @@ class SQLiteLoopReader:
         until its statement ends). A second read meanwhile finds the
         connection in use and reads elsewhere, as from another thread.
         """
+        if not self._wal:
+            # outside WAL mode a reader paused between pages would hold its
+            # lock while a writer on the loop's thread waits for it
+            return self.fetch(arguments)
         if not self._lock.acquire(blocking=False):
             return None
         try:
             if self._engine is not None and self._pool is not self._engine.sync_engine.pool:
                 self._close_connection()  # the engine was disposed since it opened
             connection = self._connection or self._open()
+            if not self.in_wal_mode():
+                return None  # found out on opening: the next read takes the bounded way
             cursor = connection.execute(self.sql, arguments)
             try:
                 rows = page = cursor.fetchmany(self.max_rows)
@@ -291,6 +298,10 @@ class SQLiteLoopReader:
             self._lock.release()
         return rows
 
+    def in_wal_mode(self) -> bool:
+        """Return whether the database was in WAL mode when the connection opened (True before)."""
+        return self._wal
+
     def close(self) -> None:
         """Close the private connection (a later read opens a new one)."""
         with self._lock:
@@ -303,9 +314,11 @@ class SQLiteLoopReader:
         )
         try:
             connection.execute("PRAGMA query_only = ON")
+            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
         except BaseException:
             connection.close()
             raise
+        self._wal = str(mode).lower() == "wal"
         self._connection = connection
         if self._engine is not None:
             self._pool = self._engine.sync_engine.pool

@@ -99,6 +99,8 @@ class DriverTransaction:
         self._begin_later = begin_later
         self._deferred: DeferredWrite | None = None
         self._ended = False
+        self._in_flight = False
+        self._failed: Exception | None = None
 
     @property
     def begun(self) -> bool:
@@ -165,11 +167,21 @@ class DriverTransaction:
             return
         if self._ended:
             raise PersistenceError("use the unit of work", "its transaction has ended")
+        if self._failed is not None:
+            raise self._failed
+        self._in_flight = True  # cut short here, the server may still run BEGIN
         await self.driver.execute(statement)
+        self._in_flight = False
         self._begin_later = None
         deferred, self._deferred = self._deferred, None
         if deferred is not None:
-            await deferred.in_transaction(self.driver)
+            try:
+                await deferred.in_transaction(self.driver)
+            except Exception as error:
+                # raised from whatever statement needed the transaction: caught
+                # there, it must still keep the command from committing
+                self._failed = error
+                raise
 
     def defer(self, write: DeferredWrite) -> bool:
         """Hold ``write`` back to the commit, when nothing has begun; False: send it now.
@@ -196,11 +208,15 @@ class DriverTransaction:
         error: that must not pass for a commit. With ``BEGIN`` still held
         back, the held-back write (if any) is sent alone.
         """
+        if self._failed is not None:
+            raise self._failed  # the held-back write failed: nothing may commit
         if not self.begun:
             deferred, self._deferred = self._deferred, None
             self._ended = True
             if deferred is not None:
+                self._in_flight = True
                 await deferred.alone(self.driver)
+                self._in_flight = False
             return
         self._ended = True
         status = await self.driver.execute("COMMIT")
@@ -222,7 +238,9 @@ class DriverTransaction:
         """
         self._ended = True
         self._deferred = None
-        if lost or self._closed_under_us():
+        if lost or self._in_flight or self._closed_under_us():
+            # a held-back BEGIN or write cut short may still run on the server
+            # after we look: the connection cannot be trusted again
             await self._connection.invalidate()
             return
         if not self.still_open():
@@ -287,7 +305,9 @@ class SQLiteDriverTransaction(DriverTransaction):
 
     Once ``BEGIN IMMEDIATE`` has succeeded, this connection is the file's only
     writer and, in WAL mode, its statements and its ``COMMIT`` never wait for
-    a lock. A rollback after an error goes through aiosqlite's thread, behind
+    a lock. In another journal mode ``COMMIT`` waits for readers, so it goes
+    through aiosqlite's thread, and SQLAlchemy's statements stay there too.
+    A rollback after an error goes through aiosqlite's thread, behind
     anything still queued there.
     """
 
@@ -304,6 +324,8 @@ class SQLiteDriverTransaction(DriverTransaction):
         self.native = native
         """The ``sqlite3`` connection inside aiosqlite's: the one the statements run on."""
         self._writer = writer
+        self.wal = True
+        """Whether the database is in WAL mode (set by :meth:`begin`)."""
 
     @property
     def connection(self) -> AsyncConnection:
@@ -346,7 +368,9 @@ class SQLiteDriverTransaction(DriverTransaction):
                 writer.release()
             raise
         transaction = cls(connection, driver, isolation_level, native, writer)
-        transaction._run_inline()
+        transaction.wal = journal_is_wal(raw.info, native)
+        if transaction.wal:
+            transaction._run_inline()
         return transaction
 
     def _run_inline(self) -> None:
@@ -372,9 +396,17 @@ class SQLiteDriverTransaction(DriverTransaction):
             return False
 
     async def commit(self, operation: str) -> None:
-        """Send ``COMMIT``; SQLite refuses it when the transaction is gone, with an error."""
-        self.native.execute("COMMIT")
-        self._queue_again()
+        """Send ``COMMIT``; SQLite refuses it when the transaction is gone, with an error.
+
+        In WAL mode on the loop's thread (it waits for no one); in another
+        journal mode, where ``COMMIT`` waits for readers to finish, through
+        aiosqlite's thread.
+        """
+        if self.wal:
+            self.native.execute("COMMIT")
+            self._queue_again()
+        else:
+            await self.driver.execute("COMMIT")
         self._release_writer()
 
     async def end(self, *, lost: bool = False) -> None:
@@ -434,6 +466,7 @@ class SQLiteOnLoop:
 
 
 _BUSY_TIMEOUT = "cqrs_ddd_busy_timeout_ms"
+_WAL = "cqrs_ddd_wal"
 _WRITER_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
@@ -445,6 +478,15 @@ def busy_timeout_ms(info: dict[Any, Any], native: sqlite3.Connection) -> int:
     if timeout is None:
         timeout = info[_BUSY_TIMEOUT] = int(native.execute("PRAGMA busy_timeout").fetchone()[0])
     return int(timeout)
+
+
+def journal_is_wal(info: dict[Any, Any], native: sqlite3.Connection) -> bool:
+    """Return whether the connection's database is in WAL mode, read once per pooled connection."""
+    wal = info.get(_WAL)
+    if wal is None:
+        mode = native.execute("PRAGMA journal_mode").fetchone()[0]
+        wal = info[_WAL] = str(mode).lower() == "wal"
+    return bool(wal)
 
 
 def writer_lock(url: URL) -> asyncio.Lock | None:

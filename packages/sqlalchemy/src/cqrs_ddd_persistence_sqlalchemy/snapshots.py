@@ -216,10 +216,11 @@ class SQLAlchemySnapshotRepository:
         query = joint.query
         uow = ambient_unit_of_work(self.engine)
         if uow is not None:
-            # In the command's transaction: on SQLite on the loop's thread (see
-            # driver_transaction), elsewhere through SQLAlchemy.
-            driver = uow.driver_connection
-            if query is not None and query.driver == "aiosqlite" and driver is not None:
+            # In the command's transaction, on the driver: on SQLite on the loop's
+            # thread, on PostgreSQL before BEGIN if nothing needed it yet (see
+            # driver_transaction); through SQLAlchemy for other drivers.
+            driver = await uow.driver_for_read()
+            if query is not None and driver is not None:
                 return await query.fetch_with(driver, parameters)
             return (await uow.connection.execute(_SNAPSHOT_AND_LATER_EVENTS, parameters)).all()
         if query is not None:

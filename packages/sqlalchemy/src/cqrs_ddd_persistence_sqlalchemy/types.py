@@ -124,9 +124,12 @@ class UTCDateTime(TypeDecorator[datetime]):
                 if value is None:
                     return None
                 try:
-                    return from_text(value).replace(tzinfo=UTC)
+                    moment = from_text(value)
                 except (TypeError, ValueError):
                     return general(value)
+                if moment.tzinfo is None:
+                    return moment.replace(tzinfo=UTC)
+                return moment.astimezone(UTC)
 
             return from_sqlite
         if dialect.name == "postgresql" and general is not None:

@@ -85,11 +85,14 @@ class SQLAlchemyUnitOfWork:
 
     @property
     def driver_connection(self) -> Any | None:
-        """Return what the event store's statements run on, inside this transaction.
+        """Return what the event store's statements run on.
 
         The asyncpg connection on PostgreSQL; on SQLite the ``sqlite3``
         connection driven on the event loop's thread (``SQLiteOnLoop``). None
-        for other drivers, whose transaction is SQLAlchemy's.
+        for other drivers, whose transaction is SQLAlchemy's. On PostgreSQL
+        ``BEGIN`` may not have been sent yet: a write sent here would commit
+        on its own, ahead of a held-back append. Use :meth:`driver_for_write`
+        (or :meth:`driver_for_read`) to send statements.
         """
         return None if self._transaction is None else self._transaction.statements
 

@@ -12,6 +12,7 @@ that leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -294,3 +295,53 @@ async def test_a_cancelled_command_with_a_held_back_append_stores_nothing(
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
         assert raw.driver_connection.is_in_transaction() is False  # type: ignore[union-attr]
+
+
+@on_postgresql
+async def test_a_held_back_append_s_conflict_caught_by_the_handler_still_stops_the_commit(
+    engine: AsyncEngine,
+) -> None:
+    # given: a stale save held back, and a table written through SQLAlchemy
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE notes (id text PRIMARY KEY)"))
+    store = SQLAlchemyEventStore(engine)
+    counters = repository(store)
+    await store.append("c-1", [Ticked(number=0)], expected_version=0)
+
+    async def command() -> None:
+        async with SQLAlchemyUnitOfWork(engine) as uow:
+            with command_scope(uow):
+                await counters.save(ticked(Counter(id="c-1")))  # version 0: stale
+                # the SQLAlchemy write sends BEGIN and the held append, which
+                # conflicts; the handler swallows the error and goes on
+                with contextlib.suppress(ConcurrencyError):
+                    await uow.connection.execute(text("INSERT INTO notes VALUES ('n-1')"))
+                await uow.commit()
+
+    # then: the commit refuses with the same conflict, and nothing of the command is stored
+    with pytest.raises(ConcurrencyError):
+        await command()
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM notes")) == 0
+    assert await count_events(engine, "c-1") == 1
+
+
+@on_postgresql
+async def test_a_command_cancelled_while_its_held_back_begin_is_on_the_wire_pools_no_transaction(
+    engine: AsyncEngine,
+) -> None:
+    for _ in range(20):
+        async with SQLAlchemyUnitOfWork(engine) as uow:
+            task = asyncio.ensure_future(uow.driver_for_write())
+            await asyncio.sleep(0)  # BEGIN is sent; its answer has not been read
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.2)  # the server has run every BEGIN it was sent
+    async with engine.connect() as connection:
+        idle_in_transaction = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%'"
+            )
+        )
+    assert idle_in_transaction == 0

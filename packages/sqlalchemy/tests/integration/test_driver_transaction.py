@@ -16,12 +16,13 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import String, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cqrs_ddd_core import ConcurrencyError, DomainEvent, command_scope
@@ -468,3 +469,47 @@ async def test_sqlalchemy_statements_of_a_sqlite_unit_of_work_run_on_the_loop_s_
         await uow.commit()
         # once it has ended, a statement (which may wait for the lock) goes to aiosqlite's thread
         assert await thread_of(uow.connection) != threading.get_ident()
+
+
+@on_sqlite
+async def test_a_database_not_in_wal_mode_commits_through_aiosqlite_s_thread(
+    database_url: str,
+) -> None:
+    # given: an engine of the user's own, which leaves the journal mode alone
+    engine = create_async_engine(database_url)
+    await upgrade_schema(engine)
+    store = SQLAlchemyEventStore(engine)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("PRAGMA journal_mode")) != "wal"
+        async with SQLAlchemyUnitOfWork(engine) as uow:
+            raw = await uow.connection.get_raw_connection()
+            raw.driver_connection._conn.create_function(  # type: ignore[union-attr]
+                "thread_id", 0, threading.get_ident
+            )
+            with command_scope(uow):
+                await store.append("s-1", [Noted(text="a")], expected_version=0)
+            # SQLAlchemy's statements stay on aiosqlite's thread: COMMIT waits for readers there
+            assert await uow.connection.scalar(text("SELECT thread_id()")) != threading.get_ident()
+            await uow.commit()
+        assert [event.version for event in await store.load_stream("s-1")] == [1]
+    finally:
+        await engine.dispose()
+
+
+@on_sqlite
+async def test_a_stored_time_with_an_offset_reads_back_as_the_same_instant_in_utc(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO cqrs_events (stream_id, version, event_id, event_type, "
+                "schema_version, occurred_at, payload, metadata) VALUES ('t', 1, "
+                "'0c4f2b3a9d8e4f1a8b7c6d5e4f3a2b1c', 'Noted', 1, '2024-01-01 10:00:00+02:00', "
+                "'{\"text\": \"a\"}', '{}')"
+            )
+        )
+    [stored] = await SQLAlchemyEventStore(engine).load_stream("t")
+    assert stored.occurred_at == datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
+    assert stored.occurred_at.tzinfo is UTC
