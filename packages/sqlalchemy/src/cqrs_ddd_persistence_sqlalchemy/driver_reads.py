@@ -241,18 +241,13 @@ class SQLiteLoopReader:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._engine is not None and self._pool is not self._engine.sync_engine.pool:
-                self._close_connection()  # the engine was disposed since it opened
-            connection = self._connection or self._open()
-            cursor = connection.execute(self.sql, arguments)
+            cursor = self._current_connection().execute(self.sql, arguments)
             try:
                 rows = cursor.fetchmany(self.max_rows + 1)
             finally:
                 cursor.close()  # ends the statement, and with it the read transaction
         except sqlite3.Error as error:
-            if getattr(error, "sqlite_errorcode", None) not in _SQLITE_BUSY_CODES:
-                _logger.debug("SQLite loop read of %s failed, reading through the pool", self.path)
-                self._close_connection()
+            self._given_up(error)
             return None
         finally:
             self._lock.release()
@@ -275,9 +270,7 @@ class SQLiteLoopReader:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._engine is not None and self._pool is not self._engine.sync_engine.pool:
-                self._close_connection()  # the engine was disposed since it opened
-            connection = self._connection or self._open()
+            connection = self._current_connection()
             if not self.in_wal_mode():
                 return None  # found out on opening: the next read takes the bounded way
             cursor = connection.execute(self.sql, arguments)
@@ -290,13 +283,23 @@ class SQLiteLoopReader:
             finally:
                 cursor.close()  # ends the statement, and with it the read transaction
         except sqlite3.Error as error:
-            if getattr(error, "sqlite_errorcode", None) not in _SQLITE_BUSY_CODES:
-                _logger.debug("SQLite loop read of %s failed, reading through the pool", self.path)
-                self._close_connection()
+            self._given_up(error)
             return None
         finally:
             self._lock.release()
         return rows
+
+    def _current_connection(self) -> sqlite3.Connection:
+        """Return the private connection, opening a new one after the engine was disposed."""
+        if self._engine is not None and self._pool is not self._engine.sync_engine.pool:
+            self._close_connection()  # the engine was disposed since it opened
+        return self._connection or self._open()
+
+    def _given_up(self, error: sqlite3.Error) -> None:
+        """Give a read up to the pool; a connection that failed otherwise than busy is closed."""
+        if getattr(error, "sqlite_errorcode", None) not in _SQLITE_BUSY_CODES:
+            _logger.debug("SQLite loop read of %s failed, reading through the pool", self.path)
+            self._close_connection()
 
     def in_wal_mode(self) -> bool:
         """Return whether the database was in WAL mode when the connection opened (True before)."""
