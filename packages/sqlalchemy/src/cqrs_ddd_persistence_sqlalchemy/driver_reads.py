@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from sqlalchemy import CompoundSelect, Select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 _logger = logging.getLogger("cqrs_ddd_persistence_sqlalchemy.driver_reads")
@@ -99,15 +99,12 @@ class DriverQuery:
         """Return the driver's rows with the dialect's result processors applied."""
         return list(map(self._make_row, raw_rows))
 
-    async def fetch_on(
-        self, connection: AsyncConnection, parameters: Mapping[str, Any]
-    ) -> list[Row]:
-        """Run on ``connection``'s driver connection, inside whatever transaction it has."""
-        proxied = await connection.get_raw_connection()
-        return await self._fetch(proxied.driver_connection, parameters)
-
     async def fetch_with(self, driver_connection: Any, parameters: Mapping[str, Any]) -> list[Row]:
-        """Run on ``driver_connection`` (asyncpg's or aiosqlite's), inside its transaction."""
+        """Run on ``driver_connection``, inside whatever transaction it has.
+
+        asyncpg's connection, aiosqlite's, or a unit of work's ``SQLiteOnLoop``
+        (see ``SQLAlchemyUnitOfWork.driver_for_read``).
+        """
         return await self._fetch(driver_connection, parameters)
 
     async def fetch_pooled(self, engine: AsyncEngine, parameters: Mapping[str, Any]) -> list[Row]:

@@ -318,14 +318,16 @@ class SQLiteDriverTransaction(DriverTransaction):
         isolation_level: str,
         native: sqlite3.Connection,
         writer: asyncio.Lock | None,
+        *,
+        wal: bool = True,
     ) -> None:
         super().__init__(connection, driver, isolation_level)
         self.statements = SQLiteOnLoop(native)
         self.native = native
         """The ``sqlite3`` connection inside aiosqlite's: the one the statements run on."""
         self._writer = writer
-        self.wal = True
-        """Whether the database is in WAL mode (set by :meth:`begin`)."""
+        self.wal = wal
+        """Whether the database is in WAL mode: ``COMMIT`` then waits for no one."""
 
     @property
     def connection(self) -> AsyncConnection:
@@ -367,9 +369,9 @@ class SQLiteDriverTransaction(DriverTransaction):
             if writer is not None:
                 writer.release()
             raise
-        transaction = cls(connection, driver, isolation_level, native, writer)
-        transaction.wal = journal_is_wal(raw.info, native)
-        if transaction.wal:
+        wal = journal_is_wal(raw.info, native)
+        transaction = cls(connection, driver, isolation_level, native, writer, wal=wal)
+        if wal:
             transaction._run_inline()
         return transaction
 

@@ -256,7 +256,7 @@ class SQLAlchemyEventStore:
 
         async def read() -> list[StoredEvent]:
             if ambient_connection(self.engine) is None:
-                rows = await self._read_on_driver(parameters, limit)
+                rows = await self._read_on_driver(parameters)
                 if rows is not None:
                     return list(starmap(StoredEvent, rows))
             async with self._reads.connection() as connection:
@@ -266,13 +266,39 @@ class SQLAlchemyEventStore:
         operation = f"read events after position {after_position}"
         return await once_more_if_disconnected(self.engine, operation, read)
 
-    async def _read_on_driver(
-        self, parameters: dict[str, Any], limit: int
-    ) -> Sequence[Sequence[Any]] | None:
+    async def _read_on_driver(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]] | None:
         """Read a page of ``read_all`` on the driver; None to read through SQLAlchemy."""
         read = self._read_all
         if read is None:
             read = self._read_all = PreparedRead(_READ_ALL, self.engine)
+        return await self._read_apart(read, parameters)
+
+    async def _load_on_driver(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]] | None:
+        """Load a stream on the driver; None to load through SQLAlchemy.
+
+        Inside a command, on the unit of work's driver connection (after any
+        held-back append); outside one, as :meth:`_read_apart` reads.
+        """
+        load = self._load_stream
+        if load is None:
+            load = self._load_stream = PreparedRead(_LOAD_STREAM, self.engine)
+        query = load.query
+        if query is None:
+            return None
+        uow = ambient_unit_of_work(self.engine)
+        if uow is None:
+            return await self._read_apart(load, parameters)
+        driver = await uow.driver_for_read()
+        return None if driver is None else await query.fetch_with(driver, parameters)
+
+    async def _read_apart(
+        self, read: PreparedRead, parameters: dict[str, Any]
+    ) -> Sequence[Sequence[Any]] | None:
+        """Run a read outside any command on the driver; None to read through SQLAlchemy.
+
+        On a SQLite file on the loop's thread, in turns (see ``SQLiteLoopReader``),
+        unless that gives up; otherwise on a pooled driver connection.
+        """
         query = read.query
         if query is None:
             return None
@@ -286,33 +312,6 @@ class SQLAlchemyEventStore:
         except Exception:  # SQLAlchemy's run reports it, typed
             _logger.debug("driver read failed, reading through SQLAlchemy", exc_info=True)
             return None
-
-    async def _load_on_driver(self, parameters: dict[str, Any]) -> Sequence[Sequence[Any]] | None:
-        """Load a stream on the driver; None to load through SQLAlchemy.
-
-        Inside a command whose transaction is the driver's (PostgreSQL), on
-        that connection; outside a command, on a pooled driver connection.
-        """
-        load = self._load_stream
-        if load is None:
-            load = self._load_stream = PreparedRead(_LOAD_STREAM, self.engine)
-        query = load.query
-        if query is None:
-            return None
-        uow = ambient_unit_of_work(self.engine)
-        if uow is None:
-            loop_reader = load.loop_reader
-            if loop_reader is not None and self.sqlite_loop_reads:
-                raw_rows = await loop_reader.fetch_in_turns(query.arguments(parameters))
-                if raw_rows is not None:
-                    return query.rows(raw_rows)
-            try:
-                return await query.fetch_pooled(self.engine, parameters)
-            except Exception:  # SQLAlchemy's run reports it, typed
-                _logger.debug("driver load failed, loading through SQLAlchemy", exc_info=True)
-                return None
-        driver = await uow.driver_for_read()
-        return None if driver is None else await query.fetch_with(driver, parameters)
 
     async def current_position(self) -> int:
         """Return the position of the last committed event (0 for an empty store)."""
