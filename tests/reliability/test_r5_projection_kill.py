@@ -292,7 +292,7 @@ class LiveLoad:
     streams: int
 
 
-LIVE_CI = LiveLoad(writers=4, events=2_000, streams=200)
+LIVE_CI = LiveLoad(writers=4, events=4_000, streams=200)
 LIVE_SOAK = LiveLoad(writers=4, events=20_000, streams=500)
 
 
