@@ -13,6 +13,12 @@ The tree::
     ├── UnitOfWorkError
     │   └── NoActiveUnitOfWorkError       ambient unit of work read outside a command
     ├── EventDispatchError                in-process event handlers raised after a commit
+    ├── TransientError                    may pass when the same work is tried again later
+    ├── MessageTypeError
+    │   ├── UnknownMessageTypeError       a command type name the message registry does not know
+    │   ├── MessageTypeConflictError      two classes registered under one message type name
+    │   ├── MessageSerializationError     a command holds a value JSON cannot carry safely
+    │   └── MessageDeserializationError   a stored command does not fit its class
     └── EventTypeError
         ├── UnknownEventTypeError         an event type name the registry does not know
         ├── EventTypeConflictError        two classes registered under one name and version
@@ -136,6 +142,74 @@ class NoActiveUnitOfWorkError(UnitOfWorkError):
             "that Mediator.send opens for a command; use them inside a command handler "
             "or inside `async with command_scope(uow)`"
         )
+
+
+class TransientError(CqrsDddError):
+    """An error that may pass when the same work is tried again later.
+
+    Workers that retry (the command scheduler) retry these, and
+    ``ConcurrencyError``, with back-off; any other error fails at once.
+    Adapters derive their "lock not granted in time" and "database
+    unavailable" errors from it.
+    """
+
+
+class MessageTypeError(CqrsDddError):
+    """A problem mapping between command classes and their stored form."""
+
+
+class UnknownMessageTypeError(MessageTypeError):
+    """The message registry knows no class under this name.
+
+    ``message_type`` is the name; ``where`` says which stored message carried
+    it, when it came from storage (a scheduled command's id).
+    """
+
+    def __init__(self, message_type: str, *, where: str | None = None) -> None:
+        self.message_type = message_type
+        self.where = where
+        place = f" ({where})" if where else ""
+        super().__init__(
+            f"unknown message type {message_type!r}{place}: register its class in the "
+            "message registry first"
+        )
+
+
+class MessageTypeConflictError(MessageTypeError):
+    """Two different classes were registered under one message type name."""
+
+    def __init__(self, message_type: str, existing: type, incoming: type) -> None:
+        self.message_type = message_type
+        self.existing = existing
+        self.incoming = incoming
+        super().__init__(
+            f"message type {message_type!r} is already registered to "
+            f"{existing.__qualname__}, cannot register {incoming.__qualname__}"
+        )
+
+
+class MessageSerializationError(MessageTypeError):
+    """A message holds a value that cannot be stored as portable JSON; names each field."""
+
+    def __init__(self, message_type: str, issues: Sequence[FieldIssue]) -> None:
+        self.message_type = message_type
+        self.issues = tuple(issues)
+        details = "; ".join(str(issue) for issue in self.issues)
+        super().__init__(f"message {message_type!r} cannot be serialised: {details}")
+
+
+class MessageDeserializationError(MessageTypeError):
+    """A stored message does not fit its class (missing, extra or malformed fields)."""
+
+    def __init__(
+        self, message_type: str, issues: Sequence[FieldIssue], *, where: str | None = None
+    ) -> None:
+        self.message_type = message_type
+        self.issues = tuple(issues)
+        self.where = where
+        details = "; ".join(str(issue) for issue in self.issues)
+        place = f" ({where})" if where else ""
+        super().__init__(f"malformed {message_type!r} message{place}: {details}")
 
 
 class EventTypeError(CqrsDddError):

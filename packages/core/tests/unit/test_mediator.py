@@ -28,6 +28,7 @@ from cqrs_ddd_core import (
     Query,
     current_uow,
 )
+from cqrs_ddd_core.cqrs.scope import CommandScope, joining_commands
 from cqrs_ddd_core.exceptions import HandlerAlreadyRegisteredError
 
 
@@ -294,3 +295,56 @@ async def test_concurrent_commands_each_see_their_own_unit_of_work() -> None:
         mediator.send(PlaceOrder(customer_id="a")), mediator.send(PlaceOrder(customer_id="b"))
     )
     assert seen["a"] is not seen["b"]
+
+
+async def test_work_joined_to_a_command_commits_with_it_and_not_with_nested_commands() -> None:
+    """``joining_commands``: the top-level command's scope runs the joined work before commit."""
+
+    class Outer(Command):
+        fail: bool = False
+
+    class Inner(Command):
+        pass
+
+    registry = HandlerRegistry()
+    order: list[str] = []
+    uows: list[InMemoryUnitOfWork] = []
+
+    def factory() -> InMemoryUnitOfWork:
+        uows.append(InMemoryUnitOfWork())
+        return uows[-1]
+
+    mediator = Mediator(registry=registry, uow_factory=factory)
+
+    @registry.command_handler(Outer)
+    async def outer(command: Outer) -> None:
+        order.append("outer")
+        await mediator.send(Inner())
+        if command.fail:
+            raise RuntimeError("outer fails")
+
+    @registry.command_handler(Inner)
+    async def inner(command: Inner) -> None:
+        order.append("inner")
+
+    def join(scope: CommandScope) -> None:
+        async def before_commit() -> None:
+            order.append(f"joined into uow {uows.index(scope.uow)}")  # type: ignore[arg-type]
+
+        scope.before_commit(before_commit)
+
+    with joining_commands(join):
+        await mediator.send(Outer())
+        with pytest.raises(RuntimeError):
+            await mediator.send(Outer(fail=True))
+    await mediator.send(Outer())  # outside the block: nothing joins
+
+    assert order == [
+        "outer",
+        "inner",
+        "joined into uow 0",
+        "outer",
+        "inner",
+        "outer",
+        "inner",
+    ]

@@ -6,6 +6,7 @@ The tree::
     ├── PersistenceError                 the database refused or failed an operation
     │   ├── LockTimeoutError             a lock was not granted in time (lock_timeout, busy_timeout)
     │   ├── DatabaseUnavailableError     the connection was lost, or could not be made
+    │   │   (both also TransientError: they may pass when tried again)
     │   ├── UnreadableStateError         a stored aggregate state does not read back into its class
     │   └── SchemaNotReadyError          the schema is missing or older than this package
     ├── UnsupportedSpecificationError    a specification has no SQL translation
@@ -18,7 +19,7 @@ failure has one type on both SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from cqrs_ddd_core.exceptions import CqrsDddError
+from cqrs_ddd_core.exceptions import CqrsDddError, TransientError
 
 
 class PersistenceError(CqrsDddError):
@@ -30,7 +31,7 @@ class PersistenceError(CqrsDddError):
         super().__init__(f"{operation} failed: {detail}")
 
 
-class LockTimeoutError(PersistenceError):
+class LockTimeoutError(PersistenceError, TransientError):
     """A write waited longer than the configured lock timeout for a lock.
 
     ``lock_timeout`` on PostgreSQL, ``busy_timeout`` on SQLite (whose driver
@@ -40,7 +41,7 @@ class LockTimeoutError(PersistenceError):
     """
 
 
-class DatabaseUnavailableError(PersistenceError):
+class DatabaseUnavailableError(PersistenceError, TransientError):
     """The connection to the database was lost, or could not be made.
 
     A server restart or failover ends every pooled connection: reads, and

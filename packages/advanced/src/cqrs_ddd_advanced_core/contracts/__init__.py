@@ -12,12 +12,19 @@ auto mode (the suites' tests are ``async def`` without markers).
 * :class:`DeadLetterStoreContract`: letters commit, update and go with the work;
 * :class:`WakeupFeedContract`: notifies and appends reach a listening worker;
 * :class:`WorkerStorageContract`: a read model's writes, the checkpoint and
-  the dead letters commit as one (the projection storage).
+  the dead letters commit as one (the projection storage);
+* :class:`CommandSchedulerContract`: scheduled commands run once, on time,
+  fenced by their lease, through the service and the worker (fixture
+  ``scheduler_kit``, a :class:`SchedulerKit`).
 """
 
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.contracts.checkpoint_store_contract import CheckpointStoreContract
+from cqrs_ddd_advanced_core.contracts.command_scheduler_contract import (
+    CommandSchedulerContract,
+    SchedulerKit,
+)
 from cqrs_ddd_advanced_core.contracts.dead_letter_store_contract import DeadLetterStoreContract
 from cqrs_ddd_advanced_core.contracts.lease_store_contract import LeaseStoreContract
 from cqrs_ddd_advanced_core.contracts.wakeup_feed_contract import WakeupFeedContract
@@ -28,9 +35,11 @@ from cqrs_ddd_advanced_core.contracts.worker_storage_contract import (
 
 __all__ = [
     "CheckpointStoreContract",
+    "CommandSchedulerContract",
     "ContractReadModel",
     "DeadLetterStoreContract",
     "LeaseStoreContract",
+    "SchedulerKit",
     "WakeupFeedContract",
     "WorkerStorageContract",
 ]

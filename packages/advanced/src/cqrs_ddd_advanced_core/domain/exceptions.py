@@ -21,6 +21,13 @@ The tree::
     │       │                                   (also a WorkHaltedError)
     │       └── ProjectionRebuildError          a rebuild stopped at its first failing event
     │                                           (also a WorkHaltedError)
+    ├── SchedulingError                         a command cannot be scheduled, cancelled or run
+    │   ├── NaiveDatetimeError                  a time without a time zone (also ValueError)
+    │   ├── ScheduleNotFoundError               no schedule (or recurring schedule) with that id
+    │   ├── ScheduleNotCancellableError         the schedule already ran, runs, or was cancelled
+    │   ├── ScheduleLeaseLostError              a run's lease passed to another worker: fenced out
+    │   ├── ScheduleConfigurationError          the scheduler is built or called inconsistently
+    │   └── ScheduledCommandFailedError         a scheduled command failed for good (dead letter)
     └── ConflictResolutionError                 a conflict cannot be resolved as configured
         ├── InvalidMergeRuleError               a field rule names neither a side nor a strategy
         ├── UnresolvableConflictError           the sides disagree and the strategy will not choose
@@ -273,3 +280,91 @@ class ProjectionRebuildError(_EventFailureError, WorkHaltedError):
     """A rebuild stopped at the first event it could not apply (nothing after it applied)."""
 
     summary = "rebuild failed"
+
+
+class SchedulingError(CqrsDddError):
+    """A command cannot be scheduled, cancelled or run as asked."""
+
+
+class NaiveDatetimeError(SchedulingError, ValueError):
+    """A time without a time zone: the scheduler cannot tell which instant it means.
+
+    ``field`` names the argument (``execute_at``, ``start_at``).
+    """
+
+    def __init__(self, field: str, value: object) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(
+            f"{field}={value!r} has no time zone: pass an aware datetime "
+            "(for example datetime.now(timezone.utc) + timedelta(hours=1))"
+        )
+
+
+class ScheduleNotFoundError(SchedulingError):
+    """No schedule has this id (or no recurring schedule this name)."""
+
+    def __init__(self, schedule: object) -> None:
+        self.schedule = schedule
+        super().__init__(f"no schedule {schedule!s}")
+
+
+class ScheduleNotCancellableError(SchedulingError):
+    """The schedule can no longer be cancelled: it ran, is running, failed or was cancelled."""
+
+    def __init__(self, schedule_id: object, status: str) -> None:
+        self.schedule_id = schedule_id
+        self.status = status
+        super().__init__(f"schedule {schedule_id!s} cannot be cancelled: it is {status}")
+
+
+class ScheduleLeaseLostError(SchedulingError):
+    """A worker's lease on a scheduled run was taken over: its completion was refused.
+
+    The command's transaction rolls back, so its effect is not committed
+    twice; the worker that holds the run now (fencing token ``lease_token``
+    was this worker's) commits it.
+    """
+
+    def __init__(self, schedule_id: object, lease_token: int) -> None:
+        self.schedule_id = schedule_id
+        self.lease_token = lease_token
+        super().__init__(
+            f"schedule {schedule_id!s}: lease {lease_token} was lost to another worker; "
+            "this run commits nothing"
+        )
+
+
+class ScheduleConfigurationError(SchedulingError):
+    """The scheduler is built or called inconsistently (``reason`` says how)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ScheduledCommandFailedError(SchedulingError):
+    """A scheduled command failed for good: it is a dead letter until someone re-runs it.
+
+    ``error_class`` and ``error_message`` describe the last failure; ``attempts``
+    counts the runs made. This is what the schedule's state records, as an error
+    (:meth:`ScheduleState.failure` returns it).
+    """
+
+    def __init__(
+        self,
+        schedule_id: object,
+        command_type: str,
+        error_class: str,
+        error_message: str,
+        attempts: int,
+    ) -> None:
+        self.schedule_id = schedule_id
+        self.command_type = command_type
+        self.error_class = error_class
+        self.error_message = error_message
+        self.attempts = attempts
+        super().__init__(
+            f"scheduled {command_type!r} ({schedule_id!s}) failed after {attempts} "
+            f"attempt(s): {error_class}: {error_message}"
+        )

@@ -13,6 +13,7 @@ from cqrs_ddd_core.cqrs.behaviors import (
 from cqrs_ddd_core.cqrs.event_dispatcher import EventDispatcher
 from cqrs_ddd_core.cqrs.handlers import CommandHandler, QueryHandler
 from cqrs_ddd_core.cqrs.mediator import Mediator
+from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command, Query
 from cqrs_ddd_core.cqrs.outcome import CommandPhase, mark_phase, phase_of
 from cqrs_ddd_core.cqrs.registry import HandlerRegistry
@@ -23,6 +24,7 @@ from cqrs_ddd_core.cqrs.scope import (
     current_scope,
     current_scope_or_none,
     current_uow,
+    joining_commands,
     stamp_ids,
 )
 
@@ -36,6 +38,7 @@ __all__ = [
     "HandlerRegistry",
     "LoggingBehavior",
     "Mediator",
+    "MessageTypeRegistry",
     "NextStep",
     "PipelineBehavior",
     "Query",
@@ -46,6 +49,7 @@ __all__ = [
     "current_scope",
     "current_scope_or_none",
     "current_uow",
+    "joining_commands",
     "mark_phase",
     "phase_of",
     "run_pipeline",

@@ -26,7 +26,9 @@ class Mediator:
        (:meth:`HandlerRegistry.command_behaviors_for`);
     2. opens a fresh unit of work from ``uow_factory`` and makes it ambient;
     3. calls :meth:`_dispatch_command`, which runs the handler and gathers the
-       events it produced, stamped with correlation and causation ids;
+       events it produced, stamped with correlation and causation ids, then
+       the scope's :meth:`~cqrs_ddd_core.cqrs.scope.CommandScope.before_commit`
+       actions;
     4. commits; an exception anywhere before this point rolls everything back
        and no event is dispatched;
     5. hands the events to ``event_dispatcher``, once, after the commit.
@@ -81,6 +83,7 @@ class Mediator:
                     uow, correlation_id=correlation_id, causation_id=str(message.command_id)
                 ):
                     response = await self._dispatch_command(message)
+                    await current_scope().run_before_commit()
                 phase = CommandPhase.COMMIT
                 await uow.commit()
             phase = CommandPhase.AFTER_COMMIT

@@ -9,7 +9,7 @@ outside a command raises :class:`~cqrs_ddd_core.exceptions.NoActiveUnitOfWorkErr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -32,6 +32,10 @@ class CommandScope:
     state-stored one's state), and :meth:`is_stored` tells a mediator that
     persists events (the advanced package's ``EventSourcedMediator``) to leave
     them alone. Events recorded without it are the mediator's to persist.
+
+    :meth:`before_commit` registers work that must commit with the command
+    (the command scheduler marks the scheduled run done this way); the
+    mediator runs it after the handler, inside the transaction.
     """
 
     uow: UnitOfWork
@@ -39,6 +43,22 @@ class CommandScope:
     causation_id: str | None = None
     _events: list[DomainEvent] = field(default_factory=list)
     _stored: set[UUID] = field(default_factory=set)
+    _before_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def before_commit(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` in the unit of work after the handler returns, before the commit.
+
+        An error it raises fails the command, which rolls back; actions run
+        in the order registered. Only a mediator's command runs them (see
+        :meth:`run_before_commit`).
+        """
+        self._before_commit.append(action)
+
+    async def run_before_commit(self) -> None:
+        """Run the actions registered with :meth:`before_commit`, once each, in order."""
+        while self._before_commit:
+            action = self._before_commit.pop(0)
+            await action()
 
     def stamp(self, event: DomainEvent) -> DomainEvent:
         """Return ``event`` with this command's correlation and causation ids."""
@@ -86,6 +106,27 @@ def stamp_ids(
 
 
 _current: ContextVar[CommandScope | None] = ContextVar("cqrs_ddd_command_scope", default=None)
+_joiners: ContextVar[tuple[Callable[[CommandScope], None], ...]] = ContextVar(
+    "cqrs_ddd_command_joiners", default=()
+)
+
+
+@contextmanager
+def joining_commands(join: Callable[[CommandScope], None]) -> Iterator[None]:
+    """Call ``join`` with the scope of each command the enclosed block opens at the top level.
+
+    For work that must commit with a command someone else runs: the command
+    scheduler wraps ``mediator.send`` in this and registers, in ``join``, a
+    :meth:`CommandScope.before_commit` action that marks the scheduled run
+    done in the command's own transaction. Commands nested inside that
+    command are not joined (their scope is the inner one); a command sent
+    again (a retry behaviour) is joined again.
+    """
+    token = _joiners.set((*_joiners.get(), join))
+    try:
+        yield
+    finally:
+        _joiners.reset(token)
 
 
 @contextmanager
@@ -102,11 +143,17 @@ def command_scope(
     one is restored on exit.
     """
     scope = CommandScope(uow, correlation_id=correlation_id, causation_id=causation_id)
+    joiners = _joiners.get()
+    joined = _joiners.set(()) if joiners else None  # nested commands are not joined
     token = _current.set(scope)
     try:
+        for join in joiners:
+            join(scope)
         yield scope
     finally:
         _current.reset(token)
+        if joined is not None:
+            _joiners.reset(joined)
 
 
 def current_scope() -> CommandScope:

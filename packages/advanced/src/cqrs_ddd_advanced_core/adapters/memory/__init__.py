@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
 from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryReadModelStore
+from cqrs_ddd_advanced_core.adapters.memory.scheduling import InMemoryCommandScheduler
 from cqrs_ddd_advanced_core.adapters.memory.workers import (
     InMemoryCheckpointStore,
     InMemoryDeadLetterStore,
@@ -17,6 +18,7 @@ from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotRepository
 
 __all__ = [
     "InMemoryCheckpointStore",
+    "InMemoryCommandScheduler",
     "InMemoryDeadLetterStore",
     "InMemoryEventStore",
     "InMemoryLeaseStore",
