@@ -41,13 +41,13 @@ def test_a_class_keeps_a_stable_name_when_given_one() -> None:
     registry.register(SendReminder, name="billing.SendReminder")
     assert registry.name_of(SendReminder) == "billing.SendReminder"
     assert registry.resolve("billing.SendReminder") is SendReminder
-    with pytest.raises(MessageTypeConflictError, match="billing.SendReminder"):
+    with pytest.raises(MessageTypeConflictError, match=r"billing\.SendReminder"):
         registry.register(Other, name="billing.SendReminder")
 
 
 def test_unknown_names_and_classes_are_typed_errors_naming_them() -> None:
     registry = MessageTypeRegistry([SendReminder])
-    with pytest.raises(UnknownMessageTypeError, match="'os.system'.*schedule 7") as raised:
+    with pytest.raises(UnknownMessageTypeError, match=r"'os\.system'.*schedule 7") as raised:
         registry.decode("os.system", {}, where="schedule 7")
     assert raised.value.message_type == "os.system"
     with pytest.raises(UnknownMessageTypeError, match="Other"):
@@ -83,4 +83,4 @@ def test_from_handlers_registers_every_handled_command_type() -> None:
 
     registry = MessageTypeRegistry.from_handlers(handlers)
     assert list(registry) == [SendReminder]
-    assert registry.is_registered(SendReminder) and not registry.is_registered(Other)
+    assert (registry.is_registered(SendReminder), registry.is_registered(Other)) == (True, False)
