@@ -1,4 +1,4 @@
-"""cqrs-ddd on SQLAlchemy: event store, repositories, outbox and read models (SQLite, PostgreSQL).
+"""cqrs-ddd on SQLAlchemy: event store, repositories, outbox, read models and scheduler.
 
 Build an engine with :func:`create_engine` (SQLite file by default,
 PostgreSQL with a ``postgresql+asyncpg://`` URL), create the schema once with
@@ -29,6 +29,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
+from cqrs_ddd_persistence_sqlalchemy.scheduler import SQLAlchemyCommandScheduler
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotRepository
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
@@ -39,6 +40,7 @@ __all__ = [
     "EngineSource",
     "LockTimeoutError",
     "PersistenceError",
+    "SQLAlchemyCommandScheduler",
     "SQLAlchemyEventStore",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",

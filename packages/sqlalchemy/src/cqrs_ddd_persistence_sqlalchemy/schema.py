@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from cqrs_ddd_persistence_sqlalchemy.types import JSONDocument, UTCDateTime
@@ -117,3 +118,51 @@ projection_dead_letters = Table(
     Column("last_seen_at", UTCDateTime(), nullable=False),
 )
 """Events a projection could not apply, with the error and the attempts made."""
+
+_CLAIMABLE = text("status IN ('pending', 'running')")
+
+scheduled_commands = Table(
+    "cqrs_scheduled_commands",
+    metadata,
+    Column("schedule_id", Uuid(), primary_key=True),
+    Column("command_type", String(255), nullable=False),
+    Column("payload", JSONDocument, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("available_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_token", BigInteger, nullable=False),
+    Column("owner", String(255), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("error_class", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("recurrence", String(255), nullable=True),
+    Index(
+        "ix_cqrs_scheduled_commands_claimable",
+        "available_at",
+        postgresql_where=_CLAIMABLE,
+        sqlite_where=_CLAIMABLE,
+    ),
+    Index("ix_cqrs_scheduled_commands_status", "status", "finished_at"),
+)
+"""Commands to run later: due time, status, attempts, lease (owner, fencing token). Times are
+Unix seconds of the database's clock; ``available_at`` is when a worker may claim the row next
+(its due or retry time while pending, its lease expiry while running)."""
+
+recurring_schedules = Table(
+    "cqrs_recurring_schedules",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("command_type", String(255), nullable=False),
+    Column("payload", JSONDocument, nullable=False),
+    Column("cron", String(255), nullable=True),
+    Column("every", Float, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("missed", String(16), nullable=False),
+    Column("grace", Float, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("next_fire_at", Float, nullable=True),
+)
+"""Recurring schedules: a cron expression (in a time zone) or an interval, and the next
+occurrence not yet turned into a scheduled command (NULL: anchor at the database's clock)."""

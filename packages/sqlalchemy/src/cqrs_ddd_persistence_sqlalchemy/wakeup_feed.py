@@ -39,7 +39,9 @@ class SQLAlchemyWakeupFeed:
 
     ``reconnect_interval`` is how long to wait before trying again when the
     listening connection cannot be opened (the worker polls meanwhile);
-    ``sqlite_check_interval`` how often a SQLite file's ``data_version`` is read.
+    ``sqlite_check_interval`` how often a SQLite file's ``data_version`` is read;
+    ``channel`` the notification channel (appends' by default; the command
+    scheduler listens on its own).
     """
 
     def __init__(
@@ -49,8 +51,10 @@ class SQLAlchemyWakeupFeed:
         *,
         reconnect_interval: float = 1.0,
         sqlite_check_interval: float = 0.05,
+        channel: str = NOTIFY_CHANNEL,
     ) -> None:
         self.engine = engine
+        self.channel = channel
         self.wakeup = wakeup
         self.reconnect_interval = reconnect_interval
         self.sqlite_check_interval = sqlite_check_interval
@@ -63,7 +67,7 @@ class SQLAlchemyWakeupFeed:
         cannot be opened.
         """
         if self.engine.dialect.name == "postgresql":
-            listener = _Listener(self.engine, self.wakeup)
+            listener = _Listener(self.engine, self.wakeup, self.channel)
             await listener.open()
             keeper = listener.keep_open(self.reconnect_interval)
             closing = listener.close
@@ -142,9 +146,10 @@ def _open_watcher(path: str) -> sqlite3.Connection:
 class _Listener:
     """One ``LISTEN`` connection; :meth:`keep_open` replaces it whenever it is cut."""
 
-    def __init__(self, engine: AsyncEngine, wakeup: Wakeup) -> None:
+    def __init__(self, engine: AsyncEngine, wakeup: Wakeup, channel: str) -> None:
         self._engine = engine
         self._wakeup = wakeup
+        self._channel = channel
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
         self._lost = asyncio.Event()
@@ -155,7 +160,7 @@ class _Listener:
         try:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
-            await driver.add_listener(NOTIFY_CHANNEL, self._on_notification)
+            await driver.add_listener(self._channel, self._on_notification)
             driver.add_termination_listener(self._on_termination)
         except BaseException:
             await connection.invalidate()
@@ -192,7 +197,7 @@ class _Listener:
             return
         with contextlib.suppress(Exception):
             if not driver.is_closed():
-                await driver.remove_listener(NOTIFY_CHANNEL, self._on_notification)
+                await driver.remove_listener(self._channel, self._on_notification)
         with contextlib.suppress(Exception):
             await connection.invalidate()  # never hand a LISTENing connection back to the pool
         with contextlib.suppress(Exception):
