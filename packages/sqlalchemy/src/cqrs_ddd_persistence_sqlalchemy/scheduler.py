@@ -263,6 +263,12 @@ class SQLAlchemyCommandScheduler:
             rows.c.due_at,
             rows.c.available_at,
         )
+        if not self.is_postgresql and not await self._any(
+            select(rows.c.schedule_id)
+            .where(rows.c.status.in_(_CLAIMABLE), rows.c.available_at <= now)
+            .limit(1)
+        ):
+            return []  # SQLite: no write lock taken (and kept from other processes) for nothing
         async with SQLAlchemyUnitOfWork(self.engine, operation="claim due schedules") as uow:
             with translated_errors("claim due schedules"):
                 result = sorted(
@@ -401,6 +407,14 @@ class SQLAlchemyCommandScheduler:
                 raise ScheduleNotCancellableError(schedule_id, status)
             await self._notify_others(connection)
 
+    async def _any(self, query: Any) -> bool:
+        """Return whether ``query`` finds a row (a read: no lock, no write transaction)."""
+
+        async def read(connection: AsyncConnection) -> bool:
+            return (await connection.execute(query)).first() is not None
+
+        return await self._reads.run("look for due schedules", read)
+
     # -- recurring schedules ----------------------------------------------------
 
     async def put_recurring(self, recurring: RecurringSchedule) -> None:
@@ -473,6 +487,15 @@ class SQLAlchemyCommandScheduler:
         )
         if self.is_postgresql:
             due = due.with_for_update(skip_locked=True, of=recurring_rows)
+        if not await self._any(
+            select(recurring_rows.c.name)
+            .where(
+                recurring_rows.c.paused.is_(False),
+                (recurring_rows.c.next_fire_at.is_(None)) | (recurring_rows.c.next_fire_at <= now),
+            )
+            .limit(1)
+        ):
+            return 0  # nothing due: no write transaction
         added = 0
         async with SQLAlchemyUnitOfWork(self.engine, operation="fire recurring schedules") as uow:
             with translated_errors("fire recurring schedules"):
