@@ -1,8 +1,11 @@
 """``CommandSchedulerWorker``: runs due scheduled commands in the background.
 
-Each round the worker fires due occurrences of recurring schedules, claims up
-to ``batch_size`` due commands and runs them (see
-:meth:`CommandSchedulerService.run_due`). When nothing was due it asks the
+The worker keeps up to ``batch_size`` claimed commands running at once, each
+through :meth:`CommandSchedulerService.run`, and claims more as soon as half of
+its slots are free (one claim statement for several commands, and never a
+pause while a slow command finishes); it renews the leases of the runs in
+flight every third of ``lease_ttl``, and fires due occurrences of recurring
+schedules at least every ``poll_interval``. When nothing was due it asks the
 store how long until something is (by the store's clock) and waits that long,
 at most ``poll_interval``, or until a wake-up: a command scheduled in this
 process, or in another one where the store can say so (PostgreSQL ``LISTEN``,
@@ -19,9 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from uuid import UUID
 
+from cqrs_ddd_advanced_core.scheduling.ports import ClaimedSchedule
 from cqrs_ddd_advanced_core.scheduling.service import CommandSchedulerService, default_owner
 from cqrs_ddd_advanced_core.workers.loop import WorkerState
+from cqrs_ddd_core.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ class CommandSchedulerWorker:
         """How many claimed commands this worker has run (whatever their outcome)."""
         self.last_error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._claims: dict[UUID, ClaimedSchedule] = {}
         self._stopping = asyncio.Event()
 
     @property
@@ -106,28 +116,79 @@ class CommandSchedulerWorker:
         return ran
 
     async def _run(self, listening: asyncio.Event) -> None:
-        failures = 0
         async with self.service.scheduler.listening() as wakeup:
             listening.set()
             self.state = "running"
-            while not self._stopping.is_set():
-                seen = wakeup.generation
-                try:
-                    if await self.run_once():
-                        failures = 0
-                        continue
-                    wait = await self.service.scheduler.seconds_until_due()
-                    failures = 0
-                except Exception as error:
-                    failures += 1
-                    self.last_error = error
-                    wait = min(self.retry_backoff * 2 ** (failures - 1), self.max_backoff)
-                    logger.exception("scheduler round failed; again in %.2fs", wait)
-                if self._stopping.is_set():
-                    break
-                pause = (
-                    self.poll_interval if wait is None else min(max(wait, 0.0), self.poll_interval)
-                )
-                if pause > 0:
-                    await wakeup.wait(pause, seen=seen)
+            heartbeat = asyncio.create_task(self._keep_leases(), name="scheduler-leases")
+            try:
+                await self._work(wakeup)
+                if self._running:  # stopping: let the commands in flight finish
+                    await asyncio.wait(self._running)
+            finally:
+                for running in self._running:
+                    running.cancel()
+                await asyncio.gather(*self._running, return_exceptions=True)
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
         self.state = "stopped"
+
+    async def _work(self, wakeup: Wakeup) -> None:
+        """Keep up to ``batch_size`` commands running; claim more once half the slots are free."""
+        failures = 0
+        fired_at = -math.inf
+        while not self._stopping.is_set():
+            seen = wakeup.generation
+            free = self.batch_size - len(self._running)
+            if free < max(1, self.batch_size // 2):
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                if time.monotonic() - fired_at >= self.poll_interval or not self._running:
+                    fired_at = time.monotonic()
+                    await self.service.fire_recurring()
+                claims = await self.service.scheduler.claim(
+                    self.owner, free, self.service.lease_ttl
+                )
+                for claim in claims:
+                    self._start(claim)
+                if claims:
+                    failures = 0
+                    continue
+                wait = await self.service.scheduler.seconds_until_due()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                self.last_error = error
+                wait = min(self.retry_backoff * 2 ** (failures - 1), self.max_backoff)
+                logger.exception("scheduler round failed; again in %.2fs", wait)
+            if self._stopping.is_set():
+                break
+            pause = self.poll_interval if wait is None else min(max(wait, 0.0), self.poll_interval)
+            if pause > 0:
+                await wakeup.wait(pause, seen=seen)
+
+    def _start(self, claim: ClaimedSchedule) -> None:
+        self._claims[claim.schedule_id] = claim
+        running = asyncio.create_task(self.service.run(claim), name=f"schedule:{claim.schedule_id}")
+        self._running.add(running)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._running.discard(task)
+            self._claims.pop(claim.schedule_id, None)
+            self.runs += 1
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("running %s failed", claim.schedule_id, exc_info=task.exception())
+
+        running.add_done_callback(finished)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the runs in flight every third of their time."""
+        ttl = self.service.lease_ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            if not self._claims:
+                continue
+            try:
+                await self.service.scheduler.extend(list(self._claims.values()), ttl)
+            except Exception:
+                logger.warning("renewing the leases of running schedules failed", exc_info=True)
