@@ -1,7 +1,7 @@
 """The benchmark command: every workload on SQLite, then on PostgreSQL, then the writers.
 
 ``python -m benchmarks [--quick] [--repeats N]
-[--only sqlite|postgres|writers|snapshots|projections] [--profile]``
+[--only sqlite|postgres|writers|snapshots|projections|scheduling] [--profile]``
 (``bash scripts/bench.sh`` syncs the ``bench`` dependency group first). Progress
 goes to stderr; the tables go to stdout.
 """
@@ -292,9 +292,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="samples per figure (median is kept)")
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "writers", "snapshots", "projections"),
+        choices=("sqlite", "postgres", "writers", "snapshots", "projections", "scheduling"),
         help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g); "
-        "'projections': only (h), on both backends)",
+        "'projections': only (h), on both backends; 'scheduling': only (i), ours against "
+        "procrastinate, on PostgreSQL)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our path, print top costs")
     parser.add_argument(
@@ -308,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from benchmarks.breakdown import breakdown  # noqa: PLC0415 - only when asked
 
         asyncio.run(breakdown())
+        return
+    if args.only == "scheduling":
+        from benchmarks.scheduling import main as scheduling  # noqa: PLC0415 - only when asked
+
+        scheduling(["--quick"] if args.quick else [])
         return
     if args.profile:
         from benchmarks.profiling import profile_ours  # noqa: PLC0415 - only when asked

@@ -73,8 +73,7 @@ CREATE TABLE IF NOT EXISTS bench_effects (
 )
 """
 EFFECT_INSERT = (
-    "INSERT INTO bench_effects (key, started_at) "
-    "VALUES ($1, extract(epoch FROM clock_timestamp()))"
+    "INSERT INTO bench_effects (key, started_at) VALUES ($1, extract(epoch FROM clock_timestamp()))"
 )
 CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
@@ -94,7 +93,8 @@ def _our_service(url: str) -> tuple[Any, CommandSchedulerService]:
     @registry.command_handler(RunTask)
     async def run_task(command: RunTask) -> None:
         uow = current_uow()
-        assert isinstance(uow, SQLAlchemyUnitOfWork)
+        if not isinstance(uow, SQLAlchemyUnitOfWork):
+            raise TypeError(type(uow))
         await uow.connection.execute(insert, {"key": command.key})
 
     mediator = Mediator(registry=registry, uow_factory=partial(SQLAlchemyUnitOfWork, engine))
@@ -292,12 +292,11 @@ async def bench_scheduling(target: PostgresTarget, commands: int, progress: Any)
     for workers in WORKER_COUNTS:
         for side in SIDES:
             progress(f"(i) {commands:,} due at once, {workers} worker process(es): {side}")
-            results.burst[(workers, side)] = await _round(
-                target, side, workers, [0.0] * commands
-            )
+            results.burst[(workers, side)] = await _round(target, side, workers, [0.0] * commands)
     offsets = [number * IDLE_SPACING_SECONDS for number in range(IDLE_COMMANDS)]
     for side in SIDES:
-        progress(f"(i) idle workers, {IDLE_COMMANDS} due {IDLE_SPACING_SECONDS * 1000:g} ms apart: {side}")
+        spacing = IDLE_SPACING_SECONDS * 1000
+        progress(f"(i) idle workers, {IDLE_COMMANDS} due {spacing:g} ms apart: {side}")
         results.idle[side] = await _round(target, side, 1, offsets)
     return results
 
@@ -313,9 +312,11 @@ def summary_text(results: Results) -> str:
         "|---|---|---|---|---|---|",
     ]
     for workers in WORKER_COUNTS:
-        ours, theirs = results.burst[(workers, "ours")], results.burst[(workers, "procrastinate")]
+        ours = results.burst[(workers, "ours")]
+        theirs = results.burst[(workers, "procrastinate")]
         lines.append(
-            f"| {workers} | {ours.rate:,.0f} | {theirs.rate:,.0f} | {ours.rate / theirs.rate:.2f} | "
+            f"| {workers} | {ours.rate:,.0f} | {theirs.rate:,.0f} | "
+            f"{ours.rate / theirs.rate:.2f} | "
             f"{ours.p50 * 1000:,.0f} / {ours.p99 * 1000:,.0f} ms | "
             f"{theirs.p50 * 1000:,.0f} / {theirs.p99 * 1000:,.0f} ms |"
         )

@@ -75,6 +75,17 @@ from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
 from cqrs_ddd_persistence_sqlalchemy.wakeup_feed import SQLAlchemyWakeupFeed
 
 _CLAIMABLE = ("pending", "running")
+_INDEX_ORDER_ONLY = select(
+    func.set_config("enable_bitmapscan", "off", True),
+    func.set_config("enable_seqscan", "off", True),
+    func.set_config("enable_sort", "off", True),
+)
+"""For the claim's transaction only: walk the claimable index in due order, whatever the stats.
+
+A queue table's statistics are always stale (rows change status all the time; a
+new table has none): misled, the planner reads every due row with a bitmap scan
+and sorts them, a cost that grows with the backlog (3.5 ms for 8,000 due rows,
+against 0.05 ms for the index walk that stops after ``LIMIT`` rows)."""
 _STATE_COLUMNS = (
     rows.c.schedule_id,
     rows.c.command_type,
@@ -271,6 +282,8 @@ class SQLAlchemyCommandScheduler:
             return []  # SQLite: no write lock taken (and kept from other processes) for nothing
         async with SQLAlchemyUnitOfWork(self.engine, operation="claim due schedules") as uow:
             with translated_errors("claim due schedules"):
+                if self.is_postgresql:
+                    await uow.connection.execute(_INDEX_ORDER_ONLY)
                 result = sorted(
                     (await uow.connection.execute(statement)).all(),
                     key=lambda row: row.available_at,
