@@ -60,6 +60,7 @@ from cqrs_ddd_advanced_core.scheduling.ports import (
     RecurringSchedule,
     ScheduleState,
     from_epoch,
+    state_of,
 )
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_persistence_sqlalchemy.channels import SCHEDULE_CHANNEL
@@ -208,12 +209,7 @@ class SQLAlchemyCommandScheduler:
                 .values(status="cancelled", finished_at=self._now())
             )
             if result.rowcount == 0:
-                status = await connection.scalar(
-                    select(rows.c.status).where(rows.c.schedule_id == schedule_id)
-                )
-                if status is None:
-                    raise ScheduleNotFoundError(schedule_id)
-                raise ScheduleNotCancellableError(schedule_id, status)
+                await _refuse(connection, schedule_id)
 
     async def state(self, schedule_id: UUID) -> ScheduleState | None:
         """Return the schedule's state, or None."""
@@ -224,7 +220,7 @@ class SQLAlchemyCommandScheduler:
                     select(*_STATE_COLUMNS).where(rows.c.schedule_id == schedule_id)
                 )
             ).first()
-            return None if found is None else _state(found)
+            return None if found is None else state_of(found)
 
         return await self._reads.run(f"read schedule {schedule_id}", read)
 
@@ -238,7 +234,7 @@ class SQLAlchemyCommandScheduler:
                 .order_by(rows.c.finished_at.desc())
                 .limit(limit)
             )
-            return [_state(row) for row in result]
+            return [state_of(row) for row in result]
 
         return await self._reads.run("read failed schedules", read)
 
@@ -412,12 +408,7 @@ class SQLAlchemyCommandScheduler:
                 .values(status="pending", attempts=0, available_at=self._now(), finished_at=None)
             )
             if result.rowcount == 0:
-                status = await connection.scalar(
-                    select(rows.c.status).where(rows.c.schedule_id == schedule_id)
-                )
-                if status is None:
-                    raise ScheduleNotFoundError(schedule_id)
-                raise ScheduleNotCancellableError(schedule_id, status)
+                await _refuse(connection, schedule_id)
             await self._notify_others(connection)
 
     async def _any(self, query: Any) -> bool:
@@ -531,19 +522,12 @@ class SQLAlchemyCommandScheduler:
         return added
 
 
-def _state(row: Row[Any, *tuple[Any, ...]]) -> ScheduleState:
-    return ScheduleState(
-        schedule_id=row.schedule_id,
-        command_type=row.command_type,
-        status=row.status,
-        due_at=from_epoch(row.due_at),
-        attempts=row.attempts,
-        last_error=row.last_error,
-        error_class=row.error_class,
-        created_at=from_epoch(row.created_at),
-        finished_at=None if row.finished_at is None else from_epoch(row.finished_at),
-        recurrence=row.recurrence,
-    )
+async def _refuse(connection: AsyncConnection, schedule_id: UUID) -> None:
+    """Raise why a schedule was not in the status an update asked for."""
+    status = await connection.scalar(select(rows.c.status).where(rows.c.schedule_id == schedule_id))
+    if status is None:
+        raise ScheduleNotFoundError(schedule_id)
+    raise ScheduleNotCancellableError(schedule_id, status)
 
 
 def _recurring(row: Row[Any, *tuple[Any, ...]]) -> RecurringSchedule:

@@ -93,6 +93,26 @@ class ScheduleState:
         )
 
 
+def state_of(row: Any) -> ScheduleState:
+    """Return the state a stored schedule's fields describe (times in Unix seconds).
+
+    ``row`` is anything with the fields of :class:`ScheduleState` as
+    attributes: an adapter's row.
+    """
+    return ScheduleState(
+        schedule_id=row.schedule_id,
+        command_type=row.command_type,
+        status=row.status,
+        due_at=from_epoch(row.due_at),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        error_class=row.error_class,
+        created_at=from_epoch(row.created_at),
+        finished_at=None if row.finished_at is None else from_epoch(row.finished_at),
+        recurrence=row.recurrence,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedSchedule:
     """A due command a worker claimed: what to run, and the fencing token of this run.

@@ -25,7 +25,7 @@ from cqrs_ddd_core.exceptions import (
     MessageTypeConflictError,
     UnknownMessageTypeError,
 )
-from cqrs_ddd_core.serialization.codec import UnreadableJSON
+from cqrs_ddd_core.serialization.codec import payload_issue, validation_issues
 from cqrs_ddd_core.serialization.json_safety import portable_dump
 
 TCommandClass = TypeVar("TCommandClass", bound=type[Command])
@@ -120,19 +120,10 @@ class MessageTypeRegistry:
         """
         command_class = self.resolve(message_type, where=where)
         if not isinstance(payload, Mapping):
-            reason = (
-                f"is not valid JSON ({payload.reason})"
-                if isinstance(payload, UnreadableJSON)
-                else "must be a JSON object"
-            )
-            raise MessageDeserializationError(
-                message_type, [FieldIssue("payload", reason)], where=where
-            )
+            raise MessageDeserializationError(message_type, [payload_issue(payload)], where=where)
         try:
             return command_class.model_validate(dict(payload))
         except pydantic.ValidationError as error:
-            issues = [
-                FieldIssue(".".join(str(part) for part in detail["loc"]) or "$", detail["msg"])
-                for detail in error.errors()
-            ]
-            raise MessageDeserializationError(message_type, issues, where=where) from None
+            raise MessageDeserializationError(
+                message_type, validation_issues(error), where=where
+            ) from None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pydantic
+
 from cqrs_ddd_core.domain.aggregate import AggregateRoot
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import EventSerializationError, FieldIssue, ValidationError
@@ -144,3 +146,18 @@ def _plainly_portable(document: dict[str, Any]) -> bool:
 
 _ENVELOPE_FIELDS = DomainEvent.envelope_fields()
 _MODEL_DUMP = DomainEvent.model_dump
+
+
+def payload_issue(payload: object) -> FieldIssue:
+    """Return why a stored ``payload`` that is not a mapping is refused."""
+    if isinstance(payload, UnreadableJSON):
+        return FieldIssue("payload", f"is not valid JSON ({payload.reason})")
+    return FieldIssue("payload", "must be a JSON object")
+
+
+def validation_issues(error: pydantic.ValidationError) -> list[FieldIssue]:
+    """Return each field pydantic refused, as a dotted path and the reason."""
+    return [
+        FieldIssue(".".join(str(part) for part in detail["loc"]) or "$", detail["msg"])
+        for detail in error.errors()
+    ]

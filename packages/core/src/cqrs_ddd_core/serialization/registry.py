@@ -16,7 +16,12 @@ from cqrs_ddd_core.exceptions import (
     UnknownEventTypeError,
 )
 from cqrs_ddd_core.ports.event_store import StoredEvent
-from cqrs_ddd_core.serialization.codec import ENVELOPE_KEYS, UnreadableJSON, encode_event
+from cqrs_ddd_core.serialization.codec import (
+    ENVELOPE_KEYS,
+    encode_event,
+    payload_issue,
+    validation_issues,
+)
 
 TEventClass = TypeVar("TEventClass", bound=type[DomainEvent])
 
@@ -156,13 +161,8 @@ class EventTypeRegistry:
     ) -> DomainEvent:
         event_class = self.resolve(event_type, stream_id=stream_id, version=version)
         if not isinstance(payload, Mapping):
-            reason = (
-                f"is not valid JSON ({payload.reason})"
-                if isinstance(payload, UnreadableJSON)
-                else "must be a JSON object"
-            )
             raise EventDeserializationError(
-                event_type, [FieldIssue("payload", reason)], stream_id=stream_id, version=version
+                event_type, [payload_issue(payload)], stream_id=stream_id, version=version
             )
         if not isinstance(schema_version, int) or isinstance(schema_version, bool):
             raise EventDeserializationError(
@@ -193,10 +193,6 @@ class EventTypeRegistry:
         try:
             return event_class.model_validate({**payload, **envelope_fields})
         except pydantic.ValidationError as exc:
-            issues = [
-                FieldIssue(".".join(str(part) for part in error["loc"]) or "$", error["msg"])
-                for error in exc.errors()
-            ]
             raise EventDeserializationError(
-                event_type, issues, stream_id=stream_id, version=version
+                event_type, validation_issues(exc), stream_id=stream_id, version=version
             ) from exc

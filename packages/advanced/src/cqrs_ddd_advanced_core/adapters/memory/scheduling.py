@@ -33,6 +33,7 @@ from cqrs_ddd_advanced_core.scheduling.ports import (
     ScheduleState,
     ScheduleStatus,
     from_epoch,
+    state_of,
 )
 from cqrs_ddd_core.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
@@ -56,20 +57,6 @@ class _Row:
     last_error: str | None = None
     error_class: str | None = None
     finished_at: float | None = None
-
-    def state(self) -> ScheduleState:
-        return ScheduleState(
-            schedule_id=self.schedule_id,
-            command_type=self.command_type,
-            status=self.status,
-            due_at=from_epoch(self.due_at),
-            attempts=self.attempts,
-            last_error=self.last_error,
-            error_class=self.error_class,
-            created_at=from_epoch(self.created_at),
-            finished_at=None if self.finished_at is None else from_epoch(self.finished_at),
-            recurrence=self.recurrence,
-        )
 
 
 class InMemoryCommandScheduler:
@@ -134,7 +121,7 @@ class InMemoryCommandScheduler:
     async def state(self, schedule_id: UUID) -> ScheduleState | None:
         """Return the schedule's state, or None."""
         row = self._rows.get(schedule_id)
-        return None if row is None else row.state()
+        return None if row is None else state_of(row)
 
     async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[ClaimedSchedule]:
         """Claim up to ``limit`` due schedules (pending, or running with an expired lease)."""
@@ -230,7 +217,7 @@ class InMemoryCommandScheduler:
         """Return the failed schedules, most recent first."""
         rows = [row for row in self._rows.values() if row.status == "failed"]
         rows.sort(key=lambda row: row.finished_at or 0.0, reverse=True)
-        return [row.state() for row in rows[:limit]]
+        return [state_of(row) for row in rows[:limit]]
 
     async def retry(self, schedule_id: UUID) -> None:
         """Make a failed schedule pending again, due now, attempts reset."""
