@@ -7,6 +7,7 @@ suite (with occurrences that came before the test started).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from cqrs_ddd_advanced_core.scheduling import (
     occurrence_id,
     plan_firing,
 )
-from cqrs_ddd_advanced_core.scheduling.recurring import following
+from cqrs_ddd_advanced_core.scheduling.recurring import first_at_or_after, following
 from cqrs_ddd_core import Command, HandlerRegistry, InMemoryUnitOfWork, Mediator
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -213,3 +214,51 @@ async def test_a_recurrence_that_cannot_work_is_refused() -> None:
         await service.schedule_recurring("x", Tick(), cron="0 9 * * *", timezone="Mars/Olympus")
     with pytest.raises(ScheduleConfigurationError, match="positive"):
         await service.schedule_recurring("x", Tick(), every=timedelta(0))
+
+
+@pytest.mark.parametrize(("policy", "fired"), [("skip", 60), ("run_once", 61), ("run_all", 1000)])
+def test_a_long_outage_fires_what_the_policy_says_however_many_were_missed(
+    policy: MissedRunPolicy, fired: int
+) -> None:
+    start = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    recurring = RecurringSchedule(
+        name="every-second",
+        command_type="Tick",
+        payload={},
+        cron=None,
+        every=1.0,
+        timezone="UTC",
+        missed=policy,
+        grace=59.5,
+        paused=False,
+        next_fire_at=start,
+    )
+    now = start + 5_000  # 5,000 occurrences came; the last 60 within the grace
+    firing = plan_firing(recurring, now)
+    assert len(firing.occurrences) == fired
+    if policy == "run_all":  # at most 1,000 at once; the rest on the next round
+        assert firing.next_fire_at == start + 1_000
+    else:
+        assert firing.next_fire_at == now + 1
+        assert [occurrence.due_at for occurrence in firing.occurrences][-60:] == [
+            now - 59 + second for second in range(60)
+        ]
+    if policy == "run_once":
+        assert firing.occurrences[0].due_at == now - 60  # the latest missed one
+
+
+def test_occurrences_carry_their_schedule_id_as_command_id() -> None:
+    anchored = dataclasses.replace(
+        _recurring("0 * * * *"), next_fire_at=datetime(2026, 6, 1, 10, tzinfo=UTC).timestamp()
+    )
+    firing = plan_firing(anchored, datetime(2026, 6, 1, 12, 30, tzinfo=UTC).timestamp())
+    assert len(firing.occurrences) == 3
+    assert all(o.payload["command_id"] == str(o.schedule_id) for o in firing.occurrences)
+
+
+def test_anchoring_inside_the_repeated_hour_never_goes_back_in_time() -> None:
+    # 02:10 in the second 02:00-03:00 of 25 October (UTC+1): the next 02:30 is 20 minutes on
+    start = datetime(2026, 10, 25, 1, 10, tzinfo=UTC).timestamp()
+    anchored = first_at_or_after(_recurring("30 2 * * *"), start)
+    assert anchored > start
+    assert datetime.fromtimestamp(anchored, BERLIN).isoformat() == "2026-10-26T02:30:00+01:00"

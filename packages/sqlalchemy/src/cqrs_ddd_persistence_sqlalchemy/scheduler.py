@@ -26,6 +26,7 @@ file's ``data_version``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,6 +53,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleLeaseLostError,
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
+    ScheduleNotRetryableError,
 )
 from cqrs_ddd_advanced_core.scheduling.ports import (
     ClaimedSchedule,
@@ -74,6 +76,8 @@ from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
     unit_of_work_for_write,
 )
 from cqrs_ddd_persistence_sqlalchemy.wakeup_feed import SQLAlchemyWakeupFeed
+
+logger = logging.getLogger(__name__)
 
 _CLAIMABLE = ("pending", "running")
 _INDEX_ORDER_ONLY = select(
@@ -209,7 +213,7 @@ class SQLAlchemyCommandScheduler:
                 .values(status="cancelled", finished_at=self._now())
             )
             if result.rowcount == 0:
-                await _refuse(connection, schedule_id)
+                await _refuse(connection, schedule_id, ScheduleNotCancellableError)
 
     async def state(self, schedule_id: UUID) -> ScheduleState | None:
         """Return the schedule's state, or None."""
@@ -375,8 +379,13 @@ class SQLAlchemyCommandScheduler:
                     .where(self._held(claim.schedule_id, claim.lease_token))
                     .values(**values)
                 )
+                recorded = bool(result.rowcount == 1)
+                if recorded and retry_in is not None:  # sleeping workers wake for the retry
+                    await self._notify_others(uow.connection)
             await uow.commit()
-        return bool(result.rowcount == 1)
+        if recorded and retry_in is not None:
+            self._wakeup.notify()
+        return recorded
 
     async def seconds_until_due(self) -> float | None:
         """Return how long until something is due, by the database's clock (0 when it is)."""
@@ -408,7 +417,7 @@ class SQLAlchemyCommandScheduler:
                 .values(status="pending", attempts=0, available_at=self._now(), finished_at=None)
             )
             if result.rowcount == 0:
-                await _refuse(connection, schedule_id)
+                await _refuse(connection, schedule_id, ScheduleNotRetryableError)
             await self._notify_others(connection)
 
     async def _any(self, query: Any) -> bool:
@@ -485,20 +494,14 @@ class SQLAlchemyCommandScheduler:
     async def fire_recurring(self, plan: FiringPlan) -> int:
         """Add the due occurrences of unpaused recurring schedules (see the port)."""
         now = self._now()
-        due = select(recurring_rows, now.label("now")).where(
+        is_due = and_(
             recurring_rows.c.paused.is_(False),
             (recurring_rows.c.next_fire_at.is_(None)) | (recurring_rows.c.next_fire_at <= now),
         )
+        due = select(recurring_rows, now.label("now")).where(is_due)
         if self.is_postgresql:
             due = due.with_for_update(skip_locked=True, of=recurring_rows)
-        if not await self._any(
-            select(recurring_rows.c.name)
-            .where(
-                recurring_rows.c.paused.is_(False),
-                (recurring_rows.c.next_fire_at.is_(None)) | (recurring_rows.c.next_fire_at <= now),
-            )
-            .limit(1)
-        ):
+        if not await self._any(select(recurring_rows.c.name).where(is_due).limit(1)):
             return 0  # nothing due: no write transaction
         added = 0
         async with SQLAlchemyUnitOfWork(self.engine, operation="fire recurring schedules") as uow:
@@ -507,7 +510,22 @@ class SQLAlchemyCommandScheduler:
                 if not found:
                     return 0
                 for row in found:
-                    firing = plan(_recurring(row), float(row.now))
+                    try:
+                        firing = plan(_recurring(row), float(row.now))
+                    except Exception as error:  # noqa: BLE001 - one bad schedule stops no other
+                        logger.error(
+                            "recurring schedule %r paused: its occurrences cannot be computed "
+                            "(%s: %s); fix it and schedule it again",
+                            row.name,
+                            type(error).__qualname__,
+                            error,
+                        )
+                        await uow.connection.execute(
+                            update(recurring_rows)
+                            .where(recurring_rows.c.name == row.name)
+                            .values(paused=True)
+                        )
+                        continue
                     added += await self._insert(uow.connection, firing.occurrences)
                     await uow.connection.execute(
                         update(recurring_rows)
@@ -522,12 +540,16 @@ class SQLAlchemyCommandScheduler:
         return added
 
 
-async def _refuse(connection: AsyncConnection, schedule_id: UUID) -> None:
+async def _refuse(
+    connection: AsyncConnection,
+    schedule_id: UUID,
+    refusal: type[ScheduleNotCancellableError | ScheduleNotRetryableError],
+) -> None:
     """Raise why a schedule was not in the status an update asked for."""
     status = await connection.scalar(select(rows.c.status).where(rows.c.schedule_id == schedule_id))
     if status is None:
         raise ScheduleNotFoundError(schedule_id)
-    raise ScheduleNotCancellableError(schedule_id, status)
+    raise refusal(schedule_id, status)
 
 
 def _recurring(row: Row[Any, *tuple[Any, ...]]) -> RecurringSchedule:

@@ -42,11 +42,14 @@ from cqrs_ddd_advanced_core.scheduling import (
     CommandSchedulerService,
     CommandSchedulerWorker,
     MissedRunPolicy,
+    RecurringSchedule,
 )
+from cqrs_ddd_core.cqrs.event_dispatcher import EventDispatcher
 from cqrs_ddd_core.cqrs.mediator import Mediator
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command
 from cqrs_ddd_core.cqrs.registry import HandlerRegistry
+from cqrs_ddd_core.cqrs.response import CommandResponse
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError, UnknownMessageTypeError
 from cqrs_ddd_core.ports.event_store import EventStore
@@ -65,6 +68,9 @@ class Effect(Command):
     key: str
     failures: int = 0
     transient: bool = True
+    pause: float = 0.0
+    then: str | None = None
+    """After committing, an event handler sends ``Effect(key=then)``: a follow-up command."""
 
 
 class Unrelated(Command):
@@ -77,6 +83,7 @@ class EffectHappened(DomainEvent):
     """What an :class:`Effect` leaves in its stream."""
 
     key: str
+    then: str | None = None
 
 
 class PermanentFailureError(Exception):
@@ -91,13 +98,19 @@ class SchedulerKit:
     event_store: EventStore
     uow_factory: UnitOfWorkFactory
     calls: dict[str, int] = field(default_factory=dict)
+    command_ids: list[UUID] = field(default_factory=list)
 
     def mediator(self) -> Mediator:
         """Return a mediator whose ``Effect`` handler appends in the command's unit of work."""
         registry = HandlerRegistry()
+        dispatcher = EventDispatcher(on_error="raise")
+        mediator = Mediator(
+            registry=registry, uow_factory=self.uow_factory, event_dispatcher=dispatcher
+        )
 
         @registry.command_handler(Effect)
-        async def effect(command: Effect) -> None:
+        async def effect(command: Effect) -> CommandResponse[None]:
+            self.command_ids.append(command.command_id)
             made = self.calls[command.key] = self.calls.get(command.key, 0) + 1
             if made <= command.failures:
                 if command.transient:
@@ -105,11 +118,18 @@ class SchedulerKit:
                         f"effect-{command.key}", expected_version=0, actual_version=1
                     )
                 raise PermanentFailureError(f"{command.key} cannot be done")
-            await self.event_store.append(
-                f"effect-{command.key}", [EffectHappened(key=command.key)], expected_version=0
-            )
+            if command.pause:
+                await asyncio.sleep(command.pause)
+            happened = EffectHappened(key=command.key, then=command.then)
+            await self.event_store.append(f"effect-{command.key}", [happened], expected_version=0)
+            return CommandResponse(result=None, events=(happened,))
 
-        return Mediator(registry=registry, uow_factory=self.uow_factory)
+        @dispatcher.handles(EffectHappened)
+        async def follow_up(event: EffectHappened) -> None:
+            if event.then is not None:
+                await mediator.send(Effect(key=event.then))
+
+        return mediator
 
     def service(self, **settings: Any) -> CommandSchedulerService:
         """Return a service running the kit's commands through :meth:`mediator`."""
@@ -468,3 +488,173 @@ class CommandSchedulerContract:
         await service.unschedule("paused")
         with pytest.raises(ScheduleNotFoundError):
             await service.recurring("paused")
+
+    async def test_a_command_sent_after_the_scheduled_one_committed_is_its_own(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        service = scheduler_kit.service()
+        schedule_id = await service.schedule(Effect(key="first", then="follow-up"), later(-1))
+        assert await service.run_due() == 1
+        assert (await service.get(schedule_id)).status == "done"
+        # the event handler's command committed on its own, not joined to the schedule
+        assert await scheduler_kit.effects("first") == 1
+        assert await scheduler_kit.effects("follow-up") == 1
+
+    async def test_a_worker_retries_after_the_back_off_not_after_the_lease(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        service = scheduler_kit.service(lease_ttl=30.0)
+        worker = CommandSchedulerWorker(service, poll_interval=60.0)
+        await worker.start()
+        try:
+            schedule_id = await service.schedule(Effect(key="soon", failures=1), later(-1))
+
+            async def done() -> bool:
+                return (await service.get(schedule_id)).status == "done"
+
+            await eventually(done)  # within DEADLINE: far less than the 30 s lease
+        finally:
+            await worker.stop()
+        assert (await service.get(schedule_id)).attempts == 2
+
+    async def test_retry_on_makes_more_errors_transient(self, scheduler_kit: SchedulerKit) -> None:
+        service = scheduler_kit.service(retry_on=(PermanentFailureError,))
+        schedule_id = await service.schedule(
+            Effect(key="listed", failures=1, transient=False), later(-1)
+        )
+        await run_until_done(service, schedule_id)
+        state = await service.get(schedule_id)
+        assert (state.status, state.attempts, state.error_class) == (
+            "done",
+            2,
+            "PermanentFailureError",
+        )
+
+    async def test_the_worker_goes_on_after_a_dead_letter(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        writer = scheduler_kit.service(message_registry=MessageTypeRegistry([Effect, Unrelated]))
+        gone = await writer.schedule(Unrelated(), later(-1))
+        broken = await writer.schedule(Effect(key="b", failures=1, transient=False), later(-1))
+        fine = await writer.schedule(Effect(key="fine"), later(-1))
+        worker = CommandSchedulerWorker(scheduler_kit.service(), poll_interval=60.0)
+        await worker.start()
+        try:
+
+            async def fine_done() -> bool:
+                return (await writer.get(fine)).status == "done"
+
+            await eventually(fine_done)
+        finally:
+            await worker.stop()
+        assert (await writer.get(gone)).status == "failed"
+        assert (await writer.get(broken)).status == "failed"
+        assert worker.state == "stopped"
+
+    async def test_stop_lets_the_commands_in_flight_finish(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        service = scheduler_kit.service()
+        worker = CommandSchedulerWorker(service, poll_interval=60.0)
+        await worker.start()
+        schedule_id = await service.schedule(Effect(key="slow", pause=0.3), later(-1))
+
+        async def started() -> bool:
+            return scheduler_kit.calls.get("slow", 0) == 1
+
+        await eventually(started)
+        await worker.stop()
+        assert (await service.get(schedule_id)).status == "done"
+        assert await scheduler_kit.effects("slow") == 1
+
+    async def test_stop_cancels_what_runs_past_cancel_after_and_commits_none_of_it(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        service = scheduler_kit.service()
+        worker = CommandSchedulerWorker(service, poll_interval=60.0)
+        await worker.start()
+        schedule_id = await service.schedule(Effect(key="endless", pause=30.0), later(-1))
+
+        async def started() -> bool:
+            return scheduler_kit.calls.get("endless", 0) == 1
+
+        await eventually(started)
+        async with asyncio.timeout(DEADLINE):
+            await worker.stop(cancel_after=0.1)
+        assert not worker.running
+        state = await service.get(schedule_id)
+        assert state.status == "running"  # taken over by a worker once its lease expires
+        assert await scheduler_kit.effects("endless") == 0
+
+    async def test_a_naive_start_at_is_refused(self, scheduler_kit: SchedulerKit) -> None:
+        service = scheduler_kit.service()
+        with pytest.raises(NaiveDatetimeError, match="start_at"):
+            await service.schedule_recurring(
+                "naive", Effect(key="n"), every=timedelta(minutes=1), start_at=datetime(2030, 1, 1)
+            )
+        assert await scheduler_kit.scheduler.recurring("naive") is None
+
+    async def test_declaring_a_recurring_schedule_again_keeps_what_it_owes(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        service = scheduler_kit.service()
+        start = datetime.now(UTC) - timedelta(minutes=10) + timedelta(seconds=30)
+        await service.schedule_recurring(
+            "owed",
+            Effect(key="owed"),
+            every=timedelta(minutes=1),
+            missed="run_all",
+            start_at=start,
+        )
+        # the application restarts and declares its schedules again, without start_at
+        await service.schedule_recurring(
+            "owed", Effect(key="owed"), every=timedelta(minutes=1), missed="run_all"
+        )
+        assert await service.fire_recurring() == 10
+
+    async def test_each_occurrence_is_its_own_command(self, scheduler_kit: SchedulerKit) -> None:
+        service = scheduler_kit.service()
+        start = datetime.now(UTC) - timedelta(minutes=3) + timedelta(seconds=30)
+        await service.schedule_recurring(
+            "distinct",
+            Effect(key="d"),
+            every=timedelta(minutes=1),
+            missed="run_all",
+            start_at=start,
+        )
+        assert await service.fire_recurring() == 3
+        claims = await scheduler_kit.scheduler.claim("contract", 10, 30.0)
+        for claim in claims:
+            await service.run(claim)
+        assert sorted(scheduler_kit.command_ids) == sorted(claim.schedule_id for claim in claims)
+
+    async def test_a_recurring_schedule_that_cannot_fire_is_paused_and_stops_nothing_else(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        service = scheduler_kit.service()
+        await scheduler_kit.scheduler.put_recurring(
+            RecurringSchedule(
+                name="broken",
+                command_type="Effect",
+                payload={"key": "never"},
+                cron="0 9 * * *",
+                every=None,
+                timezone="Mars/Olympus",  # written by a host that knew it, or by hand
+                missed="run_all",
+                grace=60.0,
+                paused=False,
+                next_fire_at=None,
+            )
+        )
+        fine = await service.schedule(Effect(key="unhindered"), later(-1))
+        worker = CommandSchedulerWorker(service, poll_interval=60.0)
+        await worker.start()
+        try:
+
+            async def fine_done() -> bool:
+                return (await service.get(fine)).status == "done"
+
+            await eventually(fine_done)
+        finally:
+            await worker.stop()
+        assert (await service.recurring("broken")).paused

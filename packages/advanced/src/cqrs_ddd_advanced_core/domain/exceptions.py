@@ -25,6 +25,7 @@ The tree::
     │   ├── NaiveDatetimeError                  a time without a time zone (also ValueError)
     │   ├── ScheduleNotFoundError               no schedule (or recurring schedule) with that id
     │   ├── ScheduleNotCancellableError         the schedule already ran, runs, or was cancelled
+    │   ├── ScheduleNotRetryableError           a re-run asked of a schedule that did not fail
     │   ├── ScheduleLeaseLostError              a run's lease passed to another worker: fenced out
     │   ├── ScheduleConfigurationError          the scheduler is built or called inconsistently
     │   └── ScheduledCommandFailedError         a scheduled command failed for good (dead letter)
@@ -316,6 +317,17 @@ class ScheduleNotCancellableError(SchedulingError):
         self.schedule_id = schedule_id
         self.status = status
         super().__init__(f"schedule {schedule_id!s} cannot be cancelled: it is {status}")
+
+
+class ScheduleNotRetryableError(SchedulingError):
+    """Only a failed schedule (a dead letter) can be run again; this one is ``status``."""
+
+    def __init__(self, schedule_id: object, status: str) -> None:
+        self.schedule_id = schedule_id
+        self.status = status
+        super().__init__(
+            f"schedule {schedule_id!s} cannot be run again: it is {status}, not failed"
+        )
 
 
 class ScheduleLeaseLostError(SchedulingError):

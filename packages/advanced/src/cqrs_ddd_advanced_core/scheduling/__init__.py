@@ -18,6 +18,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleLeaseLostError,
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
+    ScheduleNotRetryableError,
     SchedulingError,
 )
 from cqrs_ddd_advanced_core.scheduling.ports import (
@@ -50,6 +51,7 @@ __all__ = [
     "ScheduleLeaseLostError",
     "ScheduleNotCancellableError",
     "ScheduleNotFoundError",
+    "ScheduleNotRetryableError",
     "ScheduleState",
     "ScheduleStatus",
     "ScheduledCommandFailedError",

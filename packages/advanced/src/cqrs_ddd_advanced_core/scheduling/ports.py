@@ -231,7 +231,8 @@ class CommandScheduler(Protocol):
     ) -> bool:
         """Record a failed run: pending again in ``retry_in`` seconds, or failed for good (None).
 
-        False when the lease is no longer this run's (nothing written).
+        False when the lease is no longer this run's (nothing written). A
+        retry wakes sleeping workers, as a new schedule does.
         """
         ...
 
@@ -250,7 +251,7 @@ class CommandScheduler(Protocol):
     async def retry(self, schedule_id: UUID) -> None:
         """Make a failed schedule pending again, due now, with its attempts reset.
 
-        Raises ``ScheduleNotFoundError``, or ``ScheduleNotCancellableError``
+        Raises ``ScheduleNotFoundError``, or ``ScheduleNotRetryableError``
         naming the status when it is not failed.
         """
         ...
@@ -281,6 +282,9 @@ class CommandScheduler(Protocol):
         (or is not anchored), in one transaction: ``plan(recurring, now)``
         says which occurrences to add (ids already present are left alone)
         and the next fire time, which is stored. Two workers never fire the
-        same schedule at once. Returns how many commands were added.
+        same schedule at once. A schedule ``plan`` raises for (a time zone
+        this host does not know, a cron expression it cannot parse) is
+        paused, with an error logged, and the others fire. Returns how many
+        commands were added.
         """
         ...

@@ -64,12 +64,20 @@ def zone(timezone: str) -> ZoneInfo:
 
 
 def following(recurring: RecurringSchedule, after: float) -> float:
-    """Return the first occurrence of ``recurring`` strictly after ``after`` (Unix seconds)."""
+    """Return the first occurrence of ``recurring`` strictly after ``after`` (Unix seconds).
+
+    An interval's occurrences are ``every`` seconds apart from ``after``
+    (call it with an occurrence); a cron expression's are wherever it matches.
+    """
     if recurring.every is not None:
         return after + recurring.every
     assert recurring.cron is not None  # noqa: S101 - check_recurrence guarantees one of them
     start = datetime.fromtimestamp(after, zone(recurring.timezone))
-    return next(CronSim(recurring.cron, start)).timestamp()
+    matches = CronSim(recurring.cron, start)
+    moment = next(matches).timestamp()
+    while moment <= after:  # in a repeated hour a wall-clock match can lie before `after`
+        moment = next(matches).timestamp()
+    return moment
 
 
 def first_at_or_after(recurring: RecurringSchedule, start: float) -> float:
@@ -79,38 +87,66 @@ def first_at_or_after(recurring: RecurringSchedule, start: float) -> float:
     return following(recurring, start - 1e-6)
 
 
+def _first_after(recurring: RecurringSchedule, anchor: float, moment: float) -> float:
+    """Return the first occurrence after ``moment``, on an interval's grid from ``anchor``."""
+    if recurring.every is None:
+        return following(recurring, moment)
+    if moment < anchor:
+        return anchor
+    steps = math.floor((moment - anchor) / recurring.every) + 1
+    return anchor + steps * recurring.every
+
+
+def _latest_at_or_before(recurring: RecurringSchedule, anchor: float, moment: float) -> float:
+    """Return the last occurrence at ``moment`` or before it, ``anchor`` or later.
+
+    The caller knows ``anchor`` (an occurrence) is at ``moment`` or before it.
+    """
+    if recurring.every is not None:
+        return anchor + math.floor((moment - anchor) / recurring.every) * recurring.every
+    assert recurring.cron is not None  # noqa: S101 - check_recurrence guarantees one of them
+    start = datetime.fromtimestamp(moment + 1, zone(recurring.timezone))
+    for match in CronSim(recurring.cron, start, reverse=True):
+        instant = match.timestamp()
+        if instant <= moment:
+            return max(instant, anchor)
+    return anchor  # pragma: no cover - a cron expression matches again and again
+
+
 def plan_firing(recurring: RecurringSchedule, now: float) -> Firing:
     """Say which occurrences of a due ``recurring`` schedule to fire at ``now``, and the next one.
 
     Occurrences from ``next_fire_at`` up to ``now`` have come. Those older than
-    ``grace`` seconds were missed (no worker was up): ``"skip"`` drops them,
-    ``"run_once"`` fires the latest of them only, ``"run_all"`` fires each.
-    Those within ``grace`` are merely late and always fire. An unanchored
-    schedule (``next_fire_at`` None) fires nothing and starts after ``now``.
+    ``grace`` seconds were missed (no worker got to them in time): ``"skip"``
+    drops them, ``"run_once"`` fires the latest of them only, ``"run_all"``
+    fires each (at most :data:`MAX_FIRED_AT_ONCE` per call; the rest on the
+    next). Those within ``grace`` are merely late and always fire. An
+    unanchored schedule (``next_fire_at`` None) fires nothing and starts after
+    ``now``. However long the outage, ``"skip"`` and ``"run_once"`` look at the
+    occurrences within ``grace`` only.
     """
-    if recurring.next_fire_at is None:
+    anchor = recurring.next_fire_at
+    if anchor is None:
         return Firing((), following(recurring, now))
-    came: list[float] = []
-    moment = recurring.next_fire_at
-    while moment <= now and len(came) < MAX_FIRED_AT_ONCE:
-        came.append(moment)
+    cutoff = now - recurring.grace
+    chosen: list[float] = []
+    moment = anchor
+    if recurring.missed != "run_all" and anchor <= cutoff:
+        if recurring.missed == "run_once":
+            chosen.append(_latest_at_or_before(recurring, anchor, cutoff))
+        moment = _first_after(recurring, anchor, cutoff)
+    while moment <= now and len(chosen) < MAX_FIRED_AT_ONCE:
+        chosen.append(moment)
         moment = following(recurring, moment)
-    missed = [instant for instant in came if now - instant > recurring.grace]
-    on_time = came[len(missed) :]
-    if recurring.missed == "skip":
-        chosen = on_time
-    elif recurring.missed == "run_once":
-        chosen = missed[-1:] + on_time
-    else:
-        chosen = came
-    occurrences = [
-        NewSchedule(
-            schedule_id=occurrence_id(recurring.name, instant),
-            command_type=recurring.command_type,
-            payload=recurring.payload,
-            due_at=instant,
-            recurrence=recurring.name,
-        )
-        for instant in chosen
-    ]
-    return Firing(occurrences, moment)
+    return Firing([_occurrence(recurring, instant) for instant in chosen], moment)
+
+
+def _occurrence(recurring: RecurringSchedule, instant: float) -> NewSchedule:
+    schedule_id = occurrence_id(recurring.name, instant)
+    return NewSchedule(
+        schedule_id=schedule_id,
+        command_type=recurring.command_type,
+        payload={**recurring.payload, "command_id": str(schedule_id)},
+        due_at=instant,
+        recurrence=recurring.name,
+    )

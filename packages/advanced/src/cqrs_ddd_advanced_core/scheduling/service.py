@@ -12,7 +12,8 @@ give such commands an idempotency key).
 
 Failures: a transient error (``ConcurrencyError``, ``TransientError``, or a
 type in ``retry_on``) is retried with exponential back-off (tenacity's
-``wait_exponential_jitter``) until ``max_attempts`` runs were made; any other
+``wait_exponential`` plus ``wait_random`` jitter of up to ``retry_backoff``) until
+``max_attempts`` runs were made; any other
 error, a command that no longer decodes, or the last attempt fails it for good:
 it becomes a dead letter (:meth:`dead_letters`) that :meth:`retry` re-runs.
 """
@@ -30,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from cqrs_ddd_advanced_core.domain.exceptions import (
     NaiveDatetimeError,
@@ -103,7 +104,9 @@ class CommandSchedulerService:
         self.lease_ttl = lease_ttl
         self.max_attempts = max_attempts
         self.retry_on = tuple(retry_on)
-        self._backoff = wait_exponential_jitter(multiplier=retry_backoff, max=max_backoff)
+        self._backoff = wait_exponential(multiplier=retry_backoff, max=max_backoff) + wait_random(
+            0, retry_backoff
+        )
 
     async def schedule(
         self, command: Command, execute_at: datetime, *, schedule_id: UUID | None = None
@@ -160,19 +163,26 @@ class CommandSchedulerService:
     ) -> None:
         """Run ``command`` on the ``cron`` expression (in ``timezone``) or ``every`` interval.
 
-        ``name`` identifies the schedule; scheduling a name again replaces it.
+        ``name`` identifies the schedule; scheduling a name again replaces its
+        command and policy, and keeps its next occurrence (and its pause) when
+        the recurrence and time zone are the same and no ``start_at`` is given,
+        so declaring the schedules at every start of the application loses no
+        run.
         ``missed`` says what happens to occurrences more than ``grace`` late
         when a worker comes back: ``"skip"`` them, ``"run_once"`` (the latest)
         or ``"run_all"``. Without ``start_at`` the first occurrence is the first
         after the store's clock when a worker first sees the schedule; with it,
         the first at or after ``start_at``. Each occurrence is a scheduled
-        command with an id derived from the name and the instant.
+        command with an id derived from the name and the instant, which is also
+        the occurrence's ``command_id``. ``start_at`` must be timezone-aware.
         """
         seconds = None if every is None else every.total_seconds()
         check_recurrence(cron, seconds, timezone)
         if missed not in ("skip", "run_once", "run_all"):
             raise ScheduleConfigurationError(f"missed={missed!r}: use skip, run_once or run_all")
+        start = None if start_at is None else to_epoch(_aware(start_at, "start_at"))
         command_type, payload = self.message_registry.encode(command)
+        payload.pop("command_id", None)  # each occurrence gets its own: its schedule id
         recurring = RecurringSchedule(
             name=name,
             command_type=command_type,
@@ -185,10 +195,18 @@ class CommandSchedulerService:
             paused=False,
             next_fire_at=None,
         )
-        if start_at is not None:
-            start = to_epoch(_aware(start_at, "start_at"))
-            anchored = first_at_or_after(recurring, start)
-            recurring = replace(recurring, next_fire_at=anchored)
+        existing = await self.scheduler.recurring(name)
+        if start is not None:
+            recurring = replace(recurring, next_fire_at=first_at_or_after(recurring, start))
+        elif existing is not None and (existing.cron, existing.every, existing.timezone) == (
+            cron,
+            seconds,
+            timezone,
+        ):
+            # declared again (every deploy does): keep its place and its pause, owe what it owes
+            recurring = replace(
+                recurring, next_fire_at=existing.next_fire_at, paused=existing.paused
+            )
         await self.scheduler.put_recurring(recurring)
 
     async def recurring(self, name: str) -> RecurringSchedule:
@@ -238,12 +256,11 @@ class CommandSchedulerService:
         try:
             command = self.message_registry.decode(claim.command_type, claim.payload, where=where)
         except MessageTypeError as error:
-            logger.error("%s cannot be decoded; dead letter: %s", where, error)
-            await self.scheduler.fail(claim, type(error).__qualname__, str(error), retry_in=None)
+            await self._record_failure(claim, type(error).__qualname__, str(error), None)
             return
         if claim.attempts > self.max_attempts:  # runs that died with their worker count too
             reason = f"{claim.attempts - 1} runs started and none finished (worker stopped)"
-            await self.scheduler.fail(claim, "WorkerLostError", reason, retry_in=None)
+            await self._record_failure(claim, "WorkerLostError", reason, None)
             return
         joined: list[bool] = []
 
@@ -254,7 +271,7 @@ class CommandSchedulerService:
             scope.before_commit(complete)
 
         try:
-            with joining_commands(join):
+            with joining_commands(join, causation_id=str(command.command_id)):
                 await self.send(command)
         except ScheduleLeaseLostError as lost:
             logger.warning("%s", lost)
@@ -273,21 +290,38 @@ class CommandSchedulerService:
         retry_in = None
         if transient and claim.attempts < self.max_attempts:
             retry_in = self._backoff(_attempt(claim.attempts))
+        await self._record_failure(claim, type(error).__qualname__, str(error), retry_in)
+
+    async def _record_failure(
+        self, claim: ClaimedSchedule, error_class: str, message: str, retry_in: float | None
+    ) -> None:
+        recorded = await self.scheduler.fail(claim, error_class, message, retry_in=retry_in)
+        outcome = (
+            "its lease had passed to another worker: not recorded, that worker runs it"
+            if not recorded
+            else "dead letter"
+            if retry_in is None
+            else f"again in {retry_in:.2f}s"
+        )
         logger.warning(
-            "scheduled %s (%s) failed on attempt %d%s: %r",
+            "scheduled %s (%s) failed on attempt %d (%s: %s); %s",
             claim.command_type,
             claim.schedule_id,
             claim.attempts,
-            f"; again in {retry_in:.2f}s" if retry_in is not None else "; dead letter",
-            error,
+            error_class,
+            message,
+            outcome,
         )
-        await self.scheduler.fail(claim, type(error).__qualname__, str(error), retry_in=retry_in)
 
     async def _keep_leases(self, claims: list[ClaimedSchedule]) -> None:
         held = list(claims)
         while held:
             await asyncio.sleep(self.lease_ttl / 3)
-            kept = await self.scheduler.extend(held, self.lease_ttl)
+            try:
+                kept = await self.scheduler.extend(held, self.lease_ttl)
+            except Exception:
+                logger.warning("renewing the leases of running schedules failed", exc_info=True)
+                continue
             held = [claim for claim in held if claim.schedule_id in kept]
 
 

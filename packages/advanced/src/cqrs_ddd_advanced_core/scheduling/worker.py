@@ -5,7 +5,8 @@ through :meth:`CommandSchedulerService.run`, and claims more as soon as half of
 its slots are free (one claim statement for several commands, and never a
 pause while a slow command finishes); it renews the leases of the runs in
 flight every third of ``lease_ttl``, and fires due occurrences of recurring
-schedules at least every ``poll_interval``. When nothing was due it asks the
+schedules whenever it is idle and at least every second while busy (a failure
+there is logged and never keeps commands from running). When nothing was due it asks the
 store how long until something is (by the store's clock) and waits that long,
 at most ``poll_interval``, or until a wake-up: a command scheduled in this
 process, or in another one where the store can say so (PostgreSQL ``LISTEN``,
@@ -26,12 +27,16 @@ import math
 import time
 from uuid import UUID
 
+from cqrs_ddd_advanced_core.domain.exceptions import ScheduleConfigurationError
 from cqrs_ddd_advanced_core.scheduling.ports import ClaimedSchedule
 from cqrs_ddd_advanced_core.scheduling.service import CommandSchedulerService, default_owner
 from cqrs_ddd_advanced_core.workers.loop import WorkerState
 from cqrs_ddd_core.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
+
+_NOTHING_CLAIMABLE_PAUSE = 0.05
+"""Seconds to wait when something is due but nothing could be claimed (locked elsewhere)."""
 
 
 class CommandSchedulerWorker:
@@ -52,6 +57,10 @@ class CommandSchedulerWorker:
         retry_backoff: float = 0.5,
         max_backoff: float = 30.0,
     ) -> None:
+        if batch_size < 1:
+            raise ScheduleConfigurationError(f"batch_size={batch_size}: must be at least 1")
+        if poll_interval <= 0:
+            raise ScheduleConfigurationError(f"poll_interval={poll_interval}: must be positive")
         self.service = service
         self.poll_interval = poll_interval
         self.batch_size = batch_size
@@ -80,9 +89,11 @@ class CommandSchedulerWorker:
         """
         if self.running:
             return
-        self._stopping = asyncio.Event()
+        self._stopping = stopping = asyncio.Event()
         listening = asyncio.Event()
-        self._task = asyncio.create_task(self._run(listening), name=f"scheduler:{self.owner}")
+        self._task = asyncio.create_task(
+            self._run(listening, stopping), name=f"scheduler:{self.owner}"
+        )
         waiter = asyncio.create_task(listening.wait())
         await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -115,13 +126,13 @@ class CommandSchedulerWorker:
         self.runs += ran
         return ran
 
-    async def _run(self, listening: asyncio.Event) -> None:
+    async def _run(self, listening: asyncio.Event, stopping: asyncio.Event) -> None:
         async with self.service.scheduler.listening() as wakeup:
             listening.set()
             self.state = "running"
             heartbeat = asyncio.create_task(self._keep_leases(), name="scheduler-leases")
             try:
-                await self._work(wakeup)
+                await self._work(wakeup, stopping)
                 if self._running:  # stopping: let the commands in flight finish
                     await asyncio.wait(self._running)
             finally:
@@ -132,20 +143,20 @@ class CommandSchedulerWorker:
                 await asyncio.gather(heartbeat, return_exceptions=True)
         self.state = "stopped"
 
-    async def _work(self, wakeup: Wakeup) -> None:
+    async def _work(self, wakeup: Wakeup, stopping: asyncio.Event) -> None:
         """Keep up to ``batch_size`` commands running; claim more once half the slots are free."""
         failures = 0
         fired_at = -math.inf
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             seen = wakeup.generation
             free = self.batch_size - len(self._running)
             if free < max(1, self.batch_size // 2):
                 await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
                 continue
+            if time.monotonic() - fired_at >= min(self.poll_interval, 1.0) or not self._running:
+                fired_at = time.monotonic()
+                await self._fire_recurring()
             try:
-                if time.monotonic() - fired_at >= self.poll_interval or not self._running:
-                    fired_at = time.monotonic()
-                    await self.service.fire_recurring()
                 claims = await self.service.scheduler.claim(
                     self.owner, free, self.service.lease_ttl
                 )
@@ -161,11 +172,25 @@ class CommandSchedulerWorker:
                 self.last_error = error
                 wait = min(self.retry_backoff * 2 ** (failures - 1), self.max_backoff)
                 logger.exception("scheduler round failed; again in %.2fs", wait)
-            if self._stopping.is_set():
+            if stopping.is_set():
                 break
-            pause = self.poll_interval if wait is None else min(max(wait, 0.0), self.poll_interval)
-            if pause > 0:
-                await wakeup.wait(pause, seen=seen)
+            # due but not claimable (a row locked by another transaction): do not spin
+            pause = (
+                self.poll_interval
+                if wait is None
+                else wait
+                if wait > 0
+                else _NOTHING_CLAIMABLE_PAUSE
+            )
+            await wakeup.wait(min(pause, self.poll_interval), seen=seen)
+
+    async def _fire_recurring(self) -> None:
+        """Fire due recurring schedules; a failure here never keeps commands from running."""
+        try:
+            await self.service.fire_recurring()
+        except Exception as error:
+            self.last_error = error
+            logger.exception("firing recurring schedules failed")
 
     def _start(self, claim: ClaimedSchedule) -> None:
         self._claims[claim.schedule_id] = claim
@@ -174,7 +199,8 @@ class CommandSchedulerWorker:
 
         def finished(task: asyncio.Task[None]) -> None:
             self._running.discard(task)
-            self._claims.pop(claim.schedule_id, None)
+            if self._claims.get(claim.schedule_id) is claim:  # not a later claim of the same row
+                del self._claims[claim.schedule_id]
             self.runs += 1
             if not task.cancelled() and task.exception() is not None:
                 logger.error("running %s failed", claim.schedule_id, exc_info=task.exception())

@@ -112,17 +112,28 @@ _joiners: ContextVar[tuple[Callable[[CommandScope], None], ...]] = ContextVar(
 
 
 @contextmanager
-def joining_commands(join: Callable[[CommandScope], None]) -> Iterator[None]:
-    """Call ``join`` with the scope of each command the enclosed block opens at the top level.
+def joining_commands(
+    join: Callable[[CommandScope], None], *, causation_id: str | None = None
+) -> Iterator[None]:
+    """Call ``join`` with the scope of the commands the enclosed block opens at the top level.
 
     For work that must commit with a command someone else runs: the command
-    scheduler wraps ``mediator.send`` in this and registers, in ``join``, a
+    scheduler wraps ``mediator.send(command)`` in this, with ``causation_id``
+    the command's id, and registers, in ``join``, a
     :meth:`CommandScope.before_commit` action that marks the scheduled run
-    done in the command's own transaction. Commands nested inside that
-    command are not joined (their scope is the inner one); a command sent
-    again (a retry behaviour) is joined again.
+    done in that command's own transaction. With ``causation_id``, only a
+    scope of that command is joined (the mediator gives a command's scope its
+    id as causation id): not a command an event handler sends after it
+    committed, nor one a behaviour sends first. Commands nested inside a
+    joined command are not joined (their scope is the inner one); a command
+    sent again (a retry behaviour) is joined again.
     """
-    token = _joiners.set((*_joiners.get(), join))
+
+    def joining(scope: CommandScope) -> None:
+        if causation_id is None or scope.causation_id == causation_id:
+            join(scope)
+
+    token = _joiners.set((*_joiners.get(), joining))
     try:
         yield
     finally:

@@ -13,6 +13,7 @@ back with it), as the other in-memory stores refuse it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleLeaseLostError,
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
+    ScheduleNotRetryableError,
 )
 from cqrs_ddd_advanced_core.scheduling.ports import (
     ClaimedSchedule,
@@ -57,6 +59,9 @@ class _Row:
     last_error: str | None = None
     error_class: str | None = None
     finished_at: float | None = None
+
+
+logger = logging.getLogger(__name__)
 
 
 class InMemoryCommandScheduler:
@@ -198,6 +203,7 @@ class InMemoryCommandScheduler:
             row.status, row.finished_at = "failed", now
         else:
             row.status, row.available_at = "pending", now + retry_in
+            self._wakeup.notify()
         return True
 
     async def seconds_until_due(self) -> float | None:
@@ -223,7 +229,7 @@ class InMemoryCommandScheduler:
         """Make a failed schedule pending again, due now, attempts reset."""
         row = self._row(schedule_id)
         if row.status != "failed":
-            raise ScheduleNotCancellableError(schedule_id, row.status)
+            raise ScheduleNotRetryableError(schedule_id, row.status)
         row.status, row.attempts, row.finished_at = "pending", 0, None
         row.available_at = self.clock()
         self._wakeup.notify()
@@ -261,7 +267,17 @@ class InMemoryCommandScheduler:
                 continue
             if recurring.next_fire_at is not None and recurring.next_fire_at > now:
                 continue
-            firing = plan(recurring, now)
+            try:
+                firing = plan(recurring, now)
+            except Exception as error:  # noqa: BLE001 - one bad schedule stops no other
+                logger.error(
+                    "recurring schedule %r paused: its occurrences cannot be computed (%s: %s)",
+                    name,
+                    type(error).__qualname__,
+                    error,
+                )
+                self._recurring[name] = dataclasses.replace(recurring, paused=True)
+                continue
             for occurrence in firing.occurrences:
                 added += await self.add(occurrence)
             self._recurring[name] = dataclasses.replace(recurring, next_fire_at=firing.next_fire_at)
