@@ -1,0 +1,138 @@
+"""``SagaBuilder``: a saga declared step by step, built into a ``Saga`` subclass.
+
+::
+
+    OrderSaga = (
+        SagaBuilder("OrderFulfillment")
+        .on(OrderCreated, send=lambda e: ReserveItems(order_id=e.order_id), step="reserving",
+            compensate=lambda e: CancelReservation(order_id=e.order_id))
+        .on(ItemsReserved, send=lambda e: ChargePayment(order_id=e.order_id), step="charging")
+        .on(PaymentCharged, send=lambda e: ConfirmOrder(order_id=e.order_id), step="confirming",
+            complete=True)
+        .build()
+    )
+
+Each ``.on`` says what the saga does when an event of that type arrives: the
+command to ``send`` (built from the event), the ``step`` it is (its name, the
+event type's name by default), the command that undoes it (``compensate``,
+built from the same event), and whether the process is complete once it is
+done (``complete``). The first ``.on`` names the event that starts an instance;
+``.correlate_by(field)`` names the event field that says which instance an
+event belongs to (the event's aggregate id by default). ``build()`` checks the
+declaration and raises ``SagaDefinitionError`` naming what is wrong: no step,
+one event type declared twice, a step name used twice, a ``compensate``
+without a ``send``, or steps declared after a ``complete=True`` step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cqrs_ddd_advanced_core.sagas.orchestration import Saga, SagaDefinitionError, SagaState
+from cqrs_ddd_core.cqrs.messages import Command
+from cqrs_ddd_core.domain.events import DomainEvent
+
+CommandFactory = Callable[[Any], Command]
+"""Builds a command from the event that triggers a step."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    event_type: type[DomainEvent]
+    send: CommandFactory | None
+    step: str | None
+    compensate: CommandFactory | None
+    complete: bool
+
+
+class SagaBuilder:
+    """Declares a saga named ``name``, one event type at a time; :meth:`build` makes the class."""
+
+    def __init__(self, name: str) -> None:
+        if not name:
+            raise SagaDefinitionError("?", "a saga needs a name")
+        self.name = name
+        self._rules: list[_Rule] = []
+        self._correlate_by: str | None = None
+
+    def on(
+        self,
+        event_type: type[DomainEvent],
+        *,
+        send: CommandFactory | None = None,
+        step: str | None = None,
+        compensate: CommandFactory | None = None,
+        complete: bool = False,
+    ) -> SagaBuilder:
+        """Say what the saga does when an ``event_type`` event arrives; return the builder."""
+        self._rules.append(_Rule(event_type, send, step, compensate, complete))
+        return self
+
+    def correlate_by(self, field: str) -> SagaBuilder:
+        """Name the event field that says which instance an event belongs to."""
+        self._correlate_by = field
+        return self
+
+    def build(self) -> type[Saga[SagaState]]:
+        """Check the declaration and return the saga class (``SagaDefinitionError`` if wrong)."""
+        rules = self._checked()
+        by_type = {rule.event_type: rule for rule in rules}
+
+        async def handle(saga: Saga[SagaState], event: DomainEvent) -> None:
+            rule = next((rule for kind, rule in by_type.items() if isinstance(event, kind)), None)
+            if rule is None:
+                return
+            if rule.send is not None:
+                saga.send(
+                    rule.send(event),
+                    step=rule.step or rule.event_type.__name__,
+                    compensate=None if rule.compensate is None else rule.compensate(event),
+                )
+            if rule.complete:
+                saga.complete()
+
+        namespace: dict[str, Any] = {
+            "name": self.name,
+            "listens_to": tuple(by_type),
+            "starts_with": (rules[0].event_type,),
+            "correlate_by": self._correlate_by,
+            "handle": handle,
+            "__doc__": f"The saga {self.name!r}, declared with SagaBuilder.",
+            "__module__": __name__,
+        }
+        built: type[Saga[SagaState]] = type(self.name, (Saga,), namespace)
+        return built
+
+    def _checked(self) -> list[_Rule]:
+        if not self._rules:
+            raise SagaDefinitionError(self.name, "no step declared: call .on(...) first")
+        seen_types: set[type[DomainEvent]] = set()
+        seen_steps: set[str] = set()
+        for position, rule in enumerate(self._rules):
+            event = rule.event_type.__name__
+            if rule.event_type in seen_types:
+                raise SagaDefinitionError(
+                    self.name, f"{event} is declared twice: one event type, one reaction"
+                )
+            seen_types.add(rule.event_type)
+            if rule.compensate is not None and rule.send is None:
+                raise SagaDefinitionError(
+                    self.name, f"the reaction to {event} compensates but sends nothing to undo"
+                )
+            if rule.send is not None:
+                step = rule.step or event
+                if step in seen_steps:
+                    raise SagaDefinitionError(self.name, f"step {step!r} is declared twice")
+                seen_steps.add(step)
+            if rule.complete and position < len(self._rules) - 1:
+                later = ", ".join(
+                    other.event_type.__name__ for other in self._rules[position + 1 :]
+                )
+                raise SagaDefinitionError(
+                    self.name,
+                    f"the reaction to {event} completes the saga, but reactions follow it "
+                    f"({later})",
+                )
+        return self._rules

@@ -1,0 +1,378 @@
+"""Sagas: what a saga instance knows, and how it decides what to send and what to undo.
+
+A saga (a process manager) reacts to events of one business process, and sends
+commands. Its state, :class:`SagaState`, is stored between events. It records
+each step the saga took: the command sent and, if the step can be undone, the
+command that undoes it.
+
+:class:`Saga` is the base of every saga, declarative (:class:`~.builder.SagaBuilder`
+builds a subclass) or written by hand. A subclass says which events it listens
+to (``listens_to``), which of them start a new instance (``starts_with``, the
+first listened type by default) and how an event names its instance
+(``correlate_by``, a field of the event; the event's aggregate id by default,
+then its correlation id). Its :meth:`Saga.handle` decides, for one event, what
+to send (:meth:`Saga.send`, with the step's name and its compensation) and
+whether the process is complete (:meth:`Saga.complete`).
+
+The decisions are pure: a saga object only records what it decided, and the
+saga manager stores the state and the commands together, sends them, and
+reports back each step's outcome (:meth:`Saga.step_done`,
+:meth:`Saga.step_failed`). When a step fails, :meth:`Saga.step_failed` returns
+the compensations to run: those of the steps whose effect happened (or may
+have: a step whose outcome is unknown is compensated too, so its compensation
+must tolerate "nothing to undo"), latest first. Each compensation's outcome is
+reported with :meth:`Saga.compensation_done` or
+:meth:`Saga.compensation_failed`; when all are done the saga is
+``compensated``; when one fails for good it is ``parked`` for an operator.
+
+Every command a saga sends has a deterministic ``command_id``, derived from
+the saga's id, the step and the kind (``forward`` or ``compensate``): a step
+sent again after a crash is the same command, which its handler can recognise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+from uuid import UUID, uuid5
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
+from cqrs_ddd_core.cqrs.messages import Command
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import CqrsDddError
+
+SagaStatus = Literal["running", "compensating", "completed", "compensated", "parked"]
+"""Where a saga instance is; ``completed``, ``compensated`` and ``parked`` are final."""
+
+StepOutcome = Literal["sent", "done", "failed", "unknown", "compensated"]
+"""What became of a step: sent (outcome not yet known), done, failed (no effect),
+unknown (the command's commit may or may not have happened), compensated."""
+
+CommandKind = Literal["forward", "compensate"]
+"""A step's command, or the command that undoes it."""
+
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "compensated", "parked"})
+
+
+class SagaError(CqrsDddError):
+    """A saga is declared or used in a way that cannot work."""
+
+
+class SagaDefinitionError(SagaError):
+    """A saga's declaration is inconsistent; ``saga`` names it, ``reason`` says why."""
+
+    def __init__(self, saga: str, reason: str) -> None:
+        self.saga = saga
+        self.reason = reason
+        super().__init__(f"saga {saga!r}: {reason}")
+
+
+class SagaStepError(SagaError):
+    """A step outcome was reported that the saga's state cannot take (unknown step, wrong order)."""
+
+    def __init__(self, saga: str, saga_id: UUID, reason: str) -> None:
+        self.saga = saga
+        self.saga_id = saga_id
+        self.reason = reason
+        super().__init__(f"saga {saga!r} ({saga_id}): {reason}")
+
+
+def command_id_for(saga_id: UUID, step: str, kind: CommandKind) -> UUID:
+    """Return the deterministic id of a saga's command: the same for the same step and kind."""
+    return uuid5(saga_id, f"{step}:{kind}")
+
+
+class StoredCommand(BaseModel):
+    """A command kept in a saga's state: its registered type name and its fields as JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command_type: str
+    payload: dict[str, Any]
+
+
+class StepRecord(BaseModel):
+    """One step a saga took: its command, what became of it, and how to undo it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    command_type: str
+    command_id: UUID
+    outcome: StepOutcome = "sent"
+    compensation: StoredCommand | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One line of a saga's history, for operators: when, what, and about which step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    what: str
+    step: str | None = None
+
+
+class SagaState(BaseModel):
+    """What a saga instance knows between events.
+
+    ``correlation_key`` names the instance within its saga type (an order id);
+    ``steps`` are the steps taken, in order; ``handled_events`` the ids of the
+    events it already handled (an event delivered twice is handled once);
+    ``data`` is free for the saga's own use (subclass ``SagaState`` for typed
+    fields); ``reason`` says why it compensates or is parked; ``version``
+    counts the stored changes (the store checks it, so two handlers never
+    overwrite each other).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    saga_id: UUID
+    saga_type: str
+    correlation_key: str
+    status: SagaStatus = "running"
+    steps: list[StepRecord] = Field(default_factory=list)
+    handled_events: list[UUID] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    reason: str | None = None
+    complete_when_done: bool = False
+    version: int = 0
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the saga ended (completed, compensated or parked)."""
+        return self.status in FINAL_STATUSES
+
+    def step(self, name: str) -> StepRecord | None:
+        """Return the record of step ``name``, or None."""
+        return next((record for record in self.steps if record.step == name), None)
+
+
+TState = TypeVar("TState", bound=SagaState)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A command a saga decided to send, for step ``step``."""
+
+    step: str
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class Compensation:
+    """A compensation to run: the step it undoes and the stored command that undoes it."""
+
+    step: str
+    command: StoredCommand
+
+
+class Saga(Generic[TState]):
+    """The base of every saga: subclass it, declare what it listens to, write :meth:`handle`.
+
+    The manager builds one object per event, around the instance's state,
+    calls :meth:`handle`, and takes what it decided with :meth:`take_outbox`.
+    """
+
+    name: ClassVar[str] = ""
+    """The saga type's stable name (stored with each instance); the class name by default."""
+
+    listens_to: ClassVar[Sequence[type[DomainEvent]]] = ()
+    """The event types this saga handles; any other event is ignored."""
+
+    starts_with: ClassVar[Sequence[type[DomainEvent]]] = ()
+    """The event types that create an instance (the first of ``listens_to`` by default)."""
+
+    correlate_by: ClassVar[str | None] = None
+    """The event field that names the instance; the aggregate id, then the correlation id."""
+
+    state_type: ClassVar[type[SagaState]] = SagaState
+    """The class of this saga's state."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__ or not cls.name:
+            cls.name = cls.__name__
+        if not cls.starts_with and cls.listens_to:
+            cls.starts_with = (cls.listens_to[0],)
+
+    def __init__(self, state: TState, registry: MessageTypeRegistry) -> None:
+        """Wrap ``state``; ``registry`` names and encodes the commands the saga sends."""
+        self.state = state
+        self.registry = registry
+        self._outbox: list[Outgoing] = []
+
+    # -- routing --------------------------------------------------------------
+
+    @classmethod
+    def handles(cls, event: DomainEvent) -> bool:
+        """Whether this saga listens to ``event``'s type."""
+        return isinstance(event, tuple(cls.listens_to))
+
+    @classmethod
+    def can_start(cls, event: DomainEvent) -> bool:
+        """Whether ``event`` may create an instance."""
+        return isinstance(event, tuple(cls.starts_with))
+
+    @classmethod
+    def correlation_key(cls, event: DomainEvent) -> str | None:
+        """Return the key of the instance ``event`` belongs to, or None when it names none."""
+        if cls.correlate_by is not None:
+            value = getattr(event, cls.correlate_by, None)
+            return None if value is None else str(value)
+        return event.aggregate_id or event.correlation_id
+
+    @classmethod
+    def new_state(cls, saga_id: UUID, key: str) -> SagaState:
+        """Return the state of a new instance named ``key``."""
+        return cls.state_type(saga_id=saga_id, saga_type=cls.name, correlation_key=key)
+
+    # -- what handle() uses -----------------------------------------------------
+
+    async def handle(self, event: DomainEvent) -> None:
+        """Decide what to do about ``event``: send commands, complete. Override this."""
+        raise NotImplementedError(f"saga {self.name!r} does not say how to handle events")
+
+    def send(self, command: Command, *, step: str, compensate: Command | None = None) -> None:
+        """Send ``command`` as step ``step``; ``compensate`` is the command that undoes it.
+
+        The command gets the step's deterministic id, and so does its
+        compensation, which is stored (through the message registry) with the
+        step. A step is taken once: a step name the saga already took is
+        refused with ``SagaStepError``.
+        """
+        if self.state.step(step) is not None:
+            raise SagaStepError(self.name, self.state.saga_id, f"step {step!r} was taken already")
+        forward = self._identified(command, step, "forward")
+        command_type, _ = self.registry.encode(forward)
+        stored = None
+        if compensate is not None:
+            undo_type, undo = self.registry.encode(self._identified(compensate, step, "compensate"))
+            stored = StoredCommand(command_type=undo_type, payload=undo)
+        record = StepRecord(
+            step=step,
+            command_type=command_type,
+            command_id=forward.command_id,
+            compensation=stored,
+        )
+        self._outbox.append(Outgoing(step, forward))
+        self.state.steps = [*self.state.steps, record]
+        self._note(f"sent {type(command).__name__}", step)
+
+    def complete(self) -> None:
+        """Mark the process complete once every step sent is done (at once if they are)."""
+        self.state.complete_when_done = True
+        self._complete_if_done()
+
+    # -- what the manager uses ----------------------------------------------------
+
+    def take_outbox(self) -> list[Outgoing]:
+        """Return the commands decided since the last call, once."""
+        outbox, self._outbox = self._outbox, []
+        return outbox
+
+    async def receive(self, event: DomainEvent) -> bool:
+        """Handle ``event`` unless the instance ended or already handled it; say whether it did."""
+        if self.state.is_final or event.event_id in self.state.handled_events:
+            return False
+        await self.handle(event)
+        self.state.handled_events = [*self.state.handled_events, event.event_id]
+        self._note(f"handled {type(event).__name__}")
+        return True
+
+    def step_done(self, step: str) -> None:
+        """Record that ``step``'s command took effect; complete the saga when it was the last."""
+        self._set_outcome(step, "done")
+        self._note("step done", step)
+        self._complete_if_done()
+
+    def _complete_if_done(self) -> None:
+        if (
+            self.state.status == "running"
+            and self.state.complete_when_done
+            and not self._outbox
+            and all(record.outcome == "done" for record in self.state.steps)
+        ):
+            self.state.status = "completed"
+            self._note("completed")
+
+    def step_failed(self, step: str, reason: str, *, unknown: bool = False) -> list[Compensation]:
+        """Record that ``step`` failed; return the compensations to run, latest first.
+
+        ``unknown``: the command may have taken effect (its commit's outcome is
+        not known), so the step is compensated too.
+        """
+        self._set_outcome(step, "unknown" if unknown else "failed")
+        self.state.status = "compensating"
+        self.state.reason = reason
+        self._note(f"step failed: {reason}", step)
+        return self.pending_compensations()
+
+    def pending_compensations(self) -> list[Compensation]:
+        """Return the compensations still to run, latest step first.
+
+        Steps whose effect happened or may have (outcome unknown) and that
+        declared a compensation; a step without one has nothing to undo.
+        """
+        return [
+            Compensation(record.step, record.compensation)
+            for record in reversed(self.state.steps)
+            if record.outcome in ("done", "unknown") and record.compensation is not None
+        ]
+
+    def compensation_command(self, compensation: Compensation) -> Command:
+        """Return the command of ``compensation``, rebuilt through the message registry."""
+        return self.registry.decode(
+            compensation.command.command_type,
+            compensation.command.payload,
+            where=f"saga {self.state.saga_id} step {compensation.step!r}",
+        )
+
+    def compensation_done(self, step: str) -> None:
+        """Record that ``step`` was undone; the saga is compensated when nothing is left."""
+        record = self._record(step)
+        if record.outcome not in ("done", "unknown"):
+            raise SagaStepError(
+                self.name, self.state.saga_id, f"step {step!r} is {record.outcome}: nothing to undo"
+            )
+        self._set_outcome(step, "compensated")
+        self._note("compensated", step)
+        if not self.pending_compensations():
+            self.state.status = "compensated"
+            self._note("compensation finished")
+
+    def compensation_failed(self, step: str, reason: str) -> None:
+        """Park the saga for an operator: ``step`` could not be undone."""
+        self._record(step)
+        self.state.status = "parked"
+        self.state.reason = f"compensation of {step!r} failed: {reason}"
+        self._note(self.state.reason, step)
+
+    # -- inside ----------------------------------------------------------------------
+
+    def _identified(self, command: Command, step: str, kind: CommandKind) -> Command:
+        return command.model_copy(
+            update={"command_id": command_id_for(self.state.saga_id, step, kind)}
+        )
+
+    def _record(self, step: str) -> StepRecord:
+        record = self.state.step(step)
+        if record is None:
+            raise SagaStepError(self.name, self.state.saga_id, f"no step {step!r} was taken")
+        return record
+
+    def _set_outcome(self, step: str, outcome: StepOutcome) -> None:
+        record = self._record(step)
+        self.state.steps = [
+            item.model_copy(update={"outcome": outcome}) if item is record else item
+            for item in self.state.steps
+        ]
+
+    def _note(self, what: str, step: str | None = None) -> None:
+        entry = HistoryEntry(at=datetime.now(UTC), what=what, step=step)
+        self.state.history = [*self.state.history, entry]
