@@ -213,10 +213,17 @@ async def test_an_event_delivered_twice_is_handled_once() -> None:
 
 
 async def test_a_step_is_taken_once() -> None:
-    saga = started(OrderSaga)
-    await sent(saga, OrderCreated(order_id="order-1"))
-    with pytest.raises(SagaStepError, match="reserving"):
-        await saga.receive(OrderCreated(order_id="order-1"))  # another event, same step
+    declared = started(OrderSaga)
+    await sent(declared, OrderCreated(order_id="order-1"))
+    # another starting event for the same instance: a declared saga ignores it
+    assert await declared.receive(OrderCreated(order_id="order-1"))
+    assert declared.take_outbox() == []
+    assert len(declared.state.steps) == 1
+
+    written = started(Fulfilment)
+    await sent(written, OrderCreated(order_id="o"))
+    with pytest.raises(SagaStepError, match="reserve"):  # a saga written by hand is told
+        await written.receive(OrderCreated(order_id="o"))
 
 
 def test_events_name_their_instance_by_field_or_aggregate_id() -> None:

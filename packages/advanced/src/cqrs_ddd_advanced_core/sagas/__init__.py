@@ -2,16 +2,23 @@
 
 In progress. What exists: the saga model and its decisions
 (:mod:`~cqrs_ddd_advanced_core.sagas.orchestration`: ``Saga``, ``SagaState``,
-steps, deterministic command ids, compensation in reverse order, parking) and
-the declarative ``SagaBuilder``. Coming: the saga manager that routes events
-to instances and stores their state with the commands they send, the saga
-repositories (in memory and SQL), ``bootstrap_sagas`` and its recovery
-worker, TCC branches, step timeouts and the saga test kit.
+steps, deterministic command ids, compensation in reverse order, parking), the
+declarative ``SagaBuilder``, the ``SagaManager`` that routes events to
+instances, stores their decisions and runs their commands and compensations,
+``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and the in-memory
+repository (``InMemorySagaRepository``). Coming: the SQL repository, TCC
+branches, step timeouts, the saga test kit and the guide.
 """
 
 from __future__ import annotations
 
+from cqrs_ddd_advanced_core.sagas.bootstrap import (
+    SagaBootstrap,
+    SagaRecoveryWorker,
+    bootstrap_sagas,
+)
 from cqrs_ddd_advanced_core.sagas.builder import SagaBuilder
+from cqrs_ddd_advanced_core.sagas.manager import CommandBus, SagaManager
 from cqrs_ddd_advanced_core.sagas.orchestration import (
     Compensation,
     HistoryEntry,
@@ -26,19 +33,26 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     StoredCommand,
     command_id_for,
 )
+from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
 
 __all__ = [
+    "CommandBus",
     "Compensation",
     "HistoryEntry",
     "Outgoing",
     "Saga",
+    "SagaBootstrap",
     "SagaBuilder",
     "SagaDefinitionError",
     "SagaError",
+    "SagaManager",
+    "SagaRecoveryWorker",
+    "SagaRepository",
     "SagaState",
     "SagaStatus",
     "SagaStepError",
     "StepRecord",
     "StoredCommand",
+    "bootstrap_sagas",
     "command_id_for",
 ]

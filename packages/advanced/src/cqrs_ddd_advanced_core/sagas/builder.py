@@ -18,7 +18,9 @@ event type's name by default), the command that undoes it (``compensate``,
 built from the same event), and whether the process is complete once it is
 done (``complete``). The first ``.on`` names the event that starts an instance;
 ``.correlate_by(field)`` names the event field that says which instance an
-event belongs to (the event's aggregate id by default). ``build()`` checks the
+event belongs to (the event's aggregate id by default). A step is taken once:
+an event whose step the instance already took (a starting event delivered for
+an instance that exists) is ignored, with a warning. ``build()`` checks the
 declaration and raises ``SagaDefinitionError`` naming what is wrong: no step,
 one event type declared twice, a step name used twice, a ``compensate``
 without a ``send``, or steps declared after a ``complete=True`` step.
@@ -26,6 +28,7 @@ without a ``send``, or steps declared after a ``complete=True`` step.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +36,8 @@ from typing import Any
 from cqrs_ddd_advanced_core.sagas.orchestration import Saga, SagaDefinitionError, SagaState
 from cqrs_ddd_core.cqrs.messages import Command
 from cqrs_ddd_core.domain.events import DomainEvent
+
+logger = logging.getLogger(__name__)
 
 CommandFactory = Callable[[Any], Command]
 """Builds a command from the event that triggers a step."""
@@ -84,10 +89,20 @@ class SagaBuilder:
             rule = next((rule for kind, rule in by_type.items() if isinstance(event, kind)), None)
             if rule is None:
                 return
+            step = rule.step or rule.event_type.__name__
+            if rule.send is not None and saga.state.step(step) is not None:
+                logger.warning(
+                    "saga %s (%s): step %r was taken already; %s ignored",
+                    saga.name,
+                    saga.state.saga_id,
+                    step,
+                    type(event).__name__,
+                )
+                return
             if rule.send is not None:
                 saga.send(
                     rule.send(event),
-                    step=rule.step or rule.event_type.__name__,
+                    step=step,
                     compensate=None if rule.compensate is None else rule.compensate(event),
                 )
             if rule.complete:

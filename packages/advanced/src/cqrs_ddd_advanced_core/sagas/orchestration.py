@@ -101,7 +101,7 @@ class StepRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     step: str
-    command_type: str
+    command: StoredCommand
     command_id: UUID
     outcome: StepOutcome = "sent"
     compensation: StoredCommand | None = None
@@ -249,14 +249,14 @@ class Saga(Generic[TState]):
         if self.state.step(step) is not None:
             raise SagaStepError(self.name, self.state.saga_id, f"step {step!r} was taken already")
         forward = self._identified(command, step, "forward")
-        command_type, _ = self.registry.encode(forward)
+        command_type, fields = self.registry.encode(forward)
         stored = None
         if compensate is not None:
             undo_type, undo = self.registry.encode(self._identified(compensate, step, "compensate"))
             stored = StoredCommand(command_type=undo_type, payload=undo)
         record = StepRecord(
             step=step,
-            command_type=command_type,
+            command=StoredCommand(command_type=command_type, payload=fields),
             command_id=forward.command_id,
             compensation=stored,
         )
@@ -286,7 +286,11 @@ class Saga(Generic[TState]):
         return True
 
     def step_done(self, step: str) -> None:
-        """Record that ``step``'s command took effect; complete the saga when it was the last."""
+        """Record that ``step``'s command took effect; complete the saga when it was the last.
+
+        A step reported done while the saga compensates (its outcome came late)
+        joins the compensations to run.
+        """
         self._set_outcome(step, "done")
         self._note("step done", step)
         self._complete_if_done()
@@ -311,6 +315,7 @@ class Saga(Generic[TState]):
         self.state.status = "compensating"
         self.state.reason = reason
         self._note(f"step failed: {reason}", step)
+        self._settle_compensation()
         return self.pending_compensations()
 
     def pending_compensations(self) -> list[Compensation]:
@@ -325,12 +330,26 @@ class Saga(Generic[TState]):
             if record.outcome in ("done", "unknown") and record.compensation is not None
         ]
 
+    def unacknowledged(self) -> list[Outgoing]:
+        """Return the steps sent whose outcome was never reported (a crash came between).
+
+        Sending them again is safe: each is the same command, with the same id.
+        """
+        return [
+            Outgoing(record.step, self._decoded(record.command, record.step))
+            for record in self.state.steps
+            if record.outcome == "sent"
+        ]
+
     def compensation_command(self, compensation: Compensation) -> Command:
         """Return the command of ``compensation``, rebuilt through the message registry."""
+        return self._decoded(compensation.command, compensation.step)
+
+    def _decoded(self, stored: StoredCommand, step: str) -> Command:
         return self.registry.decode(
-            compensation.command.command_type,
-            compensation.command.payload,
-            where=f"saga {self.state.saga_id} step {compensation.step!r}",
+            stored.command_type,
+            stored.payload,
+            where=f"saga {self.state.saga_id} step {step!r}",
         )
 
     def compensation_done(self, step: str) -> None:
@@ -342,7 +361,15 @@ class Saga(Generic[TState]):
             )
         self._set_outcome(step, "compensated")
         self._note("compensated", step)
-        if not self.pending_compensations():
+        self._settle_compensation()
+
+    def _settle_compensation(self) -> None:
+        """End a compensation with nothing left to undo and no step whose outcome is awaited."""
+        if (
+            self.state.status == "compensating"
+            and not self.pending_compensations()
+            and all(record.outcome != "sent" for record in self.state.steps)
+        ):
             self.state.status = "compensated"
             self._note("compensation finished")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
 from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryReadModelStore
+from cqrs_ddd_advanced_core.adapters.memory.sagas import InMemorySagaRepository
 from cqrs_ddd_advanced_core.adapters.memory.scheduling import InMemoryCommandScheduler
 from cqrs_ddd_advanced_core.adapters.memory.workers import (
     InMemoryCheckpointStore,
@@ -24,6 +25,7 @@ __all__ = [
     "InMemoryLeaseStore",
     "InMemoryProjectionTransaction",
     "InMemoryReadModelStore",
+    "InMemorySagaRepository",
     "InMemorySnapshotRepository",
     "InMemoryWakeupFeed",
     "InMemoryWorkerState",

@@ -1,0 +1,105 @@
+"""``InMemorySagaRepository``: saga instances in a dict, for fast tests.
+
+Writes are staged in the ambient ``InMemoryUnitOfWork`` (the repository's
+:meth:`~InMemorySagaRepository.unit_of_work`) and applied when it commits,
+after checking that the instance's version did not move on and that no other
+instance took the same (saga type, correlation key) meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from cqrs_ddd_advanced_core.sagas.orchestration import SagaState
+from cqrs_ddd_core.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from cqrs_ddd_core.cqrs.scope import current_scope_or_none
+from cqrs_ddd_core.exceptions import ConcurrencyError, UnitOfWorkError
+
+
+class InMemorySagaRepository:
+    """Saga instances in memory; ``clock`` (Unix seconds) dates their last change."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._states: dict[UUID, SagaState] = {}
+        self._keys: dict[tuple[str, str], UUID] = {}
+        self._changed_at: dict[UUID, float] = {}
+
+    def unit_of_work(self) -> InMemoryUnitOfWork:
+        """Return a fresh in-memory unit of work, which this repository's writes join."""
+        return InMemoryUnitOfWork()
+
+    async def find(self, saga_type: str, correlation_key: str) -> SagaState | None:
+        """Return a copy of the instance of ``saga_type`` named ``correlation_key``, or None."""
+        saga_id = self._keys.get((saga_type, correlation_key))
+        return None if saga_id is None else await self.get(saga_id)
+
+    async def get(self, saga_id: UUID) -> SagaState | None:
+        """Return a copy of the instance ``saga_id``, or None."""
+        state = self._states.get(saga_id)
+        return None if state is None else state.model_copy(deep=True)
+
+    async def add(self, state: SagaState) -> bool:
+        """Stage a new instance; False when its type and key are taken already."""
+        key = (state.saga_type, state.correlation_key)
+        if key in self._keys:
+            return False
+        stored = state.model_copy(deep=True, update={"version": 1})
+
+        def check() -> None:
+            if key in self._keys:
+                raise ConcurrencyError(
+                    f"saga {state.saga_type}:{state.correlation_key}",
+                    expected_version=0,
+                    actual_version=1,
+                )
+
+        def apply() -> None:
+            self._keys[key] = stored.saga_id
+            self._put(stored)
+
+        self._stage(("saga", stored.saga_id), check, apply)
+        return True
+
+    async def save(self, state: SagaState) -> None:
+        """Stage ``state`` as the next version; ``ConcurrencyError`` at commit if it moved on."""
+        expected = state.version
+        stored = state.model_copy(deep=True, update={"version": expected + 1})
+
+        def check() -> None:
+            current = self._states.get(state.saga_id)
+            actual = 0 if current is None else current.version
+            if actual != expected:
+                raise ConcurrencyError(
+                    f"saga {state.saga_id}", expected_version=expected, actual_version=actual
+                )
+
+        self._stage(("saga", state.saga_id), check, lambda: self._put(stored))
+
+    async def stalled(self, older_than: float) -> list[SagaState]:
+        """Return copies of the instances not ended and unchanged for ``older_than`` seconds."""
+        limit = self.clock() - older_than
+        return [
+            state.model_copy(deep=True)
+            for saga_id, state in self._states.items()
+            if not state.is_final and self._changed_at[saga_id] <= limit
+        ]
+
+    def _put(self, state: SagaState) -> None:
+        self._states[state.saga_id] = state
+        self._changed_at[state.saga_id] = self.clock()
+
+    @staticmethod
+    def _stage(key: object, check: Callable[[], None], apply: Callable[[], None]) -> None:
+        scope = current_scope_or_none()
+        if scope is None:
+            check()
+            apply()
+            return
+        if not isinstance(scope.uow, InMemoryUnitOfWork):
+            raise UnitOfWorkError(
+                f"the in-memory saga repository cannot join a {type(scope.uow).__qualname__}"
+            )
+        scope.uow.stage(key, check=check, apply=apply)
