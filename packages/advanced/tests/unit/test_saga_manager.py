@@ -10,141 +10,23 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from saga_test_model import (
+    CancelReservation,
+    CreateOrder,
+    ItemsReserved,
+    OrderCreated,
+    OrderSaga,
+    OrderShipped,
+    Shop,
+)
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemorySagaRepository
-from cqrs_ddd_advanced_core.sagas import (
-    SagaBootstrap,
-    SagaBuilder,
-    SagaDefinitionError,
-    bootstrap_sagas,
-)
-from cqrs_ddd_core import (
-    Command,
-    CommandResponse,
-    DomainEvent,
-    EventDispatcher,
-    HandlerRegistry,
-    InMemoryUnitOfWork,
-    Mediator,
-    MessageTypeRegistry,
-)
-
-
-class CreateOrder(Command):
-    order_id: str
-
-
-class ReserveItems(Command):
-    order_id: str
-
-
-class CancelReservation(Command):
-    order_id: str
-
-
-class ChargePayment(Command):
-    order_id: str
-
-
-class ConfirmOrder(Command):
-    order_id: str
-
-
-class OrderCreated(DomainEvent):
-    order_id: str
-
-
-class ItemsReserved(DomainEvent):
-    order_id: str
-
-
-class PaymentCharged(DomainEvent):
-    order_id: str
-
-
-class OrderShipped(DomainEvent):
-    order_id: str
-
-
-OrderSaga = (
-    SagaBuilder("OrderFulfillment")
-    .on(OrderCreated,
-        send=lambda e: ReserveItems(order_id=e.order_id),
-        step="reserving",
-        compensate=lambda e: CancelReservation(order_id=e.order_id))
-    .on(ItemsReserved,
-        send=lambda e: ChargePayment(order_id=e.order_id),
-        step="charging")
-    .on(PaymentCharged,
-        send=lambda e: ConfirmOrder(order_id=e.order_id),
-        step="confirming",
-        complete=True)
-    .build()
-)  # fmt: skip
-
-
-class Shop:
-    """The application: handlers that dedupe by command id, a mediator, a dispatcher."""
-
-    def __init__(self) -> None:
-        self.effects: list[tuple[str, str]] = []
-        self.seen: set[object] = set()
-        self.declined: set[str] = set()
-        self.cancel_fails = False
-        self.crash_on: str | None = None
-        self.dispatcher = EventDispatcher(on_error="raise")
-        registry = HandlerRegistry()
-        self.mediator = Mediator(
-            registry=registry, uow_factory=InMemoryUnitOfWork, event_dispatcher=self.dispatcher
-        )
-        self.registry = registry
-
-        def handler(command_type: type[Command], event_type: type[DomainEvent] | None) -> None:
-            async def handle(command: Command) -> CommandResponse[None]:
-                order_id = getattr(command, "order_id")  # noqa: B009 - every command here has it
-                if command_type.__name__ == self.crash_on:
-                    self.crash_on = None
-                    raise asyncio.CancelledError  # the process dies while sending it
-                if command.command_id in self.seen:
-                    return CommandResponse(result=None)
-                if command_type is ChargePayment and order_id in self.declined:
-                    raise PermissionError("card declined")
-                if command_type is CancelReservation and self.cancel_fails:
-                    raise TimeoutError("warehouse unreachable")
-                self.seen.add(command.command_id)
-                self.effects.append((command_type.__name__, order_id))
-                events = () if event_type is None else (
-                    event_type(order_id=order_id, aggregate_id=order_id),
-                )  # fmt: skip
-                return CommandResponse(result=None, events=events)
-
-            registry.register_command_handler(command_type, handle)
-
-        handler(CreateOrder, OrderCreated)
-        handler(ReserveItems, ItemsReserved)
-        handler(ChargePayment, PaymentCharged)
-        handler(ConfirmOrder, None)
-        handler(CancelReservation, None)
-
-    def sagas(self, **settings: object) -> SagaBootstrap:
-        msg_registry = MessageTypeRegistry(
-            [ReserveItems, CancelReservation, ChargePayment, ConfirmOrder]
-        )
-        result = bootstrap_sagas(
-            sagas=[OrderSaga],
-            repository=InMemorySagaRepository(),
-            command_bus=self.mediator,
-            message_registry=msg_registry,
-            event_dispatcher=self.dispatcher,
-            **settings,  # type: ignore[arg-type]
-        )
-        result.manager.compensation_backoff = 0.001
-        return result
+from cqrs_ddd_advanced_core.sagas import SagaDefinitionError, bootstrap_sagas
 
 
 async def test_an_order_goes_through_every_step_and_the_saga_completes() -> None:
     shop = Shop()
-    sagas = shop.sagas()
+    sagas = shop.sagas(InMemorySagaRepository())
 
     await shop.mediator.send(CreateOrder(order_id="order_123"))
 
@@ -167,7 +49,7 @@ async def test_an_order_goes_through_every_step_and_the_saga_completes() -> None
 async def test_a_failing_charge_cancels_the_reservation_and_the_saga_is_compensated() -> None:
     shop = Shop()
     shop.declined.add("order_9")
-    sagas = shop.sagas()
+    sagas = shop.sagas(InMemorySagaRepository())
 
     await shop.mediator.send(CreateOrder(order_id="order_9"))
 
@@ -189,7 +71,7 @@ async def test_a_compensation_that_keeps_failing_parks_the_saga() -> None:
     shop = Shop()
     shop.declined.add("order_p")
     shop.cancel_fails = True
-    sagas = shop.sagas()
+    sagas = shop.sagas(InMemorySagaRepository())
 
     await shop.mediator.send(CreateOrder(order_id="order_p"))
 
@@ -202,7 +84,7 @@ async def test_a_compensation_that_keeps_failing_parks_the_saga() -> None:
 
 async def test_two_starting_events_at_once_make_one_saga() -> None:
     shop = Shop()
-    sagas = shop.sagas()
+    sagas = shop.sagas(InMemorySagaRepository())
     first = OrderCreated(order_id="order_2", aggregate_id="order_2")
     second = OrderCreated(order_id="order_2", aggregate_id="order_2")
 
@@ -218,7 +100,7 @@ async def test_two_starting_events_at_once_make_one_saga() -> None:
 
 async def test_a_crash_before_the_command_is_sent_is_recovered_by_the_worker() -> None:
     shop = Shop()
-    sagas = shop.sagas(recovery_interval=0.0)
+    sagas = shop.sagas(InMemorySagaRepository(), recovery_interval=0.0)
     shop.crash_on = "ChargePayment"
 
     with pytest.raises(asyncio.CancelledError):
@@ -237,7 +119,7 @@ async def test_a_crash_before_the_command_is_sent_is_recovered_by_the_worker() -
 
 
 async def test_the_worker_starts_and_stops() -> None:
-    sagas = Shop().sagas(recovery_interval=0.05)
+    sagas = Shop().sagas(InMemorySagaRepository(), recovery_interval=0.05)
     await sagas.worker.start()
     assert sagas.worker.running
     await asyncio.sleep(0.12)
@@ -247,7 +129,7 @@ async def test_the_worker_starts_and_stops() -> None:
 
 async def test_events_no_saga_listens_to_or_that_start_nothing_are_ignored() -> None:
     shop = Shop()
-    sagas = shop.sagas()
+    sagas = shop.sagas(InMemorySagaRepository())
     await sagas.manager.handle(OrderShipped(order_id="o", aggregate_id="o"))
     await sagas.manager.handle(ItemsReserved(order_id="o", aggregate_id="o"))  # no instance yet
     assert shop.effects == []

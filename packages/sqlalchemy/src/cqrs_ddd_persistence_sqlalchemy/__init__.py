@@ -29,6 +29,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
+from cqrs_ddd_persistence_sqlalchemy.sagas import SQLAlchemySagaRepository, UnreadableSagaStateError
 from cqrs_ddd_persistence_sqlalchemy.scheduler import SQLAlchemyCommandScheduler
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotRepository
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
@@ -44,10 +45,12 @@ __all__ = [
     "SQLAlchemyEventStore",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",
+    "SQLAlchemySagaRepository",
     "SQLAlchemySnapshotRepository",
     "SQLAlchemyUnitOfWork",
     "SQLAlchemyWorkerStorage",
     "SchemaNotReadyError",
+    "UnreadableSagaStateError",
     "UnreadableStateError",
     "UnsupportedDatabaseError",
     "UnsupportedSpecificationError",

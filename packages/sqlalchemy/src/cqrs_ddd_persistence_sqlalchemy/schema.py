@@ -166,3 +166,19 @@ recurring_schedules = Table(
 )
 """Recurring schedules: a cron expression (in a time zone) or an interval, and the next
 occurrence not yet turned into a scheduled command (NULL: anchor at the database's clock)."""
+
+sagas = Table(
+    "cqrs_sagas",
+    metadata,
+    Column("saga_id", Uuid(), primary_key=True),
+    Column("saga_type", String(255), nullable=False),
+    Column("correlation_key", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("state", JSONDocument, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("saga_type", "correlation_key", name="uq_cqrs_sagas_type_key"),
+    Index("ix_cqrs_sagas_status", "status", "updated_at"),
+)
+"""Saga instances: one per (saga type, correlation key), the whole state as JSON, its version,
+and when it last changed (Unix seconds of the database's clock)."""

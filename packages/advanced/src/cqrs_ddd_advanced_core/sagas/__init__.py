@@ -5,9 +5,10 @@ In progress. What exists: the saga model and its decisions
 steps, deterministic command ids, compensation in reverse order, parking), the
 declarative ``SagaBuilder``, the ``SagaManager`` that routes events to
 instances, stores their decisions and runs their commands and compensations,
-``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and the in-memory
-repository (``InMemorySagaRepository``). Coming: the SQL repository, TCC
-branches, step timeouts, the saga test kit and the guide.
+``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and the repositories
+(``InMemorySagaRepository``; ``SQLAlchemySagaRepository`` in
+``cqrs_ddd_persistence_sqlalchemy``). Coming: TCC branches, step timeouts,
+the saga test kit, R12 with worker processes, the benchmark and the guide.
 """
 
 from __future__ import annotations

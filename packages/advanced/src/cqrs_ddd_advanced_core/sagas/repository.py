@@ -10,8 +10,8 @@ the fresh state). Writes join the repository's own unit of work
 (:meth:`SagaRepository.unit_of_work`), so a saga's state and the commands it
 decided are stored together.
 
-``InMemorySagaRepository`` (``cqrs_ddd_advanced_core.adapters.memory``) is the
-in-memory store; the SQL one is coming.
+``InMemorySagaRepository`` (``cqrs_ddd_advanced_core.adapters.memory``) and
+``SQLAlchemySagaRepository`` (``cqrs_ddd_persistence_sqlalchemy``) implement it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,165 @@
+"""``SQLAlchemySagaRepository``: saga instances in ``cqrs_sagas``, on SQLite or PostgreSQL.
+
+One row per instance: its id, type and correlation key (unique together: two
+starting events racing for one key insert one row, ``INSERT … ON CONFLICT DO
+NOTHING``), status, the whole state as JSON, its version and the database
+clock's time of its last change. A save is ``UPDATE … WHERE saga_id = ? AND
+version = ?``: a save against a version that moved on changes nothing and
+raises ``ConcurrencyError``, and the saga manager applies its event again on
+the fresh state. Inside the repository's unit of work (a
+``SQLAlchemyUnitOfWork`` on the same database) every write joins it.
+
+A stored state that no longer reads back into ``SagaState`` (a release
+changed it, or the row was damaged) raises ``UnreadableSagaStateError``
+naming the saga type and id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pydantic
+from sqlalchemy import Float, cast, extract, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from cqrs_ddd_advanced_core.sagas.orchestration import SagaError, SagaState
+from cqrs_ddd_core.exceptions import ConcurrencyError
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.schema import sagas as rows
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
+    SQLAlchemyUnitOfWork,
+    unit_of_work_for_write,
+)
+
+
+class UnreadableSagaStateError(SagaError):
+    """A stored saga state does not read back into its class; names the saga and its id."""
+
+    def __init__(self, saga_type: str, saga_id: object, reason: str) -> None:
+        self.saga_type = saga_type
+        self.saga_id = saga_id
+        self.reason = reason
+        super().__init__(
+            f"saga {saga_type!r} {saga_id!s}: its stored state is unreadable: {reason}"
+        )
+
+
+class SQLAlchemySagaRepository:
+    """Saga instances in the database of ``session`` (an engine, or a session factory on one)."""
+
+    def __init__(self, session: EngineSource) -> None:
+        self.engine = engine_of(session)
+        self.is_postgresql = self.engine.dialect.name == "postgresql"
+        self._dialect: Any = postgresql if self.is_postgresql else sqlite
+        self._reads = Reads(self.engine)
+
+    def unit_of_work(self) -> SQLAlchemyUnitOfWork:
+        """Return a unit of work on the repository's database, which its writes join."""
+        return SQLAlchemyUnitOfWork(self.engine)
+
+    def _now(self) -> ColumnElement[float]:
+        if self.is_postgresql:
+            return cast(extract("epoch", func.clock_timestamp()), Float)
+        return (func.julianday("now") - 2440587.5) * 86400.0
+
+    async def find(self, saga_type: str, correlation_key: str) -> SagaState | None:
+        """Return the instance of ``saga_type`` named ``correlation_key``, or None."""
+        return await self._one(
+            (rows.c.saga_type == saga_type) & (rows.c.correlation_key == correlation_key),
+            f"read saga {saga_type}:{correlation_key}",
+        )
+
+    async def get(self, saga_id: UUID) -> SagaState | None:
+        """Return the instance ``saga_id``, or None."""
+        return await self._one(rows.c.saga_id == saga_id, f"read saga {saga_id}")
+
+    async def _one(self, condition: ColumnElement[bool], operation: str) -> SagaState | None:
+        async def read(connection: AsyncConnection) -> SagaState | None:
+            found = (
+                await connection.execute(
+                    select(rows.c.saga_id, rows.c.saga_type, rows.c.state, rows.c.version).where(
+                        condition
+                    )
+                )
+            ).first()
+            return None if found is None else _state(found)
+
+        return await self._reads.run(operation, read)
+
+    async def add(self, state: SagaState) -> bool:
+        """Insert a new instance at version 1; False when its type and key are taken."""
+        statement = (
+            self._dialect.insert(rows)
+            .values(
+                saga_id=state.saga_id,
+                saga_type=state.saga_type,
+                correlation_key=state.correlation_key,
+                status=state.status,
+                state=_document(state, 1),
+                version=1,
+                updated_at=self._now(),
+            )
+            .on_conflict_do_nothing(index_elements=[rows.c.saga_type, rows.c.correlation_key])
+        )
+        result = await self._write(statement, f"start saga {state.saga_type}")
+        return bool(result.rowcount == 1)
+
+    async def save(self, state: SagaState) -> None:
+        """Store ``state`` as the next version; ``ConcurrencyError`` if the stored one moved on."""
+        statement = (
+            update(rows)
+            .where(rows.c.saga_id == state.saga_id, rows.c.version == state.version)
+            .values(
+                status=state.status,
+                state=_document(state, state.version + 1),
+                version=state.version + 1,
+                updated_at=self._now(),
+            )
+        )
+        result = await self._write(statement, f"save saga {state.saga_id}")
+        if result.rowcount != 1:
+            raise ConcurrencyError(
+                f"saga {state.saga_id}",
+                expected_version=state.version,
+                actual_version=state.version + 1,
+            )
+
+    async def stalled(self, older_than: float) -> list[SagaState]:
+        """Return the instances not ended and unchanged for ``older_than`` seconds."""
+
+        async def read(connection: AsyncConnection) -> list[SagaState]:
+            result = await connection.execute(
+                select(rows.c.saga_id, rows.c.saga_type, rows.c.state, rows.c.version).where(
+                    rows.c.status.in_(("running", "compensating")),
+                    rows.c.updated_at <= self._now() - older_than,
+                )
+            )
+            return [_state(row) for row in result]
+
+        return await self._reads.run("read stalled sagas", read)
+
+    async def _write(self, statement: Any, operation: str) -> Any:
+        uow = unit_of_work_for_write(self.engine, operation)
+        if uow is not None:
+            with translated_errors(operation):
+                return await uow.connection.execute(statement)
+        async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as own:
+            with translated_errors(operation):
+                result = await own.connection.execute(statement)
+            await own.commit()
+        return result
+
+
+def _document(state: SagaState, version: int) -> dict[str, Any]:
+    return state.model_copy(update={"version": version}).model_dump(mode="json")
+
+
+def _state(row: Any) -> SagaState:
+    try:
+        return SagaState.model_validate({**row.state, "version": row.version})
+    except (pydantic.ValidationError, TypeError) as error:
+        raise UnreadableSagaStateError(row.saga_type, row.saga_id, str(error)) from None

@@ -1,0 +1,103 @@
+"""Sagas on SQLite and PostgreSQL: the spec's OrderFulfillment with SQLAlchemySagaRepository.
+
+The shop's handlers stay in memory (they dedupe by command id and count
+effects); the saga instances live in ``cqrs_sagas``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from saga_test_model import CreateOrder, OrderCreated, OrderSaga, Shop
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySagaRepository, UnreadableSagaStateError
+from cqrs_ddd_persistence_sqlalchemy.schema import sagas as saga_rows
+
+pytest_plugins = ["sqlalchemy_fixtures"]
+
+
+async def test_an_order_completes_and_its_saga_is_one_row(engine: AsyncEngine) -> None:
+    shop = Shop()
+    sagas = shop.sagas(SQLAlchemySagaRepository(engine))
+
+    await shop.mediator.send(CreateOrder(order_id="order_123"))
+
+    assert [effect[0] for effect in shop.effects] == [
+        "CreateOrder",
+        "ReserveItems",
+        "ChargePayment",
+        "ConfirmOrder",
+    ]
+    state = await sagas.manager.state_of(OrderSaga, "order_123")
+    assert state is not None
+    assert state.status == "completed"
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(saga_rows))).one()
+    assert (row.saga_type, row.correlation_key, row.status) == (
+        "OrderFulfillment",
+        "order_123",
+        "completed",
+    )
+    assert row.version == state.version
+
+
+async def test_a_failing_charge_is_compensated(engine: AsyncEngine) -> None:
+    shop = Shop()
+    shop.declined.add("order_9")
+    sagas = shop.sagas(SQLAlchemySagaRepository(engine))
+
+    await shop.mediator.send(CreateOrder(order_id="order_9"))
+
+    assert ("CancelReservation", "order_9") in shop.effects
+    assert ("ConfirmOrder", "order_9") not in shop.effects
+    state = await sagas.manager.state_of(OrderSaga, "order_9")
+    assert state is not None
+    assert state.status == "compensated"
+
+
+async def test_a_crash_before_a_send_is_recovered(engine: AsyncEngine) -> None:
+    shop = Shop()
+    sagas = shop.sagas(SQLAlchemySagaRepository(engine), recovery_interval=0.0)
+    shop.crash_on = "ChargePayment"
+    with pytest.raises(asyncio.CancelledError):
+        await shop.mediator.send(CreateOrder(order_id="order_c"))
+
+    assert await sagas.worker.run_once() == 1
+    state = await sagas.manager.state_of(OrderSaga, "order_c")
+    assert state is not None
+    assert state.status == "completed"
+    assert [effect for effect in shop.effects if effect[0] == "ChargePayment"] == [
+        ("ChargePayment", "order_c")
+    ]
+
+
+async def test_starting_events_racing_for_one_order_make_one_saga(engine: AsyncEngine) -> None:
+    shop = Shop()
+    sagas = shop.sagas(SQLAlchemySagaRepository(engine))
+    events = [OrderCreated(order_id="order_r", aggregate_id="order_r") for _ in range(4)]
+
+    await asyncio.gather(*(sagas.manager.handle(event) for event in events))
+
+    assert [effect for effect in shop.effects if effect[0] == "ReserveItems"] == [
+        ("ReserveItems", "order_r")
+    ]
+    async with engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(saga_rows)) == 1
+
+
+async def test_a_stored_state_that_no_longer_reads_names_the_saga(engine: AsyncEngine) -> None:
+    shop = Shop()
+    repository = SQLAlchemySagaRepository(engine)
+    sagas = shop.sagas(repository)
+    await shop.mediator.send(CreateOrder(order_id="order_x"))
+    state = await sagas.manager.state_of(OrderSaga, "order_x")
+    assert state is not None
+    async with engine.begin() as connection:
+        await connection.execute(update(saga_rows).values(state={"saga_id": "not an id"}))
+
+    with pytest.raises(UnreadableSagaStateError, match="OrderFulfillment") as raised:
+        await repository.get(state.saga_id)
+    assert raised.value.saga_id == state.saga_id
