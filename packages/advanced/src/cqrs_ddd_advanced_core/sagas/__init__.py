@@ -8,7 +8,8 @@ instances, stores their decisions and runs their commands and compensations,
 ``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and the repositories
 (``InMemorySagaRepository``; ``SQLAlchemySagaRepository`` in
 ``cqrs_ddd_persistence_sqlalchemy``). Coming: TCC branches, step timeouts,
-the saga test kit, R12 with worker processes, the benchmark and the guide.
+the saga test kit, R12 with worker processes and the benchmark. The guide,
+for what works today, is the ``README.md`` beside this module.
 """
 
 from __future__ import annotations
