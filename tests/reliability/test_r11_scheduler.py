@@ -8,8 +8,11 @@ while it runs commands, then lets it go on. At the end:
 
 * every command is done and its effect (one event in its stream) happened once;
 * no effect ran before its due time by the database's clock;
-* a command was invoked at most twice, and twice only when a killed or stopped
-  worker was running it;
+* a command was invoked again only when the worker running it was killed or
+  stopped: every invocation but the last is a harmed worker's (with several
+  kills, a command taken over after one kill can be in flight at the next, so
+  R11's "at most twice" holds per fault: at most one more invocation per
+  worker killed or stopped while running it);
 * no completion was accepted from a worker that lost its lease: one commit per
   command, under the command's last fencing token, and the stopped worker's
   late completions were refused;
@@ -46,7 +49,7 @@ from cqrs_ddd_persistence_sqlalchemy.schema import scheduled_commands as schedul
 from cqrs_ddd_testing import PostgresDatabase
 
 WORKER = Path(__file__).with_name("workers_scheduler.py")
-LEASE_TTL = 2.0
+LEASE_TTL = 3.0
 START_DEADLINE_SECONDS = 120.0
 FAST_CLOCK_SECONDS = 300.0
 BUSY_DEADLINE_SECONDS = 15.0
@@ -220,7 +223,7 @@ async def check(
     assert early == [], f"{len(early)} ran early: {early[:3]} {note}"
     late = [row for row in rows.values() if row.finished_at - row.due_at > 60.0]
     assert late == [], f"{len(late)} finished more than 60 s after due {note}"
-    # invoked at most twice; twice only when a killed or stopped worker ran it
+    # invoked again only after the worker running it was killed or stopped
     invoked: defaultdict[str, list[str]] = defaultdict(list)
     commits: defaultdict[str, list[str]] = defaultdict(list)
     tokens: dict[tuple[str, str], int] = {}
@@ -237,10 +240,10 @@ async def check(
             refused += 1
     harmed = faults.killed | faults.stopped
     for key, procs in invoked.items():
-        assert len(procs) <= 2, f"{key} invoked {len(procs)} times {note}"
-        if len(procs) == 2:
-            pids = {int(proc.rsplit("/", 1)[1]) for proc in procs}
-            assert pids & harmed, f"{key} invoked twice by healthy workers {procs} {note}"
+        earlier = [int(proc.rsplit("/", 1)[1]) for proc in procs[:-1]]
+        unexplained = [pid for pid in earlier if pid not in harmed]
+        assert unexplained == [], f"{key} invoked again after healthy workers {procs} {note}"
+        assert len(procs) <= 1 + len(harmed), f"{key} invoked {len(procs)} times {note}"
     # no completion accepted from a fenced-out worker
     for key, procs in commits.items():
         assert len(procs) == 1, f"{key} committed by {procs} {note}"
