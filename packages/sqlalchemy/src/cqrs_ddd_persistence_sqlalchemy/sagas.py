@@ -16,6 +16,7 @@ naming the saga type and id.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from cqrs_ddd_advanced_core.sagas.orchestration import SagaError, SagaState
+from cqrs_ddd_advanced_core.sagas.orchestration import SagaState, UnreadableSagaStateError
 from cqrs_ddd_core.exceptions import ConcurrencyError
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
@@ -35,17 +36,7 @@ from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
     unit_of_work_for_write,
 )
 
-
-class UnreadableSagaStateError(SagaError):
-    """A stored saga state does not read back into its class; names the saga and its id."""
-
-    def __init__(self, saga_type: str, saga_id: object, reason: str) -> None:
-        self.saga_type = saga_type
-        self.saga_id = saga_id
-        self.reason = reason
-        super().__init__(
-            f"saga {saga_type!r} {saga_id!s}: its stored state is unreadable: {reason}"
-        )
+logger = logging.getLogger(__name__)
 
 
 class SQLAlchemySagaRepository:
@@ -129,18 +120,36 @@ class SQLAlchemySagaRepository:
             )
 
     async def stalled(self, older_than: float) -> list[SagaState]:
-        """Return the instances not ended and unchanged for ``older_than`` seconds."""
+        """Return the instances not ended and unchanged for ``older_than`` seconds.
 
-        async def read(connection: AsyncConnection) -> list[SagaState]:
+        One whose state no longer reads back is parked (an error is logged)
+        instead of failing the whole round.
+        """
+
+        async def read(connection: AsyncConnection) -> list[Any]:
             result = await connection.execute(
                 select(rows.c.saga_id, rows.c.saga_type, rows.c.state, rows.c.version).where(
                     rows.c.status.in_(("running", "compensating")),
                     rows.c.updated_at <= self._now() - older_than,
                 )
             )
-            return [_state(row) for row in result]
+            return list(result)
 
-        return await self._reads.run("read stalled sagas", read)
+        states = []
+        for row in await self._reads.run("read stalled sagas", read):
+            try:
+                states.append(_state(row))
+            except UnreadableSagaStateError as error:
+                logger.error("%s; parked", error)
+                await self.park(error.saga_id, error.reason)
+        return states
+
+    async def park(self, saga_id: UUID, reason: str) -> None:
+        """Mark the instance ``saga_id`` parked, without reading its state (it may not read)."""
+        await self._write(
+            update(rows).where(rows.c.saga_id == saga_id).values(status="parked"),
+            f"park saga {saga_id}",
+        )
 
     async def _write(self, statement: Any, operation: str) -> Any:
         uow = unit_of_work_for_write(self.engine, operation)
@@ -163,3 +172,6 @@ def _state(row: Any) -> SagaState:
         return SagaState.model_validate({**row.state, "version": row.version})
     except (pydantic.ValidationError, TypeError) as error:
         raise UnreadableSagaStateError(row.saga_type, row.saga_id, str(error)) from None
+
+
+__all__ = ["SQLAlchemySagaRepository", "UnreadableSagaStateError"]

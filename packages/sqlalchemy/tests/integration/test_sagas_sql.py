@@ -101,3 +101,34 @@ async def test_a_stored_state_that_no_longer_reads_names_the_saga(engine: AsyncE
     with pytest.raises(UnreadableSagaStateError, match="OrderFulfillment") as raised:
         await repository.get(state.saga_id)
     assert raised.value.saga_id == state.saga_id
+
+
+async def test_an_unreadable_saga_is_parked_and_stops_nothing_else(engine: AsyncEngine) -> None:
+    shop = Shop()
+    shop.crash_on = "ChargePayment"  # leaves order_x mid-step, for the recovery round
+    sagas = shop.sagas(SQLAlchemySagaRepository(engine), recovery_interval=0.0)
+    with pytest.raises(asyncio.CancelledError):
+        await shop.mediator.send(CreateOrder(order_id="order_x"))
+    shop.crash_on = "ChargePayment"
+    with pytest.raises(asyncio.CancelledError):
+        await shop.mediator.send(CreateOrder(order_id="order_y"))
+    async with engine.begin() as connection:  # a release changed the state, or a hand did
+        await connection.execute(
+            update(saga_rows)
+            .where(saga_rows.c.correlation_key == "order_x")
+            .values(state={"saga_id": "not an id"})
+        )
+
+    # the other instance is resumed; the unreadable one is parked, not retried for ever
+    assert await sagas.worker.run_once() == 1
+    async with engine.connect() as connection:
+        statuses = dict(
+            (
+                await connection.execute(select(saga_rows.c.correlation_key, saga_rows.c.status))
+            ).all()
+        )
+    assert statuses == {"order_x": "parked", "order_y": "completed"}
+    assert await sagas.worker.run_once() == 0
+
+    # and an event for it is ignored, with an error logged, instead of failing the command
+    await sagas.manager.handle(OrderCreated(order_id="order_x", aggregate_id="order_x"))

@@ -33,6 +33,7 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     SagaStepError,
     StepRecord,
     StoredCommand,
+    UnreadableSagaStateError,
     command_id_for,
 )
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
@@ -55,6 +56,7 @@ __all__ = [
     "SagaStepError",
     "StepRecord",
     "StoredCommand",
+    "UnreadableSagaStateError",
     "bootstrap_sagas",
     "command_id_for",
 ]

@@ -18,6 +18,9 @@ For an event, for each saga type that listens to it:
    ``compensation_attempts`` times; one that keeps failing parks the saga, with
    its history, for an operator.
 
+An instance whose stored state no longer reads back is parked as well
+(``SagaRepository.park``): its events are ignored, with an error logged.
+
 A crash between 2 and 3 leaves steps whose outcome was never saved:
 :meth:`SagaManager.recover` (the saga worker calls it every
 ``recovery_interval``) sends them again, and finishes compensations that were
@@ -35,7 +38,12 @@ from uuid import UUID, uuid4
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from cqrs_ddd_advanced_core.sagas.orchestration import Outgoing, Saga, SagaState
+from cqrs_ddd_advanced_core.sagas.orchestration import (
+    Outgoing,
+    Saga,
+    SagaState,
+    UnreadableSagaStateError,
+)
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command
@@ -108,7 +116,12 @@ class SagaManager:
                     saga_type.name,
                 )
                 continue
-            decided = await self._decide(saga_type, key, event)
+            try:
+                decided = await self._decide(saga_type, key, event)
+            except UnreadableSagaStateError as error:
+                logger.error("%s; parked, and %s ignored", error, type(event).__name__)
+                await self.repository.park(error.saga_id, error.reason)
+                continue
             if decided is not None:
                 saga_id, outgoing = decided
                 await self._run(saga_type, saga_id, outgoing)

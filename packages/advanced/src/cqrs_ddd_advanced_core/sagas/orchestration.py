@@ -81,6 +81,22 @@ class SagaStepError(SagaError):
         super().__init__(f"saga {saga!r} ({saga_id}): {reason}")
 
 
+class UnreadableSagaStateError(SagaError):
+    """A stored saga state does not read back into its class; names the saga and its id.
+
+    The saga manager parks such an instance (its events are ignored, with an
+    error logged) instead of failing every event and every recovery round.
+    """
+
+    def __init__(self, saga_type: str, saga_id: UUID, reason: str) -> None:
+        self.saga_type = saga_type
+        self.saga_id = saga_id
+        self.reason = reason
+        super().__init__(
+            f"saga {saga_type!r} {saga_id!s}: its stored state is unreadable: {reason}"
+        )
+
+
 def command_id_for(saga_id: UUID, step: str, kind: CommandKind) -> UUID:
     """Return the deterministic id of a saga's command: the same for the same step and kind."""
     return uuid5(saga_id, f"{step}:{kind}")

@@ -51,5 +51,12 @@ class SagaRepository(Protocol):
         ...
 
     async def stalled(self, older_than: float) -> list[SagaState]:
-        """Return the instances not ended and unchanged for ``older_than`` seconds."""
+        """Return the instances not ended and unchanged for ``older_than`` seconds.
+
+        An instance whose state no longer reads back is parked, not returned.
+        """
+        ...
+
+    async def park(self, saga_id: UUID, reason: str) -> None:
+        """Mark the instance ``saga_id`` parked without reading its state (``reason`` says why)."""
         ...

@@ -87,6 +87,15 @@ class InMemorySagaRepository:
             if not state.is_final and self._changed_at[saga_id] <= limit
         ]
 
+    async def park(self, saga_id: UUID, reason: str) -> None:
+        """Mark the instance ``saga_id`` parked, with ``reason``."""
+        state = self._states.get(saga_id)
+        if state is not None:
+            parked = state.model_copy(
+                update={"status": "parked", "reason": reason, "version": state.version + 1}
+            )
+            self._put(parked)
+
     def _put(self, state: SagaState) -> None:
         self._states[state.saga_id] = state
         self._changed_at[state.saga_id] = self.clock()
