@@ -18,7 +18,7 @@ from functools import partial
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from harness.history import HistoryLog
-from sqlalchemy import Float, cast, extract, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.domain.exceptions import ScheduleLeaseLostError
@@ -36,6 +36,7 @@ from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
     SQLAlchemyUnitOfWork,
 )
+from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock as clock_of
 
 
 class RunOnce(Command):
@@ -61,9 +62,7 @@ def stream_of(key: str) -> str:
 
 def database_clock(engine: AsyncEngine) -> object:
     """Return an expression of the database's clock in Unix seconds."""
-    if engine.dialect.name == "postgresql":
-        return cast(extract("epoch", func.clock_timestamp()), Float)
-    return (func.julianday("now") - 2440587.5) * 86400.0
+    return clock_of(engine.dialect.name == "postgresql")
 
 
 class RecordingScheduler(SQLAlchemyCommandScheduler):

@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 import pydantic
-from sqlalchemy import Float, cast, extract, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cqrs_ddd_advanced_core.sagas.orchestration import SagaState, UnreadableSagaStateError
 from cqrs_ddd_core.exceptions import ConcurrencyError
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
+from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import sagas as rows
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
@@ -53,9 +54,7 @@ class SQLAlchemySagaRepository:
         return SQLAlchemyUnitOfWork(self.engine)
 
     def _now(self) -> ColumnElement[float]:
-        if self.is_postgresql:
-            return cast(extract("epoch", func.clock_timestamp()), Float)
-        return (func.julianday("now") - 2440587.5) * 86400.0
+        return database_clock(self.is_postgresql)
 
     async def find(self, saga_type: str, correlation_key: str) -> SagaState | None:
         """Return the instance of ``saga_type`` named ``correlation_key``, or None."""

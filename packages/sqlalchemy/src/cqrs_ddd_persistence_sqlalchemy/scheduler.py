@@ -36,9 +36,7 @@ from sqlalchemy import (
     Float,
     Row,
     and_,
-    cast,
     delete,
-    extract,
     func,
     literal,
     select,
@@ -67,6 +65,7 @@ from cqrs_ddd_advanced_core.scheduling.ports import (
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_persistence_sqlalchemy.channels import SCHEDULE_CHANNEL
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
+from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import recurring_schedules as recurring_rows
 from cqrs_ddd_persistence_sqlalchemy.schema import scheduled_commands as rows
@@ -137,15 +136,11 @@ class SQLAlchemyCommandScheduler:
 
     def _now(self) -> ColumnElement[float]:
         """Return the statement's time in Unix seconds (stable in a statement: indexes use it)."""
-        if self.is_postgresql:
-            return cast(extract("epoch", func.now()), Float)
-        return (func.julianday("now") - 2440587.5) * 86400.0
+        return database_clock(self.is_postgresql, stable=True)
 
     def _clock(self) -> ColumnElement[float]:
         """Return the time right now in Unix seconds (PostgreSQL: not the transaction's start)."""
-        if self.is_postgresql:
-            return cast(extract("epoch", func.clock_timestamp()), Float)
-        return self._now()
+        return database_clock(self.is_postgresql)
 
     # -- writing, with the command or on its own ------------------------------
 

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Float, and_, cast, extract, func, literal, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
@@ -31,6 +31,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import CheckpointRegressionError, 
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.progress import WorkerRecord, WorkTransaction
 from cqrs_ddd_persistence_sqlalchemy.connections import Reads
+from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.pending_writes import PendingWrites, drop_writes, hold_writes
 from cqrs_ddd_persistence_sqlalchemy.schema import projections as rows
@@ -69,9 +70,7 @@ class _JobRows:
 
     def now(self) -> ColumnElement[float]:
         """Return the database's clock, in Unix seconds."""
-        if self.is_postgresql:
-            return cast(extract("epoch", func.clock_timestamp()), Float)
-        return (func.julianday("now") - 2440587.5) * 86400.0
+        return database_clock(self.is_postgresql)
 
     @staticmethod
     def holder(lease: Lease) -> ColumnElement[bool]:
