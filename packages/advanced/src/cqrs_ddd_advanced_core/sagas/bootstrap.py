@@ -34,7 +34,6 @@ from cqrs_ddd_advanced_core.sagas.manager import CommandBus, SagaManager, SagaTy
 from cqrs_ddd_advanced_core.sagas.orchestration import SagaDefinitionError
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
-from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +119,9 @@ def bootstrap_sagas(
 
 
 def _registry_of(command_bus: CommandBus) -> MessageTypeRegistry:
-    handlers = getattr(command_bus, "registry", None)
-    if isinstance(handlers, HandlerRegistry):
-        return MessageTypeRegistry.from_handlers(handlers)
+    registry = MessageTypeRegistry.of_mediator(command_bus)
+    if registry is not None:
+        return registry
     raise SagaDefinitionError(
         "?",
         "pass message_registry=MessageTypeRegistry([...]) naming the commands the sagas "

@@ -55,7 +55,6 @@ from cqrs_ddd_advanced_core.scheduling.recurring import (
 )
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command
-from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 from cqrs_ddd_core.cqrs.scope import CommandScope, joining_commands
 from cqrs_ddd_core.exceptions import ConcurrencyError, MessageTypeError, TransientError
 
@@ -326,9 +325,9 @@ class CommandSchedulerService:
 
 
 def _registry_of(send: SendFunction) -> MessageTypeRegistry:
-    handlers = getattr(getattr(send, "__self__", None), "registry", None)
-    if isinstance(handlers, HandlerRegistry):
-        return MessageTypeRegistry.from_handlers(handlers)
+    registry = MessageTypeRegistry.of_mediator(send)
+    if registry is not None:
+        return registry
     raise ScheduleConfigurationError(
         "pass message_registry=MessageTypeRegistry([...]) naming the command types to "
         "schedule: mediator_send_fn is not a mediator's send, so they cannot be taken "

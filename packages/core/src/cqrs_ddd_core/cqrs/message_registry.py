@@ -52,6 +52,17 @@ class MessageTypeRegistry:
         """Return a registry of every command type ``handlers`` has a handler for."""
         return cls(sorted(handlers.command_types, key=lambda command: command.__name__))
 
+    @classmethod
+    def of_mediator(cls, sender: object) -> MessageTypeRegistry | None:
+        """Return a registry of the commands ``sender`` has handlers for, or None.
+
+        ``sender`` is a mediator (anything with a ``HandlerRegistry`` as
+        ``registry``) or its bound ``send``; None when it is neither.
+        """
+        owner = getattr(sender, "__self__", sender)
+        handlers = getattr(owner, "registry", None)
+        return cls.from_handlers(handlers) if isinstance(handlers, HandlerRegistry) else None
+
     def register(self, command_class: TCommandClass, *, name: str | None = None) -> TCommandClass:
         """Register ``command_class`` under ``name`` (its class name by default) and return it.
 
