@@ -11,6 +11,17 @@ from __future__ import annotations
 from uuid import UUID, uuid4
 
 import pytest
+from saga_test_model import (
+    CancelReservation,
+    ChargePayment,
+    ConfirmOrder,
+    ItemsReserved,
+    OrderCreated,
+    OrderSaga,
+    OrderShipped,
+    PaymentCharged,
+    ReserveItems,
+)
 
 from cqrs_ddd_advanced_core.sagas import (
     Saga,
@@ -23,62 +34,13 @@ from cqrs_ddd_advanced_core.sagas import (
 from cqrs_ddd_core import Command, DomainEvent, MessageTypeRegistry
 
 
-class OrderCreated(DomainEvent):
-    order_id: str
-
-
-class ItemsReserved(DomainEvent):
-    order_id: str
-
-
-class PaymentCharged(DomainEvent):
-    order_id: str
-
-
-class OrderShipped(DomainEvent):
-    order_id: str
-
-
-class ReserveItems(Command):
-    order_id: str
-
-
-class CancelReservation(Command):
-    order_id: str
-
-
-class ChargePayment(Command):
-    order_id: str
-
-
 class RefundPayment(Command):
-    order_id: str
-
-
-class ConfirmOrder(Command):
     order_id: str
 
 
 REGISTRY = MessageTypeRegistry(
     [ReserveItems, CancelReservation, ChargePayment, RefundPayment, ConfirmOrder]
 )
-
-# the spec's example, as written
-OrderSaga = (
-    SagaBuilder("OrderFulfillment")
-    .on(OrderCreated,
-        send=lambda e: ReserveItems(order_id=e.order_id),
-        step="reserving",
-        compensate=lambda e: CancelReservation(order_id=e.order_id))
-    .on(ItemsReserved,
-        send=lambda e: ChargePayment(order_id=e.order_id),
-        step="charging")
-    .on(PaymentCharged,
-        send=lambda e: ConfirmOrder(order_id=e.order_id),
-        step="confirming",
-        complete=True)
-    .build()
-)  # fmt: skip
 
 
 def started(saga_type: type[Saga[SagaState]], key: str = "order-1") -> Saga[SagaState]:
