@@ -29,7 +29,11 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
 from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
-from cqrs_ddd_persistence_sqlalchemy.sagas import SQLAlchemySagaRepository, UnreadableSagaStateError
+from cqrs_ddd_persistence_sqlalchemy.sagas import (
+    SQLAlchemyBranchBarrier,
+    SQLAlchemySagaRepository,
+    UnreadableSagaStateError,
+)
 from cqrs_ddd_persistence_sqlalchemy.scheduler import SQLAlchemyCommandScheduler
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotRepository
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
@@ -41,6 +45,7 @@ __all__ = [
     "EngineSource",
     "LockTimeoutError",
     "PersistenceError",
+    "SQLAlchemyBranchBarrier",
     "SQLAlchemyCommandScheduler",
     "SQLAlchemyEventStore",
     "SQLAlchemyReadModelStore",

@@ -17,7 +17,7 @@ naming the saga type and id.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pydantic
@@ -26,11 +26,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from cqrs_ddd_advanced_core.sagas.orchestration import SagaState, UnreadableSagaStateError
+from cqrs_ddd_advanced_core.sagas.barrier import (
+    BarrierError,
+    BarrierOutcome,
+    BranchOperation,
+    branch_operation,
+    decide,
+)
+from cqrs_ddd_advanced_core.sagas.orchestration import (
+    ACTIVE_STATUSES,
+    BranchCommand,
+    SagaState,
+    UnreadableSagaStateError,
+)
 from cqrs_ddd_core.exceptions import ConcurrencyError
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
 from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.schema import saga_barrier
 from cqrs_ddd_persistence_sqlalchemy.schema import sagas as rows
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import (
     SQLAlchemyUnitOfWork,
@@ -128,7 +141,7 @@ class SQLAlchemySagaRepository:
         async def read(connection: AsyncConnection) -> list[Any]:
             result = await connection.execute(
                 select(rows.c.saga_id, rows.c.saga_type, rows.c.state, rows.c.version).where(
-                    rows.c.status.in_(("running", "compensating")),
+                    rows.c.status.in_(ACTIVE_STATUSES),
                     rows.c.updated_at <= self._now() - older_than,
                 )
             )
@@ -162,6 +175,61 @@ class SQLAlchemySagaRepository:
         return result
 
 
+class SQLAlchemyBranchBarrier:
+    """The TCC branch barrier in ``cqrs_saga_barrier``, written in the handler's transaction.
+
+    ``session`` is an engine, or a session factory on one; the handler must
+    run in a ``SQLAlchemyUnitOfWork`` on the same database (the barrier's rows
+    commit or roll back with the branch's effect). On PostgreSQL, an insert of
+    a row another transaction inserted and has not committed waits for it:
+    a cancel racing its try sees the try's outcome.
+    """
+
+    def __init__(self, session: EngineSource) -> None:
+        self.engine = engine_of(session)
+        self.is_postgresql = self.engine.dialect.name == "postgresql"
+        self._dialect: Any = postgresql if self.is_postgresql else sqlite
+
+    async def enter(self, command: BranchCommand) -> BarrierOutcome:
+        """Record ``command``'s operation in the handler's unit of work; say whether to run it."""
+        saga_id, branch, operation = branch_operation(command)
+        what = f"pass the barrier of saga {saga_id} branch {branch!r} ({operation})"
+        uow = unit_of_work_for_write(self.engine, what)
+        if uow is None:
+            raise BarrierError(
+                f"{type(command).__name__} must {what} inside its handler's unit of work, "
+                "so the barrier's row commits or rolls back with its effect"
+            )
+        connection = uow.connection
+
+        async def insert(
+            row_operation: BranchOperation, origin: BranchOperation
+        ) -> BranchOperation | None:
+            key = (
+                (saga_barrier.c.saga_id == saga_id)
+                & (saga_barrier.c.branch == branch)
+                & (saga_barrier.c.operation == row_operation)
+            )
+            statement = (
+                self._dialect.insert(saga_barrier)
+                .values(
+                    saga_id=saga_id,
+                    branch=branch,
+                    operation=row_operation,
+                    origin=origin,
+                    created_at=database_clock(self.is_postgresql),
+                )
+                .on_conflict_do_nothing()
+            )
+            with translated_errors(what):
+                if (await connection.execute(statement)).rowcount == 1:
+                    return None
+                found = await connection.scalar(select(saga_barrier.c.origin).where(key))
+            return cast("BranchOperation", found)
+
+        return await decide(operation, insert)
+
+
 def _document(state: SagaState, version: int) -> dict[str, Any]:
     return state.model_copy(update={"version": version}).model_dump(mode="json")
 
@@ -173,4 +241,4 @@ def _state(row: Any) -> SagaState:
         raise UnreadableSagaStateError(row.saga_type, row.saga_id, str(error)) from None
 
 
-__all__ = ["SQLAlchemySagaRepository", "UnreadableSagaStateError"]
+__all__ = ["SQLAlchemyBranchBarrier", "SQLAlchemySagaRepository", "UnreadableSagaStateError"]

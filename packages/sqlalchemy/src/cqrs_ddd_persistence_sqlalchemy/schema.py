@@ -182,3 +182,15 @@ sagas = Table(
 )
 """Saga instances: one per (saga type, correlation key), the whole state as JSON, its version,
 and when it last changed (Unix seconds of the database's clock)."""
+
+saga_barrier = Table(
+    "cqrs_saga_barrier",
+    metadata,
+    Column("saga_id", Uuid(), primary_key=True),
+    Column("branch", String(255), primary_key=True),
+    Column("operation", String(16), primary_key=True),
+    Column("origin", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+"""The TCC branch barrier: one row per (saga, branch, operation) that took place, and which
+operation inserted it (a cancel inserts its try's row when the try never ran)."""

@@ -14,6 +14,14 @@ for what works today, is the ``README.md`` beside this module.
 
 from __future__ import annotations
 
+from cqrs_ddd_advanced_core.sagas.barrier import (
+    BarrierError,
+    BarrierOutcome,
+    BranchBarrier,
+    BranchOperation,
+    as_branch_operation,
+    branch_operation,
+)
 from cqrs_ddd_advanced_core.sagas.bootstrap import (
     SagaBootstrap,
     SagaRecoveryWorker,
@@ -22,6 +30,7 @@ from cqrs_ddd_advanced_core.sagas.bootstrap import (
 from cqrs_ddd_advanced_core.sagas.builder import SagaBuilder
 from cqrs_ddd_advanced_core.sagas.manager import CommandBus, SagaManager
 from cqrs_ddd_advanced_core.sagas.orchestration import (
+    BranchCommand,
     Compensation,
     HistoryEntry,
     Outgoing,
@@ -33,12 +42,19 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     SagaStepError,
     StepRecord,
     StoredCommand,
+    TccBranch,
+    TccSaga,
     UnreadableSagaStateError,
     command_id_for,
 )
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
 
 __all__ = [
+    "BarrierError",
+    "BarrierOutcome",
+    "BranchBarrier",
+    "BranchCommand",
+    "BranchOperation",
     "CommandBus",
     "Compensation",
     "HistoryEntry",
@@ -56,7 +72,11 @@ __all__ = [
     "SagaStepError",
     "StepRecord",
     "StoredCommand",
+    "TccBranch",
+    "TccSaga",
     "UnreadableSagaStateError",
+    "as_branch_operation",
     "bootstrap_sagas",
+    "branch_operation",
     "command_id_for",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from operator import methodcaller
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -39,6 +40,7 @@ from uuid import UUID, uuid4
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from cqrs_ddd_advanced_core.sagas.orchestration import (
+    Compensation,
     Outgoing,
     Saga,
     SagaState,
@@ -58,6 +60,33 @@ SagaType = type[Saga[Any]]
 SendCommand = Callable[[Command], Awaitable[Any]]
 
 _CONFLICT_RETRIES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    """How a saga ends: compensating (undo latest first) or confirming (TCC, in order)."""
+
+    status: str
+    doing: str
+    pending: Callable[[Saga[Any]], list[Compensation]]
+    done: str
+    failed: str
+
+
+_COMPENSATING = _Phase(
+    "compensating",
+    "compensating",
+    methodcaller("pending_compensations"),
+    "compensation_done",
+    "compensation_failed",
+)
+_CONFIRMING = _Phase(
+    "confirming",
+    "confirming",
+    methodcaller("pending_confirmations"),
+    "confirmation_done",
+    "confirmation_failed",
+)
 
 
 class CommandBus(Protocol):
@@ -143,7 +172,10 @@ class SagaManager:
             saga = saga_type(state, self.message_registry)
             resumed += 1
             if state.status == "compensating":
+                await self._update(saga_type, state.saga_id, methodcaller("presume_unknown"))
                 await self._compensate(saga_type, state.saga_id)
+            elif state.status == "confirming":
+                await self._confirm(saga_type, state.saga_id)
             else:
                 await self._run(saga_type, state.saga_id, saga.unacknowledged())
         return resumed
@@ -204,7 +236,7 @@ class SagaManager:
 
     async def _run(self, saga_type: SagaType, saga_id: UUID, outgoing: list[Outgoing]) -> None:
         """Send each step's command and save its outcome; compensate when one fails."""
-        for step in outgoing:
+        for index, step in enumerate(outgoing):
             try:
                 await self.send(step.command)
             except Exception as error:  # noqa: BLE001 - the outcome is recorded, never lost
@@ -220,31 +252,45 @@ class SagaManager:
                     continue
                 reason = f"{type(error).__qualname__}: {error}"
                 unknown = phase is CommandPhase.COMMIT
-                await self._update(
-                    saga_type,
-                    saga_id,
-                    methodcaller("step_failed", step.step, reason, unknown=unknown),
+                unsent = [later.step for later in outgoing[index + 1 :]]
+                failed = methodcaller(
+                    "step_failed", step.step, reason, unknown=unknown, not_sent=unsent
                 )
+                await self._update(saga_type, saga_id, failed)
                 await self._compensate(saga_type, saga_id)
                 return
             saga = await self._update(saga_type, saga_id, methodcaller("step_done", step.step))
             if saga.state.status == "compensating":  # a later step failed while this one ran
                 await self._compensate(saga_type, saga_id)
                 return
+            if saga.state.status == "confirming":
+                await self._confirm(saga_type, saga_id)
+                return
 
     async def _compensate(self, saga_type: SagaType, saga_id: UUID) -> None:
         """Run the pending compensations, latest step first, each until done or given up."""
+        await self._finish(saga_type, saga_id, _COMPENSATING)
+
+    async def _confirm(self, saga_type: SagaType, saga_id: UUID) -> None:
+        """Send the pending confirmations, in step order, each until done or given up."""
+        await self._finish(saga_type, saga_id, _CONFIRMING)
+
+    async def _finish(self, saga_type: SagaType, saga_id: UUID, phase: _Phase) -> None:
+        """Send ``phase``'s pending commands one by one, each retried with back-off.
+
+        One that keeps failing parks the saga for an operator, with its history.
+        """
         while True:
             state = await self.repository.get(saga_id)
-            if state is None or state.status != "compensating":
+            if state is None or state.status != phase.status:
                 return
             saga = saga_type(state, self.message_registry)
-            pending = saga.pending_compensations()
+            pending = phase.pending(saga)
             if not pending:
                 return
-            undo = pending[0]
+            item = pending[0]
             try:
-                command = saga.compensation_command(undo)
+                command = saga.compensation_command(item)
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(Exception),
                     stop=stop_after_attempt(self.compensation_attempts),
@@ -256,15 +302,13 @@ class SagaManager:
             except Exception as error:  # noqa: BLE001 - parked for an operator, never dropped
                 reason = f"{type(error).__qualname__}: {error}"
                 logger.error(
-                    "saga %s parked: compensating %r failed: %s", saga_id, undo.step, reason
+                    "saga %s parked: %s %r failed: %s", saga_id, phase.doing, item.step, reason
                 )
                 await self._update(
-                    saga_type,
-                    saga_id,
-                    methodcaller("compensation_failed", undo.step, reason),
+                    saga_type, saga_id, methodcaller(phase.failed, item.step, reason)
                 )
                 return
-            await self._update(saga_type, saga_id, methodcaller("compensation_done", undo.step))
+            await self._update(saga_type, saga_id, methodcaller(phase.done, item.step))
 
     async def state_of(self, saga_type: SagaType, correlation_key: str) -> SagaState | None:
         """Return the state of ``saga_type``'s instance named ``correlation_key``, or None."""

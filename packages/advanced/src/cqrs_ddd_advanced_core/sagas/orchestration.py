@@ -45,17 +45,23 @@ from cqrs_ddd_core.cqrs.messages import Command
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import CqrsDddError
 
-SagaStatus = Literal["running", "compensating", "completed", "compensated", "parked"]
-"""Where a saga instance is; ``completed``, ``compensated`` and ``parked`` are final."""
+SagaStatus = Literal["running", "confirming", "compensating", "completed", "compensated", "parked"]
+"""Where a saga instance is; ``completed``, ``compensated`` and ``parked`` are final.
 
-StepOutcome = Literal["sent", "done", "failed", "unknown", "compensated"]
+``confirming``: every step is done and the confirmations of the steps that
+declared one (TCC branches) are being sent."""
+
+StepOutcome = Literal["sent", "done", "failed", "unknown", "confirmed", "compensated"]
 """What became of a step: sent (outcome not yet known), done, failed (no effect),
-unknown (the command's commit may or may not have happened), compensated."""
+unknown (the command's commit may or may not have happened), confirmed (its
+confirmation took effect), compensated."""
 
-CommandKind = Literal["forward", "compensate"]
-"""A step's command, or the command that undoes it."""
+CommandKind = Literal["forward", "confirm", "compensate"]
+"""A step's command, the command that confirms it (TCC), or the command that undoes it."""
 
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "compensated", "parked"})
+ACTIVE_STATUSES: tuple[str, ...] = ("running", "confirming", "compensating")
+"""The statuses of an instance that has not ended."""
 
 
 class SagaError(CqrsDddError):
@@ -121,6 +127,7 @@ class StepRecord(BaseModel):
     command_id: UUID
     outcome: StepOutcome = "sent"
     compensation: StoredCommand | None = None
+    confirmation: StoredCommand | None = None
 
 
 class HistoryEntry(BaseModel):
@@ -254,27 +261,36 @@ class Saga(Generic[TState]):
         """Decide what to do about ``event``: send commands, complete. Override this."""
         raise NotImplementedError(f"saga {self.name!r} does not say how to handle events")
 
-    def send(self, command: Command, *, step: str, compensate: Command | None = None) -> None:
+    def send(
+        self,
+        command: Command,
+        *,
+        step: str,
+        compensate: Command | None = None,
+        confirm: Command | None = None,
+    ) -> None:
         """Send ``command`` as step ``step``; ``compensate`` is the command that undoes it.
 
-        The command gets the step's deterministic id, and so does its
-        compensation, which is stored (through the message registry) with the
-        step. A step is taken once: a step name the saga already took is
-        refused with ``SagaStepError``.
+        ``confirm`` (a TCC branch's confirmation) is sent once every step of
+        the saga is done, before the saga completes. The command gets the
+        step's deterministic id, and so do its compensation and confirmation,
+        which are stored (through the message registry) with the step. A step
+        is taken once: a step name the saga already took is refused with
+        ``SagaStepError``.
         """
         if self.state.step(step) is not None:
             raise SagaStepError(self.name, self.state.saga_id, f"step {step!r} was taken already")
         forward = self._identified(command, step, "forward")
-        command_type, fields = self.registry.encode(forward)
-        stored = None
-        if compensate is not None:
-            undo_type, undo = self.registry.encode(self._identified(compensate, step, "compensate"))
-            stored = StoredCommand(command_type=undo_type, payload=undo)
         record = StepRecord(
             step=step,
-            command=StoredCommand(command_type=command_type, payload=fields),
+            command=self._stored(forward),
             command_id=forward.command_id,
-            compensation=stored,
+            compensation=None
+            if compensate is None
+            else self._stored(self._identified(compensate, step, "compensate")),
+            confirmation=None
+            if confirm is None
+            else self._stored(self._identified(confirm, step, "confirm")),
         )
         self._outbox.append(Outgoing(step, forward))
         self.state.steps = [*self.state.steps, record]
@@ -305,8 +321,12 @@ class Saga(Generic[TState]):
         """Record that ``step``'s command took effect; complete the saga when it was the last.
 
         A step reported done while the saga compensates (its outcome came late)
-        joins the compensations to run.
+        joins the compensations to run; a report about a step already
+        compensated (its late outcome was presumed) changes nothing.
         """
+        if self._record(step).outcome == "compensated":
+            self._note("late outcome ignored: compensated already", step)
+            return
         self._set_outcome(step, "done")
         self._note("step done", step)
         self._complete_if_done()
@@ -318,21 +338,78 @@ class Saga(Generic[TState]):
             and not self._outbox
             and all(record.outcome == "done" for record in self.state.steps)
         ):
+            if self.pending_confirmations():
+                self.state.status = "confirming"
+                self._note("confirming")
+                return
             self.state.status = "completed"
             self._note("completed")
 
-    def step_failed(self, step: str, reason: str, *, unknown: bool = False) -> list[Compensation]:
+    def pending_confirmations(self) -> list[Compensation]:
+        """Return the confirmations still to send, in the order the steps were taken."""
+        if self.state.status not in ("running", "confirming"):
+            return []
+        return [
+            Compensation(record.step, record.confirmation)
+            for record in self.state.steps
+            if record.outcome == "done" and record.confirmation is not None
+        ]
+
+    def confirmation_command(self, confirmation: Compensation) -> Command:
+        """Return the command of ``confirmation``, rebuilt through the message registry."""
+        return self._decoded(confirmation.command, confirmation.step)
+
+    def confirmation_done(self, step: str) -> None:
+        """Record that ``step`` was confirmed; the saga completes when nothing is left."""
+        record = self._record(step)
+        if record.outcome != "done" or record.confirmation is None:
+            raise SagaStepError(
+                self.name, self.state.saga_id, f"step {step!r} is {record.outcome}: not to confirm"
+            )
+        self._set_outcome(step, "confirmed")
+        self._note("confirmed", step)
+        if self.state.status == "confirming" and not self.pending_confirmations():
+            self.state.status = "completed"
+            self._note("completed")
+
+    def confirmation_failed(self, step: str, reason: str) -> None:
+        """Park the saga for an operator: ``step`` could not be confirmed."""
+        self._record(step)
+        self.state.status = "parked"
+        self.state.reason = f"confirmation of {step!r} failed: {reason}"
+        self._note(self.state.reason, step)
+
+    def step_failed(
+        self, step: str, reason: str, *, unknown: bool = False, not_sent: Sequence[str] = ()
+    ) -> list[Compensation]:
         """Record that ``step`` failed; return the compensations to run, latest first.
 
         ``unknown``: the command may have taken effect (its commit's outcome is
-        not known), so the step is compensated too.
+        not known), so the step is compensated too. ``not_sent``: steps decided
+        with it that were never sent, so have nothing to undo.
         """
         self._set_outcome(step, "unknown" if unknown else "failed")
+        for name in not_sent:
+            if self._record(name).outcome == "sent":
+                self._set_outcome(name, "failed")
+                self._note("not sent", name)
         self.state.status = "compensating"
         self.state.reason = reason
         self._note(f"step failed: {reason}", step)
         self._settle_compensation()
         return self.pending_compensations()
+
+    def presume_unknown(self) -> None:
+        """Take every step whose outcome never came as unknown (compensated too).
+
+        For a compensating saga resumed after a crash: the process that sent
+        those steps is gone, so their outcome will never be reported.
+        """
+        for record in self.state.steps:
+            if record.outcome == "sent":
+                self._set_outcome(record.step, "unknown")
+                self._note("outcome presumed unknown", record.step)
+        self._settle_compensation()
 
     def pending_compensations(self) -> list[Compensation]:
         """Return the compensations still to run, latest step first.
@@ -399,9 +476,14 @@ class Saga(Generic[TState]):
     # -- inside ----------------------------------------------------------------------
 
     def _identified(self, command: Command, step: str, kind: CommandKind) -> Command:
-        return command.model_copy(
-            update={"command_id": command_id_for(self.state.saga_id, step, kind)}
-        )
+        update: dict[str, Any] = {"command_id": command_id_for(self.state.saga_id, step, kind)}
+        if isinstance(command, BranchCommand):
+            update |= {"saga_id": self.state.saga_id, "branch": step}
+        return command.model_copy(update=update)
+
+    def _stored(self, command: Command) -> StoredCommand:
+        command_type, fields = self.registry.encode(command)
+        return StoredCommand(command_type=command_type, payload=fields)
 
     def _record(self, step: str) -> StepRecord:
         record = self.state.step(step)
@@ -419,3 +501,66 @@ class Saga(Generic[TState]):
     def _note(self, what: str, step: str | None = None) -> None:
         entry = HistoryEntry(at=datetime.now(UTC), what=what, step=step)
         self.state.history = [*self.state.history, entry]
+
+
+# -- TCC ---------------------------------------------------------------------------
+
+
+class BranchCommand(Command):
+    """A command of a TCC branch: its try, its confirm or its cancel.
+
+    The saga fills in ``saga_id`` and ``branch`` when it sends it, so the
+    branch's handler can pass the branch barrier
+    (:mod:`~cqrs_ddd_advanced_core.sagas.barrier`), which keys each operation
+    by (saga id, branch, operation).
+    """
+
+    saga_id: UUID | None = None
+    branch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TccBranch:
+    """One branch of a TCC saga: the command that tries it, and those that confirm and cancel it.
+
+    The try reserves (holds stock, puts money aside); the confirm makes the
+    reservation final; the cancel releases it. Each runs its handler behind
+    the branch barrier, so that each takes effect once, a cancel that comes
+    before its try undoes nothing, and a try that comes after its cancel does
+    nothing.
+    """
+
+    name: str
+    try_command: BranchCommand
+    confirm: BranchCommand
+    cancel: BranchCommand
+
+
+class TccSaga(Saga[TState]):
+    """A saga of try-confirm-cancel branches: all tried, then all confirmed or all cancelled.
+
+    Subclass it, declare ``listens_to`` (the event that starts the
+    transaction) and write :meth:`branches`. The manager sends each branch's
+    try in order; when every try is done it sends every confirm and the saga
+    completes; when a try fails, the branches tried (and the one whose
+    outcome is unknown) are cancelled, latest first, and the saga ends
+    ``compensated``. Confirms and cancels that fail are retried with back-off,
+    then the saga is parked for an operator.
+    """
+
+    def branches(self, event: DomainEvent) -> Sequence[TccBranch]:
+        """Return the branches of the transaction ``event`` starts. Override this."""
+        raise NotImplementedError(f"TCC saga {self.name!r} does not say what its branches are")
+
+    async def handle(self, event: DomainEvent) -> None:
+        """Try every branch of the transaction ``event`` starts, then complete once confirmed."""
+        if not self.can_start(event):
+            return
+        for branch in self.branches(event):
+            self.send(
+                branch.try_command,
+                step=branch.name,
+                compensate=branch.cancel,
+                confirm=branch.confirm,
+            )
+        self.complete()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
 from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryReadModelStore
-from cqrs_ddd_advanced_core.adapters.memory.sagas import InMemorySagaRepository
+from cqrs_ddd_advanced_core.adapters.memory.sagas import (
+    InMemoryBranchBarrier,
+    InMemorySagaRepository,
+)
 from cqrs_ddd_advanced_core.adapters.memory.scheduling import InMemoryCommandScheduler
 from cqrs_ddd_advanced_core.adapters.memory.workers import (
     InMemoryCheckpointStore,
@@ -18,6 +21,7 @@ from cqrs_ddd_advanced_core.adapters.memory.workers import (
 from cqrs_ddd_advanced_core.snapshots.memory import InMemorySnapshotRepository
 
 __all__ = [
+    "InMemoryBranchBarrier",
     "InMemoryCheckpointStore",
     "InMemoryCommandScheduler",
     "InMemoryDeadLetterStore",

@@ -1,4 +1,4 @@
-"""``InMemorySagaRepository``: saga instances in a dict, for fast tests.
+"""``InMemorySagaRepository`` and ``InMemoryBranchBarrier``: saga instances and barrier rows.
 
 Writes are staged in the ambient ``InMemoryUnitOfWork`` (the repository's
 :meth:`~InMemorySagaRepository.unit_of_work`) and applied when it commits,
@@ -12,7 +12,14 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
-from cqrs_ddd_advanced_core.sagas.orchestration import SagaState
+from cqrs_ddd_advanced_core.sagas.barrier import (
+    BarrierError,
+    BarrierOutcome,
+    BranchOperation,
+    branch_operation,
+    decide,
+)
+from cqrs_ddd_advanced_core.sagas.orchestration import BranchCommand, SagaState
 from cqrs_ddd_core.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import ConcurrencyError, UnitOfWorkError
@@ -112,3 +119,48 @@ class InMemorySagaRepository:
                 f"the in-memory saga repository cannot join a {type(scope.uow).__qualname__}"
             )
         scope.uow.stage(key, check=check, apply=apply)
+
+
+class InMemoryBranchBarrier:
+    """The TCC branch barrier in memory; its rows join the handler's ``InMemoryUnitOfWork``.
+
+    A row is taken when the handler enters the barrier (a second handler of
+    the same operation, even before the first commits, finds it taken) and
+    given back if the unit of work rolls back.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[UUID, str, str], BranchOperation] = {}
+        """Committed rows: (saga id, branch, operation) → the operation that inserted it."""
+        self._taken: dict[tuple[UUID, str, str], BranchOperation] = {}
+
+    async def enter(self, command: BranchCommand) -> BarrierOutcome:
+        """Record ``command``'s operation in the current unit of work; say whether to run it."""
+        saga_id, branch, operation = branch_operation(command)
+        scope = current_scope_or_none()
+        if scope is None or not isinstance(scope.uow, InMemoryUnitOfWork):
+            raise BarrierError(
+                f"{type(command).__name__} must pass the barrier inside its handler's "
+                "InMemoryUnitOfWork, so the barrier's row commits or rolls back with its effect"
+            )
+        uow = scope.uow
+
+        async def insert(
+            row_operation: BranchOperation, origin: BranchOperation
+        ) -> BranchOperation | None:
+            key = (saga_id, branch, row_operation)
+            found = self.rows.get(key) or self._taken.get(key)
+            if found is not None:
+                return found
+            self._taken[key] = origin
+
+            def apply() -> None:
+                self.rows[key] = self._taken.pop(key)
+
+            def release() -> None:
+                self._taken.pop(key, None)
+
+            uow.stage(("barrier", key), check=lambda: None, apply=apply, discard=release)
+            return None
+
+        return await decide(operation, insert)
