@@ -7,8 +7,22 @@ wires the saga to the shop's mediator with ``bootstrap_sagas``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
 
-from cqrs_ddd_advanced_core.sagas import SagaBootstrap, SagaBuilder, SagaRepository, bootstrap_sagas
+import pytest
+
+from cqrs_ddd_advanced_core.sagas import (
+    Saga,
+    SagaBootstrap,
+    SagaBuilder,
+    SagaRepository,
+    SagaState,
+    bootstrap_sagas,
+)
+from cqrs_ddd_advanced_core.sagas.timeouts import SagaTimeout, timer_id
+from cqrs_ddd_advanced_core.scheduling import CommandScheduler, CommandSchedulerService
 from cqrs_ddd_core import (
     Command,
     CommandResponse,
@@ -19,6 +33,7 @@ from cqrs_ddd_core import (
     Mediator,
     MessageTypeRegistry,
 )
+from cqrs_ddd_core.ports.unit_of_work import UnitOfWork
 
 
 class CreateOrder(Command):
@@ -77,16 +92,17 @@ OrderSaga = (
 class Shop:
     """The application: handlers that dedupe by command id, a mediator, a dispatcher."""
 
-    def __init__(self) -> None:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork] = InMemoryUnitOfWork) -> None:
         self.effects: list[tuple[str, str]] = []
         self.seen: set[object] = set()
         self.declined: set[str] = set()
         self.cancel_fails = False
         self.crash_on: str | None = None
+        self.quiet: set[str] = set()  # command types whose handler publishes no event
         self.dispatcher = EventDispatcher(on_error="raise")
         registry = HandlerRegistry()
         self.mediator = Mediator(
-            registry=registry, uow_factory=InMemoryUnitOfWork, event_dispatcher=self.dispatcher
+            registry=registry, uow_factory=uow_factory, event_dispatcher=self.dispatcher
         )
         self.registry = registry
 
@@ -104,7 +120,8 @@ class Shop:
                     raise TimeoutError("warehouse unreachable")
                 self.seen.add(command.command_id)
                 self.effects.append((command_type.__name__, order_id))
-                events = () if event_type is None else (
+                silent = event_type is None or command_type.__name__ in self.quiet
+                events = () if silent else (
                     event_type(order_id=order_id, aggregate_id=order_id),
                 )  # fmt: skip
                 return CommandResponse(result=None, events=events)
@@ -117,12 +134,18 @@ class Shop:
         handler(ConfirmOrder, None)
         handler(CancelReservation, None)
 
-    def sagas(self, repository: SagaRepository, **settings: object) -> SagaBootstrap:
+    def sagas(
+        self,
+        repository: SagaRepository,
+        *,
+        saga_types: Sequence[type[Saga[Any]]] = (OrderSaga,),
+        **settings: object,
+    ) -> SagaBootstrap:
         msg_registry = MessageTypeRegistry(
             [ReserveItems, CancelReservation, ChargePayment, ConfirmOrder]
         )
         result = bootstrap_sagas(
-            sagas=[OrderSaga],
+            sagas=saga_types,
             repository=repository,
             command_bus=self.mediator,
             message_registry=msg_registry,
@@ -131,3 +154,140 @@ class Shop:
         )
         result.manager.compensation_backoff = 0.001
         return result
+
+
+TimedFulfillment = (
+    SagaBuilder("TimedFulfillment", deadline=timedelta(hours=1))
+    .on(OrderCreated,
+        send=lambda e: ReserveItems(order_id=e.order_id),
+        step="reserving",
+        compensate=lambda e: CancelReservation(order_id=e.order_id))
+    .on(ItemsReserved,
+        send=lambda e: ChargePayment(order_id=e.order_id),
+        step="charging",
+        timeout=timedelta(minutes=5))
+    .on(PaymentCharged,
+        send=lambda e: ConfirmOrder(order_id=e.order_id),
+        step="confirming",
+        complete=True)
+    .build()
+)  # fmt: skip
+
+
+class Clock:
+    """A clock the test moves by hand (Unix seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedShop:
+    """The shop with the timed saga, a scheduler and its service, on one clock.
+
+    ``advance`` lets time pass for the scheduler: by default it moves
+    ``clock``; a store that judges time by its database's clock moves its
+    schedules earlier instead.
+    """
+
+    def __init__(
+        self,
+        repository: SagaRepository,
+        scheduler: CommandScheduler,
+        clock: Clock,
+        uow_factory: Callable[[], UnitOfWork] = InMemoryUnitOfWork,
+        advance: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.advance = advance or self._move_clock
+        self.shop = Shop(uow_factory)
+        self.scheduler = scheduler
+        self.sagas = self.shop.sagas(
+            repository, saga_types=[TimedFulfillment], scheduler=scheduler, clock=clock
+        )
+        self.service = CommandSchedulerService(scheduler, self.shop.mediator.send)
+
+    async def state(self, order_id: str) -> SagaState:
+        state = await self.sagas.manager.state_of(TimedFulfillment, order_id)
+        assert state is not None
+        return state
+
+    async def after(self, delay: timedelta) -> int:
+        """Let ``delay`` pass and run what fell due."""
+        await self.advance(delay.total_seconds())
+        return await self.service.run_due(owner="test")
+
+    async def _move_clock(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+
+# -- timeout scenarios, run in memory and on both databases ----------------------------
+
+
+async def check_a_step_done_in_time_cancels_its_timeout_and_the_end_its_deadline(
+    timed: TimedShop,
+) -> None:
+    await timed.shop.mediator.send(CreateOrder(order_id="o1"))
+
+    state = await timed.state("o1")
+    assert state.status == "completed"
+    charging = await timed.scheduler.state(timer_id(state.saga_id, "charging"))
+    deadline = await timed.scheduler.state(timer_id(state.saga_id, None))
+    assert charging is not None
+    assert deadline is not None
+    assert (charging.status, deadline.status) == ("cancelled", "cancelled")
+    assert await timed.after(timedelta(hours=2)) == 0
+
+
+async def check_a_step_whose_outcome_never_comes_times_out_and_compensates(
+    timed: TimedShop,
+) -> None:
+    timed.shop.crash_on = "ChargePayment"  # the process dies while sending it
+    with pytest.raises(asyncio.CancelledError):
+        await timed.shop.mediator.send(CreateOrder(order_id="o2"))
+    charging = (await timed.state("o2")).step("charging")
+    assert charging is not None
+    assert charging.outcome == "sent"
+
+    assert await timed.after(timedelta(minutes=4)) == 0
+    assert await timed.after(timedelta(minutes=2)) == 1
+
+    state = await timed.state("o2")
+    assert state.status == "compensated"
+    assert state.reason == "step 'charging' timed out"
+    assert [(record.step, record.outcome) for record in state.steps] == [
+        ("reserving", "compensated"),
+        ("charging", "unknown"),
+    ]
+    assert timed.shop.effects[-1] == ("CancelReservation", "o2")
+    deadline = await timed.scheduler.state(timer_id(state.saga_id, None))
+    assert deadline is not None
+    assert deadline.status == "cancelled"
+
+
+async def check_a_saga_waiting_past_its_deadline_compensates(timed: TimedShop) -> None:
+    timed.shop.quiet.add("ReserveItems")  # ItemsReserved never comes
+
+    await timed.shop.mediator.send(CreateOrder(order_id="o3"))
+    assert (await timed.state("o3")).status == "running"
+    assert await timed.after(timedelta(minutes=59)) == 0
+    assert await timed.after(timedelta(minutes=2)) == 1
+
+    state = await timed.state("o3")
+    assert state.status == "compensated"
+    assert state.reason == "the deadline passed"
+    assert ("CancelReservation", "o3") in timed.shop.effects
+
+
+async def check_a_timeout_firing_after_its_step_completed_changes_nothing(
+    timed: TimedShop,
+) -> None:
+    await timed.shop.mediator.send(CreateOrder(order_id="o4"))
+    state = await timed.state("o4")
+
+    late = SagaTimeout(saga_type="TimedFulfillment", saga_id=state.saga_id, step="charging")
+    await timed.shop.mediator.send(late)
+
+    assert await timed.state("o4") == state

@@ -7,14 +7,32 @@ effects); the saga instances live in ``cqrs_sagas``.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
-from saga_test_model import CreateOrder, OrderCreated, OrderSaga, Shop
+from saga_test_model import (
+    Clock,
+    CreateOrder,
+    OrderCreated,
+    OrderSaga,
+    Shop,
+    TimedShop,
+    check_a_saga_waiting_past_its_deadline_compensates,
+    check_a_step_done_in_time_cancels_its_timeout_and_the_end_its_deadline,
+    check_a_step_whose_outcome_never_comes_times_out_and_compensates,
+    check_a_timeout_firing_after_its_step_completed_changes_nothing,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySagaRepository, UnreadableSagaStateError
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyCommandScheduler,
+    SQLAlchemySagaRepository,
+    SQLAlchemyUnitOfWork,
+    UnreadableSagaStateError,
+)
 from cqrs_ddd_persistence_sqlalchemy.schema import sagas as saga_rows
+from cqrs_ddd_persistence_sqlalchemy.schema import scheduled_commands as schedule_rows
 
 pytest_plugins = ["sqlalchemy_fixtures"]
 
@@ -132,3 +150,57 @@ async def test_an_unreadable_saga_is_parked_and_stops_nothing_else(engine: Async
 
     # and an event for it is ignored, with an error logged, instead of failing the command
     await sagas.manager.handle(OrderCreated(order_id="order_x", aggregate_id="order_x"))
+
+
+# -- timeouts and deadlines: the scheduler and the sagas in one database -------------------
+
+
+def timed_shop(engine: AsyncEngine) -> TimedShop:
+    """The timed saga with its state and its timeouts in ``engine``'s database.
+
+    The SQL scheduler judges what is due by the database's clock, so time
+    passes by moving the pending schedules earlier.
+    """
+
+    async def advance(seconds: float) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(schedule_rows)
+                .where(schedule_rows.c.status == "pending")
+                .values(
+                    due_at=schedule_rows.c.due_at - seconds,
+                    available_at=schedule_rows.c.available_at - seconds,
+                )
+            )
+
+    clock = Clock()
+    clock.now = time.time()
+    return TimedShop(
+        SQLAlchemySagaRepository(engine),
+        SQLAlchemyCommandScheduler(engine),
+        clock,
+        lambda: SQLAlchemyUnitOfWork(engine),
+        advance,
+    )
+
+
+async def test_a_step_done_in_time_cancels_its_timeout_and_the_end_its_deadline(
+    engine: AsyncEngine,
+) -> None:
+    await check_a_step_done_in_time_cancels_its_timeout_and_the_end_its_deadline(timed_shop(engine))
+
+
+async def test_a_step_whose_outcome_never_comes_times_out_and_compensates(
+    engine: AsyncEngine,
+) -> None:
+    await check_a_step_whose_outcome_never_comes_times_out_and_compensates(timed_shop(engine))
+
+
+async def test_a_saga_waiting_past_its_deadline_compensates(engine: AsyncEngine) -> None:
+    await check_a_saga_waiting_past_its_deadline_compensates(timed_shop(engine))
+
+
+async def test_a_timeout_firing_after_its_step_completed_changes_nothing(
+    engine: AsyncEngine,
+) -> None:
+    await check_a_timeout_firing_after_its_step_completed_changes_nothing(timed_shop(engine))

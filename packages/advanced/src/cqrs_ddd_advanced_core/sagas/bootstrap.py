@@ -19,6 +19,13 @@ command commits reach the sagas after the commit), and builds the
 the instances that a crash left mid-step (unchanged for that long).
 ``message_registry`` names the commands the sagas send and undo; by default,
 when ``command_bus`` is a mediator, every command type it has a handler for.
+
+``scheduler`` (the command scheduler's store, on the saga repository's
+database) keeps the step timeouts and deadlines the sagas declare; with it,
+``bootstrap_sagas`` registers the handler of ``SagaTimeout`` on the mediator
+and subscribes the manager to ``SagaTimedOut``. Build the
+``CommandSchedulerService`` after ``bootstrap_sagas`` (as the spec's lifespan
+does), so its message registry, taken from the mediator, knows ``SagaTimeout``.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cqrs_ddd_advanced_core.sagas.manager import CommandBus, SagaManager, SagaType
 from cqrs_ddd_advanced_core.sagas.orchestration import SagaDefinitionError
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
+from cqrs_ddd_advanced_core.sagas.timeouts import SagaTimedOut, SagaTimeout
+from cqrs_ddd_advanced_core.scheduling.ports import CommandScheduler
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
+from cqrs_ddd_core.cqrs.registry import HandlerRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +113,40 @@ def bootstrap_sagas(
     message_registry: MessageTypeRegistry | None = None,
     event_dispatcher: Any = None,
     recovery_interval: float = 60.0,
+    scheduler: CommandScheduler | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> SagaBootstrap:
     """Build the saga manager and recovery worker, and subscribe the manager to the events."""
     names = [saga.name for saga in sagas]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise SagaDefinitionError(duplicated[0], "two sagas share this name")
+    timed = [saga.name for saga in sagas if saga.declares_timers()]
+    if timed and scheduler is None:
+        raise SagaDefinitionError(
+            timed[0], "it declares timeouts or a deadline: pass scheduler= to bootstrap_sagas"
+        )
     registry = message_registry or _registry_of(command_bus)
     manager = SagaManager(
-        sagas=sagas, repository=repository, command_bus=command_bus, message_registry=registry
+        sagas=sagas,
+        repository=repository,
+        command_bus=command_bus,
+        message_registry=registry,
+        scheduler=scheduler,
+        clock=clock,
     )
+    if scheduler is not None:
+        handlers = getattr(command_bus, "registry", None)
+        if not isinstance(handlers, HandlerRegistry):
+            raise SagaDefinitionError(
+                "?", "timeouts need command_bus to be a mediator, to handle SagaTimeout"
+            )
+        handlers.register_command_handler(SagaTimeout, manager.time_out)
     if event_dispatcher is not None:
         for event_type in manager.event_types:
             event_dispatcher.subscribe(event_type, manager.handle)
+        if scheduler is not None:
+            event_dispatcher.subscribe(SagaTimedOut, manager.after_time_out)
     return SagaBootstrap(manager, SagaRecoveryWorker(manager, interval=recovery_interval))
 
 

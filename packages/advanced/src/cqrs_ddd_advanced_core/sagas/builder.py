@@ -15,15 +15,17 @@
 Each ``.on`` says what the saga does when an event of that type arrives: the
 command to ``send`` (built from the event), the ``step`` it is (its name, the
 event type's name by default), the command that undoes it (``compensate``,
-built from the same event), and whether the process is complete once it is
-done (``complete``). The first ``.on`` names the event that starts an instance;
-``.correlate_by(field)`` names the event field that says which instance an
-event belongs to (the event's aggregate id by default). A step is taken once:
-an event whose step the instance already took (a starting event delivered for
-an instance that exists) is ignored, with a warning. ``build()`` checks the
-declaration and raises ``SagaDefinitionError`` naming what is wrong: no step,
-one event type declared twice, a step name used twice, a ``compensate``
-without a ``send``, or steps declared after a ``complete=True`` step.
+built from the same event), whether the process is complete once it is done
+(``complete``), and how long the step may take (``timeout``; a saga-wide
+``deadline`` is given to the builder itself). The first ``.on`` names the
+event that starts an instance; ``.correlate_by(field)`` names the event field
+that says which instance an event belongs to (the event's aggregate id by
+default). A step is taken once: an event whose step the instance already took
+(a starting event delivered for an instance that exists) is ignored, with a
+warning. ``build()`` checks the declaration and raises ``SagaDefinitionError``
+naming what is wrong: no step, one event type declared twice, a step name used
+twice, a ``compensate`` without a ``send``, a ``timeout`` without a ``send``
+or not positive, or steps declared after a ``complete=True`` step.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cqrs_ddd_advanced_core.sagas.orchestration import Saga, SagaDefinitionError, SagaState
@@ -50,15 +53,20 @@ class _Rule:
     step: str | None
     compensate: CommandFactory | None
     complete: bool
+    timeout: timedelta | None
 
 
 class SagaBuilder:
     """Declares a saga named ``name``, one event type at a time; :meth:`build` makes the class."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, deadline: timedelta | None = None) -> None:
+        """Start declaring saga ``name``; ``deadline``: how long an instance may take in all."""
         if not name:
             raise SagaDefinitionError("?", "a saga needs a name")
+        if deadline is not None and deadline <= timedelta(0):
+            raise SagaDefinitionError(name, f"deadline={deadline}: must be positive")
         self.name = name
+        self.deadline = deadline
         self._rules: list[_Rule] = []
         self._correlate_by: str | None = None
 
@@ -70,9 +78,14 @@ class SagaBuilder:
         step: str | None = None,
         compensate: CommandFactory | None = None,
         complete: bool = False,
+        timeout: timedelta | None = None,
     ) -> SagaBuilder:
-        """Say what the saga does when an ``event_type`` event arrives; return the builder."""
-        self._rules.append(_Rule(event_type, send, step, compensate, complete))
+        """Say what the saga does when an ``event_type`` event arrives; return the builder.
+
+        ``timeout``: how long the step may take; when it passes first, the step
+        counts as failed (outcome unknown) and the saga compensates.
+        """
+        self._rules.append(_Rule(event_type, send, step, compensate, complete, timeout))
         return self
 
     def correlate_by(self, field: str) -> SagaBuilder:
@@ -104,6 +117,7 @@ class SagaBuilder:
                     rule.send(event),
                     step=step,
                     compensate=None if rule.compensate is None else rule.compensate(event),
+                    timeout=rule.timeout,
                 )
             if rule.complete:
                 saga.complete()
@@ -114,6 +128,8 @@ class SagaBuilder:
             "starts_with": (rules[0].event_type,),
             "correlate_by": self._correlate_by,
             "handle": handle,
+            "deadline": self.deadline,
+            "step_timeouts": any(rule.timeout is not None for rule in rules),
             "__doc__": f"The saga {self.name!r}, declared with SagaBuilder.",
             "__module__": __name__,
         }
@@ -132,6 +148,12 @@ class SagaBuilder:
                     self.name, f"{event} is declared twice: one event type, one reaction"
                 )
             seen_types.add(rule.event_type)
+            if rule.timeout is not None and (rule.send is None or rule.timeout <= timedelta(0)):
+                raise SagaDefinitionError(
+                    self.name,
+                    f"the reaction to {event} has timeout={rule.timeout}: a timeout needs a "
+                    "step that sends, and must be positive",
+                )
             if rule.compensate is not None and rule.send is None:
                 raise SagaDefinitionError(
                     self.name, f"the reaction to {event} compensates but sends nothing to undo"

@@ -31,6 +31,7 @@ remembers the ids it handled gives each step one effect.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from operator import methodcaller
@@ -47,14 +48,22 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     UnreadableSagaStateError,
 )
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
+from cqrs_ddd_advanced_core.sagas.timeouts import SagaTimedOut, SagaTimeout, SagaTimers
+from cqrs_ddd_advanced_core.scheduling.ports import CommandScheduler
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command
 from cqrs_ddd_core.cqrs.outcome import CommandPhase, phase_of
+from cqrs_ddd_core.cqrs.response import CommandResponse
 from cqrs_ddd_core.cqrs.scope import command_scope
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError
 
 logger = logging.getLogger(__name__)
+
+
+def _seconds(saga_type: SagaType) -> float | None:
+    return None if saga_type.deadline is None else saga_type.deadline.total_seconds()
+
 
 SagaType = type[Saga[Any]]
 SendCommand = Callable[[Command], Awaitable[Any]]
@@ -103,7 +112,9 @@ class SagaManager:
     ``message_registry`` must name every command the sagas send and every
     compensation they declare (stored with the saga's state).
     ``compensation_attempts`` and ``compensation_backoff`` (seconds) shape the
-    retries of a failing compensation.
+    retries of a failing compensation. ``scheduler`` (the command scheduler's
+    store, on the saga repository's database) keeps the step timeouts and
+    deadlines the sagas declare; ``clock`` gives Unix seconds for their due times.
     """
 
     def __init__(
@@ -115,8 +126,11 @@ class SagaManager:
         message_registry: MessageTypeRegistry,
         compensation_attempts: int = 5,
         compensation_backoff: float = 0.5,
+        scheduler: CommandScheduler | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.sagas = tuple(sagas)
+        self.timers = SagaTimers(scheduler, clock)
         self.repository = repository
         self.send: SendCommand = command_bus.send
         self.message_registry = message_registry
@@ -197,6 +211,7 @@ class SagaManager:
                             if not saga_type.can_start(event):
                                 return None  # not started, and this event does not start it
                             state = saga_type.new_state(uuid4(), key)
+                        before = None if created else state.model_copy(deep=True)
                         saga = saga_type(state, self.message_registry)
                         if not await saga.receive(event):
                             return None  # handled already, or the saga ended
@@ -205,6 +220,7 @@ class SagaManager:
                                 continue  # another starting event won the race: apply to it
                         else:
                             await self.repository.save(saga.state)
+                        await self.timers.sync(before, saga.state, _seconds(saga_type))
                     await uow.commit()
                 return saga.state.saga_id, saga.take_outbox()
             except ConcurrencyError:
@@ -223,9 +239,11 @@ class SagaManager:
                         state = await self.repository.get(saga_id)
                         if state is None:
                             raise LookupError(f"saga {saga_id} is gone")
+                        before = state.model_copy(deep=True)
                         saga = saga_type(state, self.message_registry)
                         change(saga)
                         await self.repository.save(saga.state)
+                        await self.timers.sync(before, saga.state, _seconds(saga_type))
                     await uow.commit()
                 return saga
             except ConcurrencyError:
@@ -309,6 +327,49 @@ class SagaManager:
                 )
                 return
             await self._update(saga_type, saga_id, methodcaller(phase.done, item.step))
+
+    async def time_out(self, command: SagaTimeout) -> CommandResponse[None]:
+        """Handle a fired timeout or deadline: record what the saga decides.
+
+        The decision is saved in the command's transaction; its
+        ``SagaTimedOut`` event makes :meth:`after_time_out` act on it.
+        """
+        saga_type = self._types.get(command.saga_type)
+        state = await self.repository.get(command.saga_id)
+        if saga_type is None or state is None or state.is_final:
+            return CommandResponse(result=None)  # gone, or ended in time
+        before = state.model_copy(deep=True)
+        saga = saga_type(state, self.message_registry)
+        if command.step is None:
+            saga.on_deadline()
+        else:
+            record = state.step(command.step)
+            if record is None or record.outcome != "sent":
+                return CommandResponse(result=None)  # the step's outcome came in time
+            saga.on_timeout(command.step)
+        await self.repository.save(saga.state)
+        await self.timers.sync(before, saga.state, _seconds(saga_type))
+        timed_out = SagaTimedOut(
+            saga_type=command.saga_type,
+            saga_id=command.saga_id,
+            step=command.step,
+            aggregate_id=str(command.saga_id),
+        )
+        return CommandResponse(result=None, events=[timed_out])
+
+    async def after_time_out(self, event: SagaTimedOut) -> None:
+        """Run what a fired timeout decided: the compensations, or the steps it sent."""
+        saga_type = self._types.get(event.saga_type)
+        state = await self.repository.get(event.saga_id)
+        if saga_type is None or state is None:
+            return
+        if state.status == "compensating":
+            await self._compensate(saga_type, state.saga_id)
+        elif state.status == "confirming":
+            await self._confirm(saga_type, state.saga_id)
+        elif state.status == "running":
+            saga = saga_type(state, self.message_registry)
+            await self._run(saga_type, state.saga_id, saga.unacknowledged())
 
     async def state_of(self, saga_type: SagaType, correlation_key: str) -> SagaState | None:
         """Return the state of ``saga_type``'s instance named ``correlation_key``, or None."""

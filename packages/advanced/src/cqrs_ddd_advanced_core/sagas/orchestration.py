@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID, uuid5
 
@@ -128,6 +128,8 @@ class StepRecord(BaseModel):
     outcome: StepOutcome = "sent"
     compensation: StoredCommand | None = None
     confirmation: StoredCommand | None = None
+    timeout: float | None = None
+    """Seconds the step may take before it counts as failed (a scheduled timeout)."""
 
 
 class HistoryEntry(BaseModel):
@@ -217,6 +219,17 @@ class Saga(Generic[TState]):
     state_type: ClassVar[type[SagaState]] = SagaState
     """The class of this saga's state."""
 
+    deadline: ClassVar[timedelta | None] = None
+    """How long an instance may take in all; when it passes, the saga compensates."""
+
+    step_timeouts: ClassVar[bool] = False
+    """Whether the saga's steps declare timeouts (so the manager needs a scheduler)."""
+
+    @classmethod
+    def declares_timers(cls) -> bool:
+        """Whether instances need the command scheduler (step timeouts or a deadline)."""
+        return cls.step_timeouts or cls.deadline is not None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__ or not cls.name:
@@ -268,6 +281,7 @@ class Saga(Generic[TState]):
         step: str,
         compensate: Command | None = None,
         confirm: Command | None = None,
+        timeout: timedelta | None = None,
     ) -> None:
         """Send ``command`` as step ``step``; ``compensate`` is the command that undoes it.
 
@@ -276,7 +290,9 @@ class Saga(Generic[TState]):
         step's deterministic id, and so do its compensation and confirmation,
         which are stored (through the message registry) with the step. A step
         is taken once: a step name the saga already took is refused with
-        ``SagaStepError``.
+        ``SagaStepError``. ``timeout``: how long the step may take before
+        :meth:`on_timeout` decides (a scheduled command, cancelled when the
+        step's outcome is recorded).
         """
         if self.state.step(step) is not None:
             raise SagaStepError(self.name, self.state.saga_id, f"step {step!r} was taken already")
@@ -291,6 +307,7 @@ class Saga(Generic[TState]):
             confirmation=None
             if confirm is None
             else self._stored(self._identified(confirm, step, "confirm")),
+            timeout=None if timeout is None else timeout.total_seconds(),
         )
         self._outbox.append(Outgoing(step, forward))
         self.state.steps = [*self.state.steps, record]
@@ -410,6 +427,31 @@ class Saga(Generic[TState]):
                 self._set_outcome(record.step, "unknown")
                 self._note("outcome presumed unknown", record.step)
         self._settle_compensation()
+
+    def on_timeout(self, step: str) -> None:
+        """Decide what a step whose timeout fired means; override to decide otherwise.
+
+        By default the step failed with an unknown outcome (it may still take
+        effect), so it is compensated with the steps before it; earlier steps
+        whose outcome never came (sent by a process that died) count as
+        unknown too.
+        """
+        self.step_failed(step, f"step {step!r} timed out", unknown=True)
+        self.presume_unknown()
+
+    def on_deadline(self) -> None:
+        """Decide what the saga's passed deadline means; override to decide otherwise.
+
+        By default a running saga compensates what it did; the steps whose
+        outcome never came count as unknown. A saga confirming (every step
+        done) goes on confirming.
+        """
+        if self.state.status != "running":
+            return
+        self.state.status = "compensating"
+        self.state.reason = "the deadline passed"
+        self._note("deadline passed")
+        self.presume_unknown()
 
     def pending_compensations(self) -> list[Compensation]:
         """Return the compensations still to run, latest step first.
