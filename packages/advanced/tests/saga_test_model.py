@@ -89,6 +89,67 @@ OrderSaga = (
 )  # fmt: skip
 
 
+class WatchState(SagaState):
+    """The typed state of the hand-written saga below."""
+
+    order_id: str = ""
+    reservations: int = 0
+
+
+class ReservationWatch(Saga[WatchState]):
+    """A saga written by hand: reserve on OrderCreated, complete on ItemsReserved."""
+
+    listens_to = (OrderCreated, ItemsReserved)
+    correlate_by = "order_id"
+    state_type = WatchState
+
+    async def handle(self, event: DomainEvent) -> None:
+        if isinstance(event, OrderCreated):
+            self.state.order_id = event.order_id
+            self.state.reservations += 1
+            self.send(
+                ReserveItems(order_id=event.order_id),
+                step="reserving",
+                compensate=CancelReservation(order_id=event.order_id),
+            )
+        elif isinstance(event, ItemsReserved):
+            self.complete()
+
+
+async def check_a_hand_written_saga_keeps_its_typed_state(repository: SagaRepository) -> None:
+    shop = Shop()
+    sagas = shop.sagas(repository, saga_types=[ReservationWatch])
+
+    await shop.mediator.send(CreateOrder(order_id="w1"))
+
+    state = await sagas.manager.state_of(ReservationWatch, "w1")
+    assert isinstance(state, WatchState)
+    assert (state.order_id, state.reservations, state.status) == ("w1", 1, "completed")
+    assert shop.effects == [("CreateOrder", "w1"), ("ReserveItems", "w1")]
+
+
+async def check_recovery_claims_only_sagas_in_flight_once(
+    repository: SagaRepository, age: Callable[[float], Awaitable[None]]
+) -> None:
+    """``age`` makes every stored instance that many seconds older."""
+    shop = Shop()
+    shop.sagas(repository)
+    shop.crash_on = "ChargePayment"  # in flight: the charge's outcome never came
+    with pytest.raises(asyncio.CancelledError):
+        await shop.mediator.send(CreateOrder(order_id="stuck"))
+    shop.quiet.add("ReserveItems")  # waiting for ItemsReserved: not in flight
+    await shop.mediator.send(CreateOrder(order_id="waiting"))
+
+    await age(60.0)
+
+    first, second = await asyncio.gather(repository.stalled(30.0), repository.stalled(30.0))
+
+    assert sorted(state.correlation_key for state in [*first, *second]) == ["stuck"]
+    assert await repository.stalled(30.0) == []  # claimed just now
+    await age(60.0)
+    assert [state.correlation_key for state in await repository.stalled(30.0)] == ["stuck"]
+
+
 class Shop:
     """The application: handlers that dedupe by command id, a mediator, a dispatcher."""
 

@@ -12,12 +12,15 @@ import asyncio
 import pytest
 from saga_test_model import (
     CancelReservation,
+    Clock,
     CreateOrder,
     ItemsReserved,
     OrderCreated,
     OrderSaga,
     OrderShipped,
     Shop,
+    check_a_hand_written_saga_keeps_its_typed_state,
+    check_recovery_claims_only_sagas_in_flight_once,
 )
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemorySagaRepository
@@ -148,3 +151,17 @@ def test_the_default_registry_is_the_mediator_s_commands_and_names_must_be_uniqu
             repository=InMemorySagaRepository(),
             command_bus=shop.mediator,
         )
+
+
+async def test_a_hand_written_saga_keeps_its_typed_state() -> None:
+    await check_a_hand_written_saga_keeps_its_typed_state(InMemorySagaRepository())
+
+
+async def test_recovery_claims_only_sagas_in_flight_once() -> None:
+    clock = Clock()
+
+    async def age(seconds: float) -> None:
+        clock.now += seconds
+
+    repository = InMemorySagaRepository(clock=clock)
+    await check_recovery_claims_only_sagas_in_flight_once(repository, age)

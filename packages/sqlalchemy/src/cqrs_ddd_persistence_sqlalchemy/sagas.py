@@ -34,7 +34,6 @@ from cqrs_ddd_advanced_core.sagas.barrier import (
     decide,
 )
 from cqrs_ddd_advanced_core.sagas.orchestration import (
-    ACTIVE_STATUSES,
     BranchCommand,
     SagaState,
     UnreadableSagaStateError,
@@ -61,10 +60,18 @@ class SQLAlchemySagaRepository:
         self.is_postgresql = self.engine.dialect.name == "postgresql"
         self._dialect: Any = postgresql if self.is_postgresql else sqlite
         self._reads = Reads(self.engine)
+        self._state_types: dict[str, type[SagaState]] = {}
 
     def unit_of_work(self) -> SQLAlchemyUnitOfWork:
         """Return a unit of work on the repository's database, which its writes join."""
         return SQLAlchemyUnitOfWork(self.engine)
+
+    def _state(self, row: Any) -> SagaState:
+        state_type = self._state_types.get(row.saga_type, SagaState)
+        try:
+            return state_type.model_validate({**row.state, "version": row.version})
+        except (pydantic.ValidationError, TypeError) as error:
+            raise UnreadableSagaStateError(row.saga_type, row.saga_id, str(error)) from None
 
     def _now(self) -> ColumnElement[float]:
         return database_clock(self.is_postgresql)
@@ -89,7 +96,7 @@ class SQLAlchemySagaRepository:
                     )
                 )
             ).first()
-            return None if found is None else _state(found)
+            return None if found is None else self._state(found)
 
         return await self._reads.run(operation, read)
 
@@ -105,6 +112,7 @@ class SQLAlchemySagaRepository:
                 state=_document(state, 1),
                 version=1,
                 updated_at=self._now(),
+                in_flight=state.in_flight,
             )
             .on_conflict_do_nothing(index_elements=[rows.c.saga_type, rows.c.correlation_key])
         )
@@ -121,6 +129,7 @@ class SQLAlchemySagaRepository:
                 state=_document(state, state.version + 1),
                 version=state.version + 1,
                 updated_at=self._now(),
+                in_flight=state.in_flight,
             )
         )
         result = await self._write(statement, f"save saga {state.saga_id}")
@@ -131,30 +140,48 @@ class SQLAlchemySagaRepository:
                 actual_version=state.version + 1,
             )
 
-    async def stalled(self, older_than: float) -> list[SagaState]:
-        """Return the instances not ended and unchanged for ``older_than`` seconds.
+    async def stalled(self, older_than: float, *, limit: int = 100) -> list[SagaState]:
+        """Claim up to ``limit`` instances in flight and unchanged for ``older_than`` seconds.
 
-        One whose state no longer reads back is parked (an error is logged)
-        instead of failing the whole round.
+        The claim sets their ``updated_at`` to now (not their version), so a
+        recovery worker in another process passes them by for ``older_than``
+        seconds. On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``
+        in a materialized CTE, and the update checks again that each is still
+        stalled; on SQLite the update runs in ``BEGIN IMMEDIATE``. One whose
+        state no longer reads back is parked (an error is logged) instead of
+        failing the whole round.
         """
-
-        async def read(connection: AsyncConnection) -> list[Any]:
-            result = await connection.execute(
-                select(rows.c.saga_id, rows.c.saga_type, rows.c.state, rows.c.version).where(
-                    rows.c.status.in_(ACTIVE_STATUSES),
-                    rows.c.updated_at <= self._now() - older_than,
-                )
-            )
-            return list(result)
-
+        now = self._now()
+        stale = (rows.c.in_flight.is_(True)) & (rows.c.updated_at <= now - older_than)
+        picked = select(rows.c.saga_id).where(stale).order_by(rows.c.updated_at).limit(limit)
+        claim = update(rows).values(updated_at=now)
+        if self.is_postgresql:
+            chosen = picked.with_for_update(skip_locked=True).cte("stalled")
+            chosen = chosen.prefix_with("MATERIALIZED")
+            statement = claim.where(rows.c.saga_id == chosen.c.saga_id, stale)
+        else:
+            statement = claim.where(rows.c.saga_id.in_(picked.scalar_subquery()), stale)
+        statement = statement.returning(
+            rows.c.saga_id, rows.c.saga_type, rows.c.state, rows.c.version
+        )
+        if not await self._reads.run(
+            "look for stalled sagas",
+            lambda connection: _any(connection, picked.limit(1)),
+        ):
+            return []  # no write (nor SQLite's write lock) for nothing
+        result = await self._write(statement, "claim stalled sagas")
         states = []
-        for row in await self._reads.run("read stalled sagas", read):
+        for row in result.all():
             try:
-                states.append(_state(row))
+                states.append(self._state(row))
             except UnreadableSagaStateError as error:
                 logger.error("%s; parked", error)
                 await self.park(error.saga_id, error.reason)
         return states
+
+    def register_state_type(self, saga_type: str, state_type: type[SagaState]) -> None:
+        """Read the instances of ``saga_type`` as ``state_type``."""
+        self._state_types[saga_type] = state_type
 
     async def park(self, saga_id: UUID, reason: str) -> None:
         """Mark the instance ``saga_id`` parked, without reading its state (it may not read)."""
@@ -234,11 +261,8 @@ def _document(state: SagaState, version: int) -> dict[str, Any]:
     return state.model_copy(update={"version": version}).model_dump(mode="json")
 
 
-def _state(row: Any) -> SagaState:
-    try:
-        return SagaState.model_validate({**row.state, "version": row.version})
-    except (pydantic.ValidationError, TypeError) as error:
-        raise UnreadableSagaStateError(row.saga_type, row.saga_id, str(error)) from None
+async def _any(connection: AsyncConnection, statement: Any) -> bool:
+    return (await connection.execute(statement)).first() is not None
 
 
 __all__ = ["SQLAlchemyBranchBarrier", "SQLAlchemySagaRepository", "UnreadableSagaStateError"]

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 
@@ -177,11 +178,14 @@ sagas = Table(
     Column("state", JSONDocument, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("in_flight", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("saga_type", "correlation_key", name="uq_cqrs_sagas_type_key"),
     Index("ix_cqrs_sagas_status", "status", "updated_at"),
+    Index("ix_cqrs_sagas_in_flight", "in_flight", "updated_at"),
 )
 """Saga instances: one per (saga type, correlation key), the whole state as JSON, its version,
-and when it last changed (Unix seconds of the database's clock)."""
+when it last changed (Unix seconds of the database's clock) and whether it waits on its own
+commands (``SagaState.in_flight``: what recovery looks for)."""
 
 saga_barrier = Table(
     "cqrs_saga_barrier",

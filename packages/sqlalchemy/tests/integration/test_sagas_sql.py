@@ -17,10 +17,12 @@ from saga_test_model import (
     OrderSaga,
     Shop,
     TimedShop,
+    check_a_hand_written_saga_keeps_its_typed_state,
     check_a_saga_waiting_past_its_deadline_compensates,
     check_a_step_done_in_time_cancels_its_timeout_and_the_end_its_deadline,
     check_a_step_whose_outcome_never_comes_times_out_and_compensates,
     check_a_timeout_firing_after_its_step_completed_changes_nothing,
+    check_recovery_claims_only_sagas_in_flight_once,
 )
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -204,3 +206,17 @@ async def test_a_timeout_firing_after_its_step_completed_changes_nothing(
     engine: AsyncEngine,
 ) -> None:
     await check_a_timeout_firing_after_its_step_completed_changes_nothing(timed_shop(engine))
+
+
+async def test_a_hand_written_saga_keeps_its_typed_state(engine: AsyncEngine) -> None:
+    await check_a_hand_written_saga_keeps_its_typed_state(SQLAlchemySagaRepository(engine))
+
+
+async def test_recovery_claims_only_sagas_in_flight_once(engine: AsyncEngine) -> None:
+    async def age(seconds: float) -> None:
+        async with engine.begin() as connection:
+            older = saga_rows.c.updated_at - seconds
+            await connection.execute(update(saga_rows).values(updated_at=older))
+
+    repository = SQLAlchemySagaRepository(engine)
+    await check_recovery_claims_only_sagas_in_flight_once(repository, age)

@@ -137,6 +137,8 @@ class SagaManager:
         self.compensation_attempts = compensation_attempts
         self.compensation_backoff = compensation_backoff
         self._types = {saga.name: saga for saga in self.sagas}
+        for saga in self.sagas:
+            repository.register_state_type(saga.name, saga.state_type)
 
     @property
     def event_types(self) -> tuple[type[DomainEvent], ...]:

@@ -173,6 +173,18 @@ class SagaState(BaseModel):
         """Whether the saga ended (completed, compensated or parked)."""
         return self.status in FINAL_STATUSES
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether the instance waits on its own commands, which recovery resumes if it stalls.
+
+        In flight: a step's outcome, a compensation or a confirmation is
+        outstanding. An instance waiting for an event is not in flight (its
+        deadline, when it declares one, ends the wait).
+        """
+        return self.status in ("compensating", "confirming") or (
+            self.status == "running" and any(record.outcome == "sent" for record in self.steps)
+        )
+
     def step(self, name: str) -> StepRecord | None:
         """Return the record of step ``name``, or None."""
         return next((record for record in self.steps if record.step == name), None)

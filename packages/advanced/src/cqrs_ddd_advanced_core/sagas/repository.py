@@ -50,11 +50,19 @@ class SagaRepository(Protocol):
         """
         ...
 
-    async def stalled(self, older_than: float) -> list[SagaState]:
-        """Return the instances not ended and unchanged for ``older_than`` seconds.
+    async def stalled(self, older_than: float, *, limit: int = 100) -> list[SagaState]:
+        """Claim up to ``limit`` instances in flight and unchanged for ``older_than`` seconds.
 
-        An instance whose state no longer reads back is parked, not returned.
+        In flight: ``SagaState.in_flight`` (a step's outcome, a compensation
+        or a confirmation outstanding). Claiming marks each as changed now
+        (not its version), so another recovery worker passes it by for
+        ``older_than`` seconds: several recovery workers share the work. An
+        instance whose state no longer reads back is parked, not returned.
         """
+        ...
+
+    def register_state_type(self, saga_type: str, state_type: type[SagaState]) -> None:
+        """Read the instances of ``saga_type`` as ``state_type`` (a ``SagaState`` subclass)."""
         ...
 
     async def park(self, saga_id: UUID, reason: str) -> None:

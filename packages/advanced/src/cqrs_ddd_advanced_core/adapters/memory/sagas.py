@@ -19,7 +19,11 @@ from cqrs_ddd_advanced_core.sagas.barrier import (
     branch_operation,
     decide,
 )
-from cqrs_ddd_advanced_core.sagas.orchestration import BranchCommand, SagaState
+from cqrs_ddd_advanced_core.sagas.orchestration import (
+    BranchCommand,
+    SagaDefinitionError,
+    SagaState,
+)
 from cqrs_ddd_core.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
 from cqrs_ddd_core.exceptions import ConcurrencyError, UnitOfWorkError
@@ -33,6 +37,7 @@ class InMemorySagaRepository:
         self._states: dict[UUID, SagaState] = {}
         self._keys: dict[tuple[str, str], UUID] = {}
         self._changed_at: dict[UUID, float] = {}
+        self._state_types: dict[str, type[SagaState]] = {}
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         """Return a fresh in-memory unit of work, which this repository's writes join."""
@@ -50,6 +55,12 @@ class InMemorySagaRepository:
 
     async def add(self, state: SagaState) -> bool:
         """Stage a new instance; False when its type and key are taken already."""
+        expected = self._state_types.get(state.saga_type, SagaState)
+        if not isinstance(state, expected):
+            raise SagaDefinitionError(
+                state.saga_type,
+                f"its state is a {expected.__qualname__}, not a {type(state).__qualname__}",
+            )
         key = (state.saga_type, state.correlation_key)
         if key in self._keys:
             return False
@@ -85,14 +96,21 @@ class InMemorySagaRepository:
 
         self._stage(("saga", state.saga_id), check, lambda: self._put(stored))
 
-    async def stalled(self, older_than: float) -> list[SagaState]:
-        """Return copies of the instances not ended and unchanged for ``older_than`` seconds."""
-        limit = self.clock() - older_than
-        return [
-            state.model_copy(deep=True)
+    async def stalled(self, older_than: float, *, limit: int = 100) -> list[SagaState]:
+        """Claim copies of up to ``limit`` instances in flight, unchanged for ``older_than`` s."""
+        now = self.clock()
+        claimed = [
+            saga_id
             for saga_id, state in self._states.items()
-            if not state.is_final and self._changed_at[saga_id] <= limit
-        ]
+            if state.in_flight and self._changed_at[saga_id] <= now - older_than
+        ][:limit]
+        for saga_id in claimed:
+            self._changed_at[saga_id] = now
+        return [self._states[saga_id].model_copy(deep=True) for saga_id in claimed]
+
+    def register_state_type(self, saga_type: str, state_type: type[SagaState]) -> None:
+        """Check that instances of ``saga_type`` are added as ``state_type`` from now on."""
+        self._state_types[saga_type] = state_type
 
     async def park(self, saga_id: UUID, reason: str) -> None:
         """Mark the instance ``saga_id`` parked, with ``reason``."""

@@ -1,4 +1,4 @@
-"""Create the TCC branch barrier table.
+"""Create the TCC branch barrier table; mark the saga instances that recovery looks for.
 
 Revision ID: 0006
 Revises: 0005
@@ -16,7 +16,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create ``cqrs_saga_barrier``."""
+    """Create ``cqrs_saga_barrier``; add ``cqrs_sagas.in_flight``."""
+    with op.batch_alter_table("cqrs_sagas") as table:
+        table.add_column(
+            sa.Column("in_flight", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    op.execute(
+        "UPDATE cqrs_sagas SET in_flight = (status IN ('running', 'compensating', 'confirming'))"
+    )
+    op.create_index("ix_cqrs_sagas_in_flight", "cqrs_sagas", ["in_flight", "updated_at"])
     op.create_table(
         "cqrs_saga_barrier",
         sa.Column("saga_id", sa.Uuid(), primary_key=True),
@@ -28,5 +36,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop the barrier table."""
+    """Drop the barrier table and ``cqrs_sagas.in_flight``."""
     op.drop_table("cqrs_saga_barrier")
+    op.drop_index("ix_cqrs_sagas_in_flight", "cqrs_sagas")
+    with op.batch_alter_table("cqrs_sagas") as table:
+        table.drop_column("in_flight")
