@@ -96,6 +96,10 @@ class InMemorySagaRepository:
 
         self._stage(("saga", state.saga_id), check, lambda: self._put(stored))
 
+    async def all(self) -> list[SagaState]:
+        """Return copies of every instance, in the order they were added (for tests and tools)."""
+        return [state.model_copy(deep=True) for state in self._states.values()]
+
     async def stalled(self, older_than: float, *, limit: int = 100) -> list[SagaState]:
         """Claim copies of up to ``limit`` instances in flight, unchanged for ``older_than`` s."""
         now = self.clock()
