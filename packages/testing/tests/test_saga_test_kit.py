@@ -23,7 +23,14 @@ from saga_test_model import (
     TimedFulfillment,
 )
 
-from cqrs_ddd_advanced_core.sagas import SagaState, StepRecord, StoredCommand, command_id_for
+from cqrs_ddd_advanced_core.sagas import (
+    SagaBuilder,
+    SagaState,
+    StepRecord,
+    StoredCommand,
+    command_id_for,
+)
+from cqrs_ddd_core import Command, DomainEvent
 from cqrs_ddd_testing.sagas import SagaTestKit, saga_problems
 
 
@@ -194,3 +201,54 @@ def test_saga_problems_names_each_broken_guarantee() -> None:
     ]
     running = two_step_state("running")
     assert saga_problems([running], []) == ["Two 'k' is running (no reason)"]
+
+
+class Shipped(DomainEvent):
+    order_id: str
+
+
+class Ship(Command):
+    order_id: str
+
+
+class Unship(Command):
+    order_id: str
+
+
+ThreeSteps = (
+    SagaBuilder("ThreeSteps")
+    .on(OrderCreated,
+        send=lambda e: ReserveItems(order_id=e.order_id),
+        step="reserving",
+        compensate=lambda e: CancelReservation(order_id=e.order_id))
+    .on(ItemsReserved,
+        send=lambda e: Ship(order_id=e.order_id),
+        step="shipping",
+        compensate=lambda e: Unship(order_id=e.order_id))
+    .on(Shipped,
+        send=lambda e: ChargePayment(order_id=e.order_id),
+        step="charging",
+        complete=True)
+    .build()
+)  # fmt: skip
+
+
+async def test_steps_resent_after_a_crash_are_compensated_latest_first() -> None:
+    """After the crash, recovery sends the reservation again (done already), then the
+    shipment, whose event starts the charge, which fails: the shipment is still being
+    handled, so its undo must wait for its outcome and come before the reservation's."""
+    kit = order_kit(ThreeSteps)
+    kit.reply(Ship, lambda c: [Shipped(order_id=c.order_id, aggregate_id=c.order_id)])
+    kit.crash(Ship)
+    kit.fail(ChargePayment, PermissionError("card declined"))
+
+    await kit.publish(created("o9"))
+    await kit.recover()
+
+    kit.expect_effects(
+        ReserveItems(order_id="o9"),
+        Ship(order_id="o9"),
+        Unship(order_id="o9"),
+        CancelReservation(order_id="o9"),
+    )
+    await kit.verify()

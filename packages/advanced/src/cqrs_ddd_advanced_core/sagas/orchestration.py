@@ -469,13 +469,18 @@ class Saga(Generic[TState]):
         """Return the compensations still to run, latest step first.
 
         Steps whose effect happened or may have (outcome unknown) and that
-        declared a compensation; a step without one has nothing to undo.
+        declared a compensation; a step without one has nothing to undo. The
+        list stops at the latest step whose outcome has not come yet: the
+        steps before it are undone only after it is (once its outcome comes,
+        or is presumed unknown), so that compensations always run latest first.
         """
-        return [
-            Compensation(record.step, record.compensation)
-            for record in reversed(self.state.steps)
-            if record.outcome in ("done", "unknown") and record.compensation is not None
-        ]
+        pending = []
+        for record in reversed(self.state.steps):
+            if record.outcome == "sent":
+                break
+            if record.outcome in ("done", "unknown") and record.compensation is not None:
+                pending.append(Compensation(record.step, record.compensation))
+        return pending
 
     def unacknowledged(self) -> list[Outgoing]:
         """Return the steps sent whose outcome was never reported (a crash came between).
