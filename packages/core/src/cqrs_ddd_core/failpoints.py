@@ -8,7 +8,11 @@ Code that must survive a crash at an exact instant marks that instant::
 The framework marks these instants (all in coroutines): ``projection.after_fetch``,
 ``projection.mid_batch``, ``projection.after_apply_before_commit``,
 ``projection.after_commit_before_ack``, ``event_store.after_commit_before_return``,
-``unit_of_work.before_commit`` and ``unit_of_work.after_commit``.
+``unit_of_work.before_commit``, ``unit_of_work.after_commit``, and the saga
+manager's ``saga.after_command_outbox_before_ack`` (a saga's state and the
+commands it decided are stored, none sent yet), ``saga.after_step_effect_before_state``
+(a step's command took effect, the saga has not recorded it), ``saga.mid_compensation``
+and ``saga.mid_confirmation`` (a compensation or confirmation took effect, not recorded).
 
 Both are no-ops unless the environment variable ``CQRS_DDD_FAILPOINTS`` names the
 failpoint; then the cost is one environment lookup. A test (or the process that

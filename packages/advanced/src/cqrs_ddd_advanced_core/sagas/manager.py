@@ -57,6 +57,7 @@ from cqrs_ddd_core.cqrs.response import CommandResponse
 from cqrs_ddd_core.cqrs.scope import command_scope
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError
+from cqrs_ddd_core.failpoints import async_failpoint
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class _Phase:
     pending: Callable[[Saga[Any]], list[Compensation]]
     done: str
     failed: str
+    failpoint: str
 
 
 _COMPENSATING = _Phase(
@@ -88,6 +90,7 @@ _COMPENSATING = _Phase(
     methodcaller("pending_compensations"),
     "compensation_done",
     "compensation_failed",
+    "saga.mid_compensation",
 )
 _CONFIRMING = _Phase(
     "confirming",
@@ -95,6 +98,7 @@ _CONFIRMING = _Phase(
     methodcaller("pending_confirmations"),
     "confirmation_done",
     "confirmation_failed",
+    "saga.mid_confirmation",
 )
 
 
@@ -169,6 +173,7 @@ class SagaManager:
                 continue
             if decided is not None:
                 saga_id, outgoing = decided
+                await async_failpoint("saga.after_command_outbox_before_ack")
                 await self._run(saga_type, saga_id, outgoing)
 
     async def recover(self, *, older_than: float) -> int:
@@ -279,6 +284,7 @@ class SagaManager:
                 await self._update(saga_type, saga_id, failed)
                 await self._compensate(saga_type, saga_id)
                 return
+            await async_failpoint("saga.after_step_effect_before_state")
             saga = await self._update(saga_type, saga_id, methodcaller("step_done", step.step))
             if saga.state.status == "compensating":  # a later step failed while this one ran
                 await self._compensate(saga_type, saga_id)
@@ -328,6 +334,7 @@ class SagaManager:
                     saga_type, saga_id, methodcaller(phase.failed, item.step, reason)
                 )
                 return
+            await async_failpoint(phase.failpoint)
             await self._update(saga_type, saga_id, methodcaller(phase.done, item.step))
 
     async def time_out(self, command: SagaTimeout) -> CommandResponse[None]:
