@@ -1,7 +1,7 @@
 """The benchmark command: every workload on SQLite, then on PostgreSQL, then the writers.
 
 ``python -m benchmarks [--quick] [--repeats N]
-[--only sqlite|postgres|writers|snapshots|projections|scheduling] [--profile]``
+[--only sqlite|postgres|writers|snapshots|projections|scheduling|sagas] [--profile]``
 (``bash scripts/bench.sh`` syncs the ``bench`` dependency group first). Progress
 goes to stderr; the tables go to stdout.
 """
@@ -292,10 +292,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="samples per figure (median is kept)")
     parser.add_argument(
         "--only",
-        choices=("sqlite", "postgres", "writers", "snapshots", "projections", "scheduling"),
+        choices=(
+            "sqlite",
+            "postgres",
+            "writers",
+            "snapshots",
+            "projections",
+            "scheduling",
+            "sagas",
+        ),
         help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g); "
         "'projections': only (h), on both backends; 'scheduling': only (i), ours against "
-        "procrastinate, on PostgreSQL)",
+        "procrastinate, on PostgreSQL; 'sagas': only (j), sagas against the bare commands)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our path, print top costs")
     parser.add_argument(
@@ -309,6 +317,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from benchmarks.breakdown import breakdown  # noqa: PLC0415 - only when asked
 
         asyncio.run(breakdown())
+        return
+    if args.only == "sagas":
+        from benchmarks.sagas import main as sagas  # noqa: PLC0415 - only when asked
+
+        sagas(["--quick"] if args.quick else [])
         return
     if args.only == "scheduling":
         from benchmarks.scheduling import main as scheduling  # noqa: PLC0415 - only when asked

@@ -21,7 +21,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import pydantic
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -61,6 +61,21 @@ class SQLAlchemySagaRepository:
         self._dialect: Any = postgresql if self.is_postgresql else sqlite
         self._reads = Reads(self.engine)
         self._state_types: dict[str, type[SagaState]] = {}
+        self._save = (
+            update(rows)
+            .where(
+                rows.c.saga_id == bindparam("p_saga_id", type_=rows.c.saga_id.type),
+                rows.c.version == bindparam("p_version", type_=rows.c.version.type),
+            )
+            .values(
+                status=bindparam("p_status", type_=rows.c.status.type),
+                state=bindparam("p_state", type_=rows.c.state.type),
+                version=bindparam("p_new_version", type_=rows.c.version.type),
+                updated_at=self._now(),
+                in_flight=bindparam("p_in_flight", type_=rows.c.in_flight.type),
+            )
+        )
+        """The save, built once: only its parameters change."""
 
     def unit_of_work(self) -> SQLAlchemyUnitOfWork:
         """Return a unit of work on the repository's database, which its writes join."""
@@ -121,18 +136,15 @@ class SQLAlchemySagaRepository:
 
     async def save(self, state: SagaState) -> None:
         """Store ``state`` as the next version; ``ConcurrencyError`` if the stored one moved on."""
-        statement = (
-            update(rows)
-            .where(rows.c.saga_id == state.saga_id, rows.c.version == state.version)
-            .values(
-                status=state.status,
-                state=_document(state, state.version + 1),
-                version=state.version + 1,
-                updated_at=self._now(),
-                in_flight=state.in_flight,
-            )
-        )
-        result = await self._write(statement, f"save saga {state.saga_id}")
+        parameters = {
+            "p_saga_id": state.saga_id,
+            "p_version": state.version,
+            "p_status": state.status,
+            "p_state": _document(state, state.version + 1),
+            "p_new_version": state.version + 1,
+            "p_in_flight": state.in_flight,
+        }
+        result = await self._write(self._save, f"save saga {state.saga_id}", parameters)
         if result.rowcount != 1:
             raise ConcurrencyError(
                 f"saga {state.saga_id}",
@@ -190,14 +202,16 @@ class SQLAlchemySagaRepository:
             f"park saga {saga_id}",
         )
 
-    async def _write(self, statement: Any, operation: str) -> Any:
+    async def _write(
+        self, statement: Any, operation: str, parameters: dict[str, Any] | None = None
+    ) -> Any:
         uow = unit_of_work_for_write(self.engine, operation)
         if uow is not None:
             with translated_errors(operation):
-                return await uow.connection.execute(statement)
+                return await uow.connection.execute(statement, parameters)
         async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as own:
             with translated_errors(operation):
-                result = await own.connection.execute(statement)
+                result = await own.connection.execute(statement, parameters)
             await own.commit()
         return result
 
@@ -258,7 +272,9 @@ class SQLAlchemyBranchBarrier:
 
 
 def _document(state: SagaState, version: int) -> dict[str, Any]:
-    return state.model_copy(update={"version": version}).model_dump(mode="json")
+    document = state.model_dump(mode="json")
+    document["version"] = version
+    return document
 
 
 async def _any(connection: AsyncConnection, statement: Any) -> bool:

@@ -218,7 +218,7 @@ class SagaManager:
                             if not saga_type.can_start(event):
                                 return None  # not started, and this event does not start it
                             state = saga_type.new_state(uuid4(), key)
-                        before = None if created else state.model_copy(deep=True)
+                        before = None if created else SagaTimers.snapshot(state)
                         saga = saga_type(state, self.message_registry)
                         if not await saga.receive(event):
                             return None  # handled already, or the saga ended
@@ -237,7 +237,10 @@ class SagaManager:
     async def _update(
         self, saga_type: SagaType, saga_id: UUID, change: Callable[[Saga[Any]], Any]
     ) -> Saga[Any]:
-        """Load the instance, apply ``change``, save; again on a version conflict."""
+        """Load the instance, apply ``change``, save; again on a version conflict.
+
+        A ``change`` that returns False changed nothing: nothing is written.
+        """
         for _ in range(_CONFLICT_RETRIES):
             uow = self.repository.unit_of_work()
             try:
@@ -246,9 +249,10 @@ class SagaManager:
                         state = await self.repository.get(saga_id)
                         if state is None:
                             raise LookupError(f"saga {saga_id} is gone")
-                        before = state.model_copy(deep=True)
+                        before = SagaTimers.snapshot(state)
                         saga = saga_type(state, self.message_registry)
-                        change(saga)
+                        if change(saga) is False:
+                            return saga  # nothing to store
                         await self.repository.save(saga.state)
                         await self.timers.sync(before, saga.state, _seconds(saga_type))
                     await uow.commit()
@@ -347,7 +351,7 @@ class SagaManager:
         state = await self.repository.get(command.saga_id)
         if saga_type is None or state is None or state.is_final:
             return CommandResponse(result=None)  # gone, or ended in time
-        before = state.model_copy(deep=True)
+        before = SagaTimers.snapshot(state)
         saga = saga_type(state, self.message_registry)
         if command.step is None:
             saga.on_deadline()

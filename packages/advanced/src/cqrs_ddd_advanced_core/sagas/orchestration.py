@@ -341,24 +341,42 @@ class Saga(Generic[TState]):
         """Handle ``event`` unless the instance ended or already handled it; say whether it did."""
         if self.state.is_final or event.event_id in self.state.handled_events:
             return False
+        self._acknowledge(event)
         await self.handle(event)
         self.state.handled_events = [*self.state.handled_events, event.event_id]
         self._note(f"handled {type(event).__name__}")
         return True
 
-    def step_done(self, step: str) -> None:
+    def _acknowledge(self, event: DomainEvent) -> None:
+        """Take ``event`` as proof that the step whose command caused it took effect.
+
+        The mediator dispatches a command's events after its commit, stamped
+        with the command's id as causation id: the step is done, recorded with
+        the event instead of in a write of its own.
+        """
+        if event.causation_id is None:
+            return
+        for record in self.state.steps:
+            if (
+                record.outcome in ("sent", "unknown")
+                and str(record.command_id) == event.causation_id
+            ):
+                self.step_done(record.step)
+
+    def step_done(self, step: str) -> bool:
         """Record that ``step``'s command took effect; complete the saga when it was the last.
 
         A step reported done while the saga compensates (its outcome came late)
-        joins the compensations to run; a report about a step already
-        compensated (its late outcome was presumed) changes nothing.
+        joins the compensations to run. A report about a step done already (its
+        event said so first), confirmed or compensated (its late outcome was
+        presumed) changes nothing. Returns whether the state changed.
         """
-        if self._record(step).outcome == "compensated":
-            self._note("late outcome ignored: compensated already", step)
-            return
+        if self._record(step).outcome in ("done", "confirmed", "compensated"):
+            return False
         self._set_outcome(step, "done")
         self._note("step done", step)
         self._complete_if_done()
+        return True
 
     def _complete_if_done(self) -> None:
         if (

@@ -23,7 +23,8 @@ timeout that fires for a step that completed meanwhile changes nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from uuid import UUID, uuid5
 
 from cqrs_ddd_advanced_core.domain.exceptions import (
@@ -58,6 +59,14 @@ def timer_id(saga_id: UUID, step: str | None) -> UUID:
     return uuid5(saga_id, "deadline" if step is None else f"{step}:timeout")
 
 
+@dataclass(frozen=True, slots=True)
+class TimerSnapshot:
+    """A saga's step outcomes and whether it had ended, before a change."""
+
+    outcomes: Mapping[str, str]
+    final: bool
+
+
 class SagaTimers:
     """Keeps a saga's scheduled timeouts in step with its state, in the saga's transaction.
 
@@ -71,24 +80,30 @@ class SagaTimers:
         self.clock = clock
         self._registry = MessageTypeRegistry([SagaTimeout])
 
+    @staticmethod
+    def snapshot(state: SagaState) -> TimerSnapshot:
+        """Return what :meth:`sync` compares against: each step's outcome, and the end."""
+        outcomes = {record.step: record.outcome for record in state.steps}
+        return TimerSnapshot(outcomes, state.is_final)
+
     async def sync(
-        self, before: SagaState | None, after: SagaState, deadline: float | None
+        self, before: TimerSnapshot | None, after: SagaState, deadline: float | None
     ) -> None:
         """Schedule the timeouts ``after`` needs and ``before`` had not; cancel the ones settled."""
-        previous = {} if before is None else {record.step: record for record in before.steps}
+        previous = {} if before is None else before.outcomes
         for record in after.steps:
             if record.timeout is None:
                 continue
             old = previous.get(record.step)
             if old is None and record.outcome == "sent":
                 await self._schedule(after, record.step, record.timeout)
-            elif old is not None and old.outcome == "sent" and record.outcome != "sent":
+            elif old == "sent" and record.outcome != "sent":
                 await self._cancel(timer_id(after.saga_id, record.step))
         if deadline is None:
             return
         if before is None and not after.is_final:
             await self._schedule(after, None, deadline)
-        elif after.is_final and (before is None or not before.is_final):
+        elif after.is_final and (before is None or not before.final):
             await self._cancel(timer_id(after.saga_id, None))
 
     async def _schedule(self, state: SagaState, step: str | None, seconds: float) -> None:
