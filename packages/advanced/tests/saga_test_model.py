@@ -332,7 +332,8 @@ async def check_a_saga_waiting_past_its_deadline_compensates(timed: TimedShop) -
     timed.shop.quiet.add("ReserveItems")  # ItemsReserved never comes
 
     await timed.shop.mediator.send(CreateOrder(order_id="o3"))
-    assert (await timed.state("o3")).status == "running"
+    waiting = await timed.state("o3")
+    assert (waiting.status, waiting.awaiting) == ("running", "ItemsReserved")
     assert await timed.after(timedelta(minutes=59)) == 0
     assert await timed.after(timedelta(minutes=2)) == 1
 

@@ -1,4 +1,4 @@
-"""Runs the README's example as a test file of its own."""
+"""Runs the README's examples as a test file of their own."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def test_the_readme_example_passes(
     redis_namespace: RedisNamespace,
 ) -> None:
     # given (the two fixtures above make this test skip or fail as the example would)
-    [example] = _python_examples()
-    inner_pytester.makepyfile(test_readme_example=example)
+    services, sagas = _python_examples()
+    inner_pytester.makepyfile(test_readme_example=services, test_readme_sagas=sagas)
     # when
     result = inner_pytester.runpytest()
     # then
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)

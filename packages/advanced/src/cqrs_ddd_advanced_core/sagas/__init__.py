@@ -1,15 +1,16 @@
 """Sagas (process managers): long-running business processes that react to events.
 
-In progress. What exists: the saga model and its decisions
+The saga model and its decisions
 (:mod:`~cqrs_ddd_advanced_core.sagas.orchestration`: ``Saga``, ``SagaState``,
-steps, deterministic command ids, compensation in reverse order, parking), the
-declarative ``SagaBuilder``, the ``SagaManager`` that routes events to
-instances, stores their decisions and runs their commands and compensations,
-``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and the repositories
-(``InMemorySagaRepository``; ``SQLAlchemySagaRepository`` in
-``cqrs_ddd_persistence_sqlalchemy``). Coming: TCC branches, step timeouts,
-the saga test kit, R12 with worker processes and the benchmark. The guide,
-for what works today, is the ``README.md`` beside this module.
+steps, deterministic command ids, compensation latest first, parking; the
+TCC base ``TccSaga``), the declarative ``SagaBuilder``, the ``SagaManager``
+that routes events to instances, stores their decisions and runs their
+commands, confirmations and compensations, the branch barrier of TCC
+(:mod:`~.barrier`), step timeouts and saga deadlines as scheduled commands
+(:mod:`~.timeouts`), ``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and
+the repository port (``InMemorySagaRepository``; ``SQLAlchemySagaRepository``
+in ``cqrs_ddd_persistence_sqlalchemy``). The guide is the ``README.md`` beside
+this module; the saga test kit is ``cqrs_ddd_testing.sagas``.
 """
 
 from __future__ import annotations

@@ -121,6 +121,9 @@ class SagaBuilder:
                 )
             if rule.complete:
                 saga.complete()
+            else:
+                following = rules[rules.index(rule) + 1 :]
+                saga.state.awaiting = following[0].event_type.__name__ if following else None
 
         namespace: dict[str, Any] = {
             "name": self.name,

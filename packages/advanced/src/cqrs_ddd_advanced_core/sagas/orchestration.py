@@ -148,6 +148,7 @@ class SagaState(BaseModel):
     ``correlation_key`` names the instance within its saga type (an order id);
     ``steps`` are the steps taken, in order; ``handled_events`` the ids of the
     events it already handled (an event delivered twice is handled once);
+    ``awaiting`` says what a running instance waits for (operators see it);
     ``data`` is free for the saga's own use (subclass ``SagaState`` for typed
     fields); ``reason`` says why it compensates or is parked; ``version``
     counts the stored changes (the store checks it, so two handlers never
@@ -165,6 +166,8 @@ class SagaState(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     history: list[HistoryEntry] = Field(default_factory=list)
     reason: str | None = None
+    awaiting: str | None = None
+    """What the instance waits for while running (the next event of a declared saga)."""
     complete_when_done: bool = False
     version: int = 0
 
