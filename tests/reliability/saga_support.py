@@ -21,7 +21,18 @@ import asyncio
 from functools import partial
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from sqlalchemy import BigInteger, Column, Identity, Integer, MetaData, String, Table, Uuid, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Identity,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,15 +51,25 @@ from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySagaRepository, SQLAlchemy
 
 STEPS = 4
 
+metadata = MetaData()
+
 effects = Table(
     "r12_effects",
-    MetaData(),
+    metadata,
     Column("seq", BigInteger, Identity(), primary_key=True),
     Column("command_id", Uuid(), nullable=False, unique=True),
     Column("saga_key", String(64), nullable=False),
     Column("kind", String(8), nullable=False),
     Column("step", Integer, nullable=False),
 )
+
+attempts = Table(
+    "r12_attempts",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("command_id", Uuid(), nullable=False),
+)
+"""Every time a step's command reached its handler and committed, repeats included."""
 
 
 class Begin(DomainEvent):
@@ -132,6 +153,7 @@ def build_sagas(
     async def record(command: DoStep | UndoStep, kind: str) -> None:
         uow = current_uow()
         assert isinstance(uow, SQLAlchemyUnitOfWork)
+        await uow.connection.execute(insert(attempts).values(command_id=command.command_id))
         await uow.connection.execute(
             postgresql.insert(effects)
             .values(
@@ -182,7 +204,13 @@ def build_sagas(
 async def create_effects_table(engine: AsyncEngine) -> None:
     """Create ``r12_effects``."""
     async with engine.begin() as connection:
-        await connection.run_sync(effects.metadata.create_all)
+        await connection.run_sync(metadata.create_all)
+
+
+async def attempt_count(engine: AsyncEngine) -> int:
+    """Return how many times a step's command reached its handler and committed."""
+    async with engine.connect() as connection:
+        return len((await connection.execute(select(attempts.c.seq))).all())
 
 
 async def effect_ids(engine: AsyncEngine) -> list[UUID]:

@@ -15,10 +15,15 @@ events and resumes stalled sagas every second. At the end:
 * one saga instance per key;
 * no command took effect twice (each effect a row keyed by the command's id,
   which the handler writes in its own transaction), every step that took
-  effect in a compensated saga was compensated once, latest first
-  (``saga_problems`` of the saga test kit), a completed saga took its four
-  steps and a compensated one the steps before the refused one;
-* each failpoint fired (the armed worker died at it).
+  effect in a compensated saga was compensated once, latest first, and no
+  step took effect after its saga began compensating (``saga_problems`` of
+  the saga test kit); a completed saga took its four steps and a compensated
+  one the steps before the refused one;
+* each (saga, step, forward or undo) took effect under one command id: the
+  ids are deterministic, so a step sent again is recognised;
+* commands were sent again (more attempts committed than effects: the
+  handlers' dedupe was exercised), each failpoint fired (the armed worker died
+  at it), and at least one random kill landed while sagas were unfinished.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from pathlib import Path
 
 import pytest
 from harness.workers import WorkerProcess
-from saga_support import R12Saga, create_effects_table, effect_ids, effects, failing_step
+from saga_support import (
+    R12Saga,
+    attempt_count,
+    create_effects_table,
+    effect_ids,
+    effects,
+    failing_step,
+)
 from scenario_support import failure_note
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -176,6 +188,7 @@ async def run_scenario(
     assert scenario.failpoints_fired == list(FAILPOINTS), note
     assert scenario.kills == len(FAILPOINTS) + load.random_kills, note
     print(f"sagas ended at each random kill: {scenario.ended_at_kills}")  # noqa: T201
+    assert min(scenario.ended_at_kills) < len(keys), f"no kill caught sagas running {note}"
     await check(engine, keys, note)
 
 
@@ -189,10 +202,14 @@ async def check(engine: AsyncEngine, keys: list[str], note: str) -> None:
         per_key = Counter(
             key for (key,) in await connection.execute(select(saga_rows.c.correlation_key))
         )
-        done = Counter(
-            (row.saga_key, row.kind)
-            for row in await connection.execute(select(effects.c.saga_key, effects.c.kind))
-        )
+        rows = (
+            await connection.execute(select(effects.c.saga_key, effects.c.kind, effects.c.step))
+        ).all()
+    done = Counter((row.saga_key, row.kind) for row in rows)
+    per_step = Counter((row.saga_key, row.kind, row.step) for row in rows)
+    assert set(per_step.values()) == {1}, f"a step under two ids: {per_step.most_common(2)} {note}"
+    attempted = await attempt_count(engine)
+    assert attempted > len(rows), f"no command was sent again ({attempted} attempts) {note}"
     assert set(per_key.values()) == {1}, f"instances per key: {per_key.most_common(3)} {note}"
     problems = saga_problems(present, await effect_ids(engine))
     assert problems == [], f"{problems[:5]} {note}"

@@ -252,3 +252,50 @@ async def test_steps_resent_after_a_crash_are_compensated_latest_first() -> None
         CancelReservation(order_id="o9"),
     )
     await kit.verify()
+
+
+ReserveWithTimeout = (
+    SagaBuilder("ReserveWithTimeout")
+    .on(OrderCreated,
+        send=lambda e: ReserveItems(order_id=e.order_id),
+        step="reserving",
+        compensate=lambda e: CancelReservation(order_id=e.order_id),
+        timeout=timedelta(minutes=5))
+    .on(ItemsReserved,
+        send=lambda e: ChargePayment(order_id=e.order_id),
+        step="charging",
+        complete=True)
+    .build()
+)  # fmt: skip
+
+
+async def test_a_late_reply_to_a_compensating_saga_starts_no_forward_step() -> None:
+    kit = SagaTestKit(ReserveWithTimeout)
+    kit.crash(ReserveItems)  # the reservation is never sent: it times out
+    await kit.publish(created("o10"))
+    kit.crash(CancelReservation)  # the process dies before undoing it
+    await kit.advance(timedelta(minutes=6))
+    assert (await kit.state(ReserveWithTimeout, "o10")).status == "compensating"
+
+    await kit.publish(ItemsReserved(order_id="o10", aggregate_id="o10"))  # the late reply
+    await kit.recover()
+
+    assert "ChargePayment" not in kit.commands()
+    assert (await kit.state(ReserveWithTimeout, "o10")).status == "compensated"
+    await kit.verify()
+
+
+async def test_verify_needs_a_saga() -> None:
+    kit = order_kit()
+    await kit.publish(ItemsReserved(order_id="nobody", aggregate_id="nobody"))
+
+    with pytest.raises(AssertionError, match="no saga instance"):
+        await kit.verify()
+
+
+def test_saga_problems_names_a_step_that_took_effect_after_compensating_began() -> None:
+    state = two_step_state("compensated")
+    assert saga_problems([state], ids(state, "a", "-a", "b", "-b")) == [
+        "Two 'k': step 'b' took effect after compensating began",
+        "Two 'k': compensations not in reverse order of the steps",
+    ]

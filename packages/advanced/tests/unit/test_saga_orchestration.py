@@ -98,8 +98,11 @@ async def test_a_failed_charge_cancels_the_reservation_and_ends_compensated() ->
     assert saga.state.status == "compensated"
     assert saga.state.reason == "card declined"
     assert saga.pending_compensations() == []
+    version = saga.state.model_copy(deep=True)
+    assert saga.compensation_done("reserving") is False  # a second runner's report: no change
+    assert saga.state == version
     with pytest.raises(SagaStepError, match="nothing to undo"):
-        saga.compensation_done("reserving")  # never twice
+        saga.compensation_done("charging")  # it failed: it did nothing to undo
 
 
 class Fulfilment(Saga[SagaState]):
@@ -252,3 +255,48 @@ def test_the_state_stores_and_reads_back_as_json() -> None:
     state = SagaState.model_validate_json(saga.state.model_dump_json())
     assert state == saga.state
     assert isinstance(state.saga_id, UUID)
+
+
+async def test_a_failure_reported_for_a_step_done_already_changes_nothing() -> None:
+    """A second send of a done step (recovery overlapping) failed: the step's effect stands."""
+    saga = started(OrderSaga)
+    await sent(saga, OrderCreated(order_id="order-2"))
+    saga.step_done("reserving")
+
+    assert saga.step_failed("reserving", "duplicate key") == []
+    assert saga.state.status == "running"
+    assert saga.state.step("reserving").outcome == "done"  # type: ignore[union-attr]
+
+
+class TwoAtOnce(Saga[SagaState]):
+    """Written by hand: two undoable steps decided on one event."""
+
+    listens_to = (OrderCreated,)
+    correlate_by = "order_id"
+
+    async def handle(self, event: DomainEvent) -> None:
+        assert isinstance(event, OrderCreated)
+        self.send(
+            ReserveItems(order_id=event.order_id),
+            step="reserve",
+            compensate=CancelReservation(order_id=event.order_id),
+        )
+        self.send(
+            ChargePayment(order_id=event.order_id),
+            step="charge",
+            compensate=RefundPayment(order_id=event.order_id),
+        )
+
+
+async def test_steps_decided_together_but_not_sent_here_count_as_unknown() -> None:
+    """This process never sent ``charge``, but a recovery worker may have: undo it, tolerantly."""
+    saga = started(TwoAtOnce)
+    await sent(saga, OrderCreated(order_id="order-3"))
+
+    plan = saga.step_failed("reserve", "out of stock", not_sent=["charge"])
+
+    assert [(record.step, record.outcome) for record in saga.state.steps] == [
+        ("reserve", "failed"),
+        ("charge", "unknown"),
+    ]
+    assert [undo.step for undo in plan] == ["charge"]

@@ -34,6 +34,7 @@ from cqrs_ddd_advanced_core.sagas.barrier import (
     decide,
 )
 from cqrs_ddd_advanced_core.sagas.orchestration import (
+    ACTIVE_STATUSES,
     BranchCommand,
     SagaState,
     UnreadableSagaStateError,
@@ -164,7 +165,11 @@ class SQLAlchemySagaRepository:
         failing the whole round.
         """
         now = self._now()
-        stale = (rows.c.in_flight.is_(True)) & (rows.c.updated_at <= now - older_than)
+        stale = (
+            rows.c.in_flight.is_(True)
+            & rows.c.status.in_(ACTIVE_STATUSES)
+            & (rows.c.updated_at <= now - older_than)
+        )
         picked = select(rows.c.saga_id).where(stale).order_by(rows.c.updated_at).limit(limit)
         claim = update(rows).values(updated_at=now)
         if self.is_postgresql:
@@ -198,7 +203,7 @@ class SQLAlchemySagaRepository:
     async def park(self, saga_id: UUID, reason: str) -> None:
         """Mark the instance ``saga_id`` parked, without reading its state (it may not read)."""
         await self._write(
-            update(rows).where(rows.c.saga_id == saga_id).values(status="parked"),
+            update(rows).where(rows.c.saga_id == saga_id).values(status="parked", in_flight=False),
             f"park saga {saga_id}",
         )
 

@@ -149,6 +149,7 @@ async def test_an_unreadable_saga_is_parked_and_stops_nothing_else(engine: Async
         )
     assert statuses == {"order_x": "parked", "order_y": "completed"}
     assert await sagas.worker.run_once() == 0
+    assert await sagas.manager.repository.stalled(0.0) == []  # never claimed again
 
     # and an event for it is ignored, with an error logged, instead of failing the command
     await sagas.manager.handle(OrderCreated(order_id="order_x", aggregate_id="order_x"))

@@ -1,11 +1,17 @@
 """``SagaTestKit``: drive sagas with events, a fake clock and simulated crashes; check the outcome.
 
-The kit runs the sagas under test as an application would (``bootstrap_sagas``
+The kit runs the sagas under test as an application would (a ``SagaManager``
 over an in-memory saga repository and command scheduler), with the kit itself
-as the command bus: each command a saga sends is recorded; its *effect* (the
-first time its id is seen, as a handler that remembers ids would) is recorded
-too, and the events it replies with (:meth:`SagaTestKit.reply`) are delivered
-to the sagas, as the mediator's event dispatch would.
+as the command bus: each command a saga sends is recorded (``sent``); its
+*effect* is recorded the first time its id reaches the handler (``effects``),
+as a handler that remembers the ids it handled would; and the events it
+replies with (:meth:`SagaTestKit.reply`) are delivered to the sagas, as the
+mediator's event dispatch would, each time the command reaches the handler:
+a handler that receives a command again replies again (the same events, with
+the same ids), so that a saga resumed after a crash hears what it missed.
+Write your own handlers that way: until events are published through an
+outbox, a command's events are dispatched in process after its commit, and a
+crash in between loses them.
 
 * :meth:`~SagaTestKit.publish` delivers events; :meth:`~SagaTestKit.advance`
   moves the clock and fires the timeouts that fall due.
@@ -13,14 +19,17 @@ to the sagas, as the mediator's event dispatch would.
   happens); :meth:`~SagaTestKit.crash` makes the process die at a command,
   before its effect (between the saga's state and the send) or after it
   (between the effect and the saga recording it; on a compensation, in the
-  middle of compensating). A crash ends the delivery under way; the events
-  its command committed are kept, as an outbox keeps them.
-* :meth:`~SagaTestKit.recover` starts a new process: it delivers the events
-  kept, lets the recovery interval pass and runs a recovery round.
-* :meth:`~SagaTestKit.verify` checks what must hold after any of that: every
-  saga ended, no command took effect twice, and every step whose effect
-  happened and that declares a compensation was compensated exactly once, in
-  reverse order, when the saga compensated.
+  middle of compensating). A crash ends the delivery under way: the events a
+  crashed command committed are lost with the process, and the events given
+  to :meth:`~SagaTestKit.publish` not yet delivered are delivered again by
+  :meth:`~SagaTestKit.recover` (the upstream delivers at least once).
+* :meth:`~SagaTestKit.recover` starts a new process: it delivers those
+  events, lets the recovery interval pass and runs a recovery round.
+* :meth:`~SagaTestKit.verify` checks what must hold after any of that: there
+  is a saga, every saga ended, no command took effect twice, every step whose
+  effect happened and that declares a compensation was compensated exactly
+  once, in reverse order, when the saga compensated, and no forward step took
+  effect after its saga began compensating.
 
 ::
 
@@ -116,12 +125,15 @@ class SagaTestKit:
         """Every command the sagas sent, in order, repeats included."""
         self.effects: list[Command] = []
         """The commands that took effect, in order: once per command id."""
-        self.kept_events: list[DomainEvent] = []
-        """Events committed by a command whose process then died, not yet delivered."""
+        self.attempts: list[Command] = []
+        """Every command that reached its handler (each attempt, repeats included)."""
+        self.undelivered: list[DomainEvent] = []
+        """Events given to :meth:`publish` that a crash kept from the sagas, for :meth:`recover`."""
         self.crashes = 0
         """How many simulated crashes happened."""
         self._rules: dict[type[Command], _Rules] = defaultdict(_Rules)
         self._done: set[UUID] = set()
+        self._depth = 0
         self.process = self._start()
 
     # -- steering ----------------------------------------------------------------
@@ -143,7 +155,8 @@ class SagaTestKit:
 
     async def publish(self, *events: DomainEvent) -> None:
         """Deliver ``events`` to the sagas, in order; a crash keeps the rest for :meth:`recover`."""
-        await self._deliver(list(events))
+        undelivered = await self._deliver(list(events))
+        self.undelivered.extend(undelivered)
 
     async def advance(self, delay: timedelta) -> int:
         """Let ``delay`` pass and fire the timeouts that fell due; return how many fired."""
@@ -160,14 +173,14 @@ class SagaTestKit:
         return fired
 
     async def recover(self) -> int:
-        """Start a new process: deliver the events kept, then run a recovery round.
+        """Start a new process: deliver the published events a crash kept, then recover.
 
         The recovery interval passes first, so every instance a crash left in
         flight is resumed. Returns how many instances the round resumed.
         """
         self.process = self._start()
-        kept, self.kept_events = self.kept_events, []
-        await self._deliver(kept)
+        undelivered, self.undelivered = self.undelivered, []
+        self.undelivered.extend(await self._deliver(undelivered))
         self.clock.now += self.recovery_interval
         return await self._surviving(self.process.worker.run_once())
 
@@ -198,6 +211,8 @@ class SagaTestKit:
         ``ended``: also require every instance to be completed or compensated.
         """
         states = await self.repository.all()
+        if not states:
+            raise AssertionError("saga check failed: no saga instance was created")
         effects = [command.command_id for command in self.effects]
         problems = saga_problems(states, effects, ended=ended)
         if problems:
@@ -232,15 +247,18 @@ class SagaTestKit:
             raise SimulatedCrash(f"before {type(command).__name__} took effect")
         if rules.failures:
             raise rules.failures.pop(0)
-        if command.command_id in self._done:
-            return CommandResponse(result=None)  # a handler that remembers ids does nothing
-        self._done.add(command.command_id)
-        self.effects.append(command)
+        self.attempts.append(command)
+        if command.command_id not in self._done:  # a handler that remembers ids acts once…
+            self._done.add(command.command_id)
+            self.effects.append(command)
         events = list(rules.reply(command)) if rules.reply is not None else []
-        if crash == "after_effect":
-            self.kept_events.extend(events)
+        if crash == "after_effect":  # …and its events die with the process before dispatch
             raise SimulatedCrash(f"after {type(command).__name__} took effect")
-        await self._deliver(events)
+        self._depth += 1
+        try:
+            await self._deliver(events)  # …but replies each time, so a resent step moves on
+        finally:
+            self._depth -= 1
         return CommandResponse(result=None, events=events)
 
     async def _time_out(self, command: SagaTimeout) -> CommandResponse[None]:
@@ -255,14 +273,28 @@ class SagaTestKit:
                 await self.process.manager.after_time_out(event)
         return response
 
-    async def _deliver(self, events: list[DomainEvent]) -> None:
-        for index, event in enumerate(events):
-            try:
-                await self.process.manager.handle(event)
-            except SimulatedCrash:
-                self.crashes += 1
-                self.kept_events.extend(events[index + 1 :])
-                return
+    async def _deliver(self, events: list[DomainEvent]) -> list[DomainEvent]:
+        """Deliver ``events``; return those a crash kept from the sagas.
+
+        At the top (:meth:`publish`, :meth:`recover`) a crash is caught here
+        and the events from the one it hit on are returned, for the upstream to
+        deliver again. Inside a command (its reply) the crash goes on up: it
+        kills the whole simulated process.
+        """
+        top = self._depth == 0
+        self._depth += 1
+        try:
+            for index, event in enumerate(events):
+                try:
+                    await self.process.manager.handle(event)
+                except SimulatedCrash:
+                    if not top:
+                        raise
+                    self.crashes += 1
+                    return events[index:]
+            return []
+        finally:
+            self._depth -= 1
 
     async def _surviving(self, work: Any) -> int:
         try:
@@ -282,6 +314,7 @@ def saga_problems(
     ``ended``), a step that took effect and declares a compensation left
     uncompensated by a compensated saga, a completed saga with a step
     compensated, compensations not in the reverse order of the steps, a
+    forward step that took effect after its saga's first compensation, a
     command that took effect twice.
     """
     problems: list[str] = []
@@ -295,6 +328,11 @@ def saga_problems(
         if ended and state.status not in ("completed", "compensated"):
             problems.append(f"{name} is {state.status} ({state.reason or 'no reason'})")
         undone: list[tuple[int, int]] = []
+        undo_positions = [
+            position[undo]
+            for record in state.steps
+            if (undo := command_id_for(state.saga_id, record.step, "compensate")) in position
+        ]
         for record in state.steps:
             if record.compensation is None:
                 continue
@@ -306,6 +344,15 @@ def saga_problems(
                 problems.append(f"{name}: completed, yet step {record.step!r} was compensated")
             if happened and undo in position:
                 undone.append((position[undo], position[record.command_id]))
+        if undo_positions:
+            first_undo = min(undo_positions)
+            late = [
+                record.step
+                for record in state.steps
+                if position.get(record.command_id, -1) > first_undo
+            ]
+            if late:
+                problems.append(f"{name}: step {late[0]!r} took effect after compensating began")
         # latest step first: the compensations run opposite to the order the steps took effect
         forwards = [forward for _, forward in sorted(undone)]
         if forwards != sorted(forwards, reverse=True):

@@ -48,7 +48,12 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     UnreadableSagaStateError,
 )
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
-from cqrs_ddd_advanced_core.sagas.timeouts import SagaTimedOut, SagaTimeout, SagaTimers
+from cqrs_ddd_advanced_core.sagas.timeouts import (
+    SagaTimedOut,
+    SagaTimeout,
+    SagaTimers,
+    running_timers,
+)
 from cqrs_ddd_advanced_core.scheduling.ports import CommandScheduler
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command
@@ -60,6 +65,11 @@ from cqrs_ddd_core.exceptions import ConcurrencyError
 from cqrs_ddd_core.failpoints import async_failpoint
 
 logger = logging.getLogger(__name__)
+
+
+def _shape(state: SagaState) -> tuple[str, tuple[str, ...]]:
+    """Return the status and the step outcomes: what a decision changes."""
+    return state.status, tuple(record.outcome for record in state.steps)
 
 
 def _seconds(saga_type: SagaType) -> float | None:
@@ -157,6 +167,8 @@ class SagaManager:
         for saga_type in self.sagas:
             if not saga_type.handles(event):
                 continue
+            if event.causation_id is not None:  # a command's effect, the saga has not recorded it
+                await async_failpoint("saga.after_step_effect_before_state")
             key = saga_type.correlation_key(event)
             if key is None:
                 logger.warning(
@@ -190,16 +202,22 @@ class SagaManager:
                     "saga %s of unknown type %r left alone", state.saga_id, state.saga_type
                 )
                 continue
-            saga = saga_type(state, self.message_registry)
             resumed += 1
-            if state.status == "compensating":
-                await self._update(saga_type, state.saga_id, methodcaller("presume_unknown"))
-                await self._compensate(saga_type, state.saga_id)
-            elif state.status == "confirming":
-                await self._confirm(saga_type, state.saga_id)
-            else:
-                await self._run(saga_type, state.saga_id, saga.unacknowledged())
+            try:
+                await self._resume(saga_type, state)
+            except Exception:
+                logger.exception("resuming saga %s (%s) failed", state.saga_id, state.saga_type)
         return resumed
+
+    async def _resume(self, saga_type: SagaType, state: SagaState) -> None:
+        if state.status == "compensating":
+            await self._update(saga_type, state.saga_id, methodcaller("presume_unknown"))
+            await self._compensate(saga_type, state.saga_id)
+        elif state.status == "confirming":
+            await self._confirm(saga_type, state.saga_id)
+        else:
+            saga = saga_type(state, self.message_registry)
+            await self._run(saga_type, state.saga_id, saga.unacknowledged())
 
     # -- deciding ------------------------------------------------------------
 
@@ -352,14 +370,16 @@ class SagaManager:
         if saga_type is None or state is None or state.is_final:
             return CommandResponse(result=None)  # gone, or ended in time
         before = SagaTimers.snapshot(state)
+        unchanged = _shape(state)
         saga = saga_type(state, self.message_registry)
         if command.step is None:
             saga.on_deadline()
         else:
-            record = state.step(command.step)
-            if record is None or record.outcome != "sent":
-                return CommandResponse(result=None)  # the step's outcome came in time
+            if command.step not in running_timers(state):
+                return CommandResponse(result=None)  # what it waited for came in time
             saga.on_timeout(command.step)
+        if _shape(saga.state) == unchanged:
+            return CommandResponse(result=None)  # the saga decided nothing (it compensates already)
         await self.repository.save(saga.state)
         await self.timers.sync(before, saga.state, _seconds(saga_type))
         timed_out = SagaTimedOut(

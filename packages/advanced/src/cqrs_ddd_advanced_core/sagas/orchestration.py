@@ -234,6 +234,9 @@ class Saga(Generic[TState]):
     state_type: ClassVar[type[SagaState]] = SagaState
     """The class of this saga's state."""
 
+    cancel_failed_steps: ClassVar[bool] = False
+    """Whether a step that failed is compensated too (TCC: a cancel bars a late duplicate try)."""
+
     deadline: ClassVar[timedelta | None] = None
     """How long an instance may take in all; when it passes, the saga compensates."""
 
@@ -341,11 +344,18 @@ class Saga(Generic[TState]):
         return outbox
 
     async def receive(self, event: DomainEvent) -> bool:
-        """Handle ``event`` unless the instance ended or already handled it; say whether it did."""
+        """Handle ``event`` unless the instance ended or already handled it; say whether it did.
+
+        Only a running saga decides anything: one compensating or confirming
+        takes the event as the outcome of the step that caused it, and sends
+        no new step (a late reply must not start forward work while the saga
+        undoes or confirms).
+        """
         if self.state.is_final or event.event_id in self.state.handled_events:
             return False
         self._acknowledge(event)
-        await self.handle(event)
+        if self.state.status == "running":
+            await self.handle(event)
         self.state.handled_events = [*self.state.handled_events, event.event_id]
         self._note(f"handled {type(event).__name__}")
         return True
@@ -409,9 +419,14 @@ class Saga(Generic[TState]):
         """Return the command of ``confirmation``, rebuilt through the message registry."""
         return self._decoded(confirmation.command, confirmation.step)
 
-    def confirmation_done(self, step: str) -> None:
-        """Record that ``step`` was confirmed; the saga completes when nothing is left."""
+    def confirmation_done(self, step: str) -> bool:
+        """Record that ``step`` was confirmed; the saga completes when nothing is left.
+
+        Reported again (two runners confirmed it), it changes nothing: False.
+        """
         record = self._record(step)
+        if record.outcome == "confirmed":
+            return False
         if record.outcome != "done" or record.confirmation is None:
             raise SagaStepError(
                 self.name, self.state.saga_id, f"step {step!r} is {record.outcome}: not to confirm"
@@ -421,6 +436,7 @@ class Saga(Generic[TState]):
         if self.state.status == "confirming" and not self.pending_confirmations():
             self.state.status = "completed"
             self._note("completed")
+        return True
 
     def confirmation_failed(self, step: str, reason: str) -> None:
         """Park the saga for an operator: ``step`` could not be confirmed."""
@@ -435,14 +451,21 @@ class Saga(Generic[TState]):
         """Record that ``step`` failed; return the compensations to run, latest first.
 
         ``unknown``: the command may have taken effect (its commit's outcome is
-        not known), so the step is compensated too. ``not_sent``: steps decided
-        with it that were never sent, so have nothing to undo.
+        not known), so the step is compensated too. A failure reported for a
+        step whose effect is known (done, confirmed or compensated: a second
+        send of it failed) changes nothing. ``not_sent``: steps decided with it
+        that this process did not send; another (a recovery worker) may have,
+        so they count as unknown, compensated by commands that tolerate
+        "nothing to undo".
         """
+        if self._record(step).outcome in ("done", "confirmed", "compensated"):
+            self._note(f"a second send failed, the step stands: {reason}", step)
+            return []
         self._set_outcome(step, "unknown" if unknown else "failed")
         for name in not_sent:
             if self._record(name).outcome == "sent":
-                self._set_outcome(name, "failed")
-                self._note("not sent", name)
+                self._set_outcome(name, "unknown")
+                self._note("not sent here: outcome unknown", name)
         self.state.status = "compensating"
         self.state.reason = reason
         self._note(f"step failed: {reason}", step)
@@ -464,12 +487,19 @@ class Saga(Generic[TState]):
     def on_timeout(self, step: str) -> None:
         """Decide what a step whose timeout fired means; override to decide otherwise.
 
-        By default the step failed with an unknown outcome (it may still take
-        effect), so it is compensated with the steps before it; earlier steps
-        whose outcome never came (sent by a process that died) count as
+        By default the saga compensates: a step whose outcome never came counts
+        as failed with an unknown outcome (it may still take effect), one done
+        whose reply never came is undone with the steps before it; earlier
+        steps whose outcome never came (sent by a process that died) count as
         unknown too.
         """
-        self.step_failed(step, f"step {step!r} timed out", unknown=True)
+        reason = f"step {step!r} timed out"
+        if self._record(step).outcome == "sent":
+            self.step_failed(step, reason, unknown=True)
+        else:
+            self.state.status = "compensating"
+            self.state.reason = reason
+            self._note(reason, step)
         self.presume_unknown()
 
     def on_deadline(self) -> None:
@@ -499,9 +529,15 @@ class Saga(Generic[TState]):
         for record in reversed(self.state.steps):
             if record.outcome == "sent":
                 break
-            if record.outcome in ("done", "unknown") and record.compensation is not None:
+            if record.outcome in self._undoable and record.compensation is not None:
                 pending.append(Compensation(record.step, record.compensation))
         return pending
+
+    @property
+    def _undoable(self) -> tuple[str, ...]:
+        if self.cancel_failed_steps:
+            return ("done", "unknown", "failed")
+        return ("done", "unknown")
 
     def unacknowledged(self) -> list[Outgoing]:
         """Return the steps sent whose outcome was never reported (a crash came between).
@@ -525,16 +561,22 @@ class Saga(Generic[TState]):
             where=f"saga {self.state.saga_id} step {step!r}",
         )
 
-    def compensation_done(self, step: str) -> None:
-        """Record that ``step`` was undone; the saga is compensated when nothing is left."""
+    def compensation_done(self, step: str) -> bool:
+        """Record that ``step`` was undone; the saga is compensated when nothing is left.
+
+        Reported again (two runners undid it), it changes nothing: False.
+        """
         record = self._record(step)
-        if record.outcome not in ("done", "unknown"):
+        if record.outcome == "compensated":
+            return False
+        if record.outcome not in self._undoable:
             raise SagaStepError(
                 self.name, self.state.saga_id, f"step {step!r} is {record.outcome}: nothing to undo"
             )
         self._set_outcome(step, "compensated")
         self._note("compensated", step)
         self._settle_compensation()
+        return True
 
     def _settle_compensation(self) -> None:
         """End a compensation with nothing left to undo and no step whose outcome is awaited."""
@@ -622,11 +664,14 @@ class TccSaga(Saga[TState]):
     Subclass it, declare ``listens_to`` (the event that starts the
     transaction) and write :meth:`branches`. The manager sends each branch's
     try in order; when every try is done it sends every confirm and the saga
-    completes; when a try fails, the branches tried (and the one whose
-    outcome is unknown) are cancelled, latest first, and the saga ends
+    completes; when a try fails, every branch attempted is cancelled, latest
+    first, the failed one included (its cancel, a null compensation, bars a
+    duplicate of its try that might still arrive), and the saga ends
     ``compensated``. Confirms and cancels that fail are retried with back-off,
     then the saga is parked for an operator.
     """
+
+    cancel_failed_steps = True
 
     def branches(self, event: DomainEvent) -> Sequence[TccBranch]:
         """Return the branches of the transaction ``event`` starts. Override this."""

@@ -23,7 +23,7 @@ timeout that fires for a step that completed meanwhile changes nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID, uuid5
 
@@ -59,11 +59,30 @@ def timer_id(saga_id: UUID, step: str | None) -> UUID:
     return uuid5(saga_id, "deadline" if step is None else f"{step}:timeout")
 
 
+def running_timers(state: SagaState) -> frozenset[str]:
+    """Return the steps whose timeout runs in ``state``.
+
+    A step's timeout runs, while the saga runs, from the moment it is sent
+    until a later step is taken (the saga reacted to what followed it) or the
+    saga ends: it bounds the step's command and the wait for the reply that
+    moves the saga on.
+    """
+    if state.status != "running":
+        return frozenset()
+    last = len(state.steps) - 1
+    return frozenset(
+        record.step
+        for index, record in enumerate(state.steps)
+        if record.timeout is not None
+        and (record.outcome == "sent" or (record.outcome == "done" and index == last))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TimerSnapshot:
-    """A saga's step outcomes and whether it had ended, before a change."""
+    """Which step timeouts ran and whether the saga had ended, before a change."""
 
-    outcomes: Mapping[str, str]
+    running: frozenset[str]
     final: bool
 
 
@@ -82,22 +101,20 @@ class SagaTimers:
 
     @staticmethod
     def snapshot(state: SagaState) -> TimerSnapshot:
-        """Return what :meth:`sync` compares against: each step's outcome, and the end."""
-        outcomes = {record.step: record.outcome for record in state.steps}
-        return TimerSnapshot(outcomes, state.is_final)
+        """Return what :meth:`sync` compares against: the timeouts running, and the end."""
+        return TimerSnapshot(running_timers(state), state.is_final)
 
     async def sync(
         self, before: TimerSnapshot | None, after: SagaState, deadline: float | None
     ) -> None:
-        """Schedule the timeouts ``after`` needs and ``before`` had not; cancel the ones settled."""
-        previous = {} if before is None else before.outcomes
+        """Schedule the timeouts ``after`` runs and ``before`` did not; cancel the ones stopped."""
+        was_running = frozenset() if before is None else before.running
+        now_running = running_timers(after)
         for record in after.steps:
-            if record.timeout is None:
-                continue
-            old = previous.get(record.step)
-            if old is None and record.outcome == "sent":
+            starts = record.step in now_running and record.step not in was_running
+            if starts and record.timeout is not None:
                 await self._schedule(after, record.step, record.timeout)
-            elif old == "sent" and record.outcome != "sent":
+            elif record.step in was_running and record.step not in now_running:
                 await self._cancel(timer_id(after.saga_id, record.step))
         if deadline is None:
             return
