@@ -36,6 +36,7 @@ from cqrs_ddd_persistence_sqlalchemy.sagas import (
 )
 from cqrs_ddd_persistence_sqlalchemy.scheduler import SQLAlchemyCommandScheduler
 from cqrs_ddd_persistence_sqlalchemy.snapshots import SQLAlchemySnapshotRepository
+from cqrs_ddd_persistence_sqlalchemy.undo_log import SQLAlchemyUndoLog
 from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 from cqrs_ddd_persistence_sqlalchemy.worker_storage import SQLAlchemyWorkerStorage
 
@@ -52,6 +53,7 @@ __all__ = [
     "SQLAlchemyRepository",
     "SQLAlchemySagaRepository",
     "SQLAlchemySnapshotRepository",
+    "SQLAlchemyUndoLog",
     "SQLAlchemyUnitOfWork",
     "SQLAlchemyWorkerStorage",
     "SchemaNotReadyError",

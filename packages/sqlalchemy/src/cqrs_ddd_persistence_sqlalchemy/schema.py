@@ -187,6 +187,28 @@ sagas = Table(
 when it last changed (Unix seconds of the database's clock) and whether it waits on its own
 commands (``SagaState.in_flight``: what recovery looks for)."""
 
+undo_log = Table(
+    "cqrs_undo_log",
+    metadata,
+    Column("seq", Position, primary_key=True, autoincrement=True),
+    Column("token", Uuid(), nullable=False, unique=True),
+    Column("user_id", String(255), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("entry", JSONDocument, nullable=False),
+    Index("ix_cqrs_undo_log_user", "user_id", "seq"),
+)
+"""Commands executed with undo: one entry each, in the order they were logged (``seq``)."""
+
+undo_aggregates = Table(
+    "cqrs_undo_aggregates",
+    metadata,
+    Column("token", Uuid(), primary_key=True),
+    Column("aggregate_id", String(255), primary_key=True),
+    Index("ix_cqrs_undo_aggregates_aggregate", "aggregate_id"),
+)
+"""The aggregates each undo log entry touched, for the per-aggregate undo stacks."""
+
 saga_barrier = Table(
     "cqrs_saga_barrier",
     metadata,

@@ -83,7 +83,9 @@ class Mediator:
                     uow, correlation_id=correlation_id, causation_id=str(message.command_id)
                 ):
                     response = await self._dispatch_command(message)
-                    await current_scope().run_before_commit()
+                    scope = current_scope()
+                    scope.produced = tuple(response.events)
+                    await scope.run_before_commit()
                 phase = CommandPhase.COMMIT
                 await uow.commit()
             phase = CommandPhase.AFTER_COMMIT

@@ -35,12 +35,15 @@ class CommandScope:
 
     :meth:`before_commit` registers work that must commit with the command
     (the command scheduler marks the scheduled run done this way); the
-    mediator runs it after the handler, inside the transaction.
+    mediator runs it after the handler, inside the transaction. By then
+    ``produced`` holds every event the command produced (the undo service
+    logs them this way).
     """
 
     uow: UnitOfWork
     correlation_id: str | None = None
     causation_id: str | None = None
+    produced: tuple[DomainEvent, ...] = ()
     _events: list[DomainEvent] = field(default_factory=list)
     _stored: set[UUID] = field(default_factory=set)
     _before_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

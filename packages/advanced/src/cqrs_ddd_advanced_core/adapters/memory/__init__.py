@@ -9,6 +9,7 @@ from cqrs_ddd_advanced_core.adapters.memory.sagas import (
     InMemorySagaRepository,
 )
 from cqrs_ddd_advanced_core.adapters.memory.scheduling import InMemoryCommandScheduler
+from cqrs_ddd_advanced_core.adapters.memory.undo import InMemoryUndoLog
 from cqrs_ddd_advanced_core.adapters.memory.workers import (
     InMemoryCheckpointStore,
     InMemoryDeadLetterStore,
@@ -31,6 +32,7 @@ __all__ = [
     "InMemoryReadModelStore",
     "InMemorySagaRepository",
     "InMemorySnapshotRepository",
+    "InMemoryUndoLog",
     "InMemoryWakeupFeed",
     "InMemoryWorkerState",
     "InMemoryWorkerStorage",

@@ -1,0 +1,304 @@
+"""``UndoService``: execute commands with an undo token; undo and redo them, durably and safely.
+
+::
+
+    undo_token = await undo_service.execute(AddItemToOrder(order_id="order_123", ...))
+    await undo_service.undo(undo_token)
+    await undo_service.redo(undo_token)
+
+``execute`` sends the command through the mediator (full pipeline, unit of
+work) and, in the command's own transaction, writes an undo log entry: the
+command, the inverse its executor computes from the events it produced, the
+aggregate versions it reached, who ran it. ``undo`` sends the inverse through
+the mediator and, in that command's transaction, marks the entry undone;
+``redo`` sends the original command again (with a new id) and marks it
+redone. History is never rewritten: undo and redo append events.
+
+The rules, each with a typed error naming what was wrong (nothing is written
+when one is raised):
+
+* an unknown token: ``UnknownUndoTokenError``; a token of another user's stack
+  (``per_user=True``): ``ForeignUndoTokenError``; a command type without an
+  executor: ``NoUndoExecutorError``, before anything runs;
+* undo of an entry undone already: ``AlreadyUndoneError``; redo of one not
+  undone, or whose redo a later command superseded: ``NotUndoneError``;
+* a new command executed on an aggregate empties its redo stack (its undone
+  entries become ``superseded``);
+* when an aggregate changed since the entry (another writer), the undo (or
+  redo) applies only if the executor says it commutes with the events since;
+  else ``UndoConflictError`` names them;
+* two clients undoing one entry at once: one succeeds, the other gets
+  ``ConcurrencyError`` (the entry's save is version-checked in the inverse
+  command's transaction);
+* an undo or redo retried with the same ``operation_id`` takes effect once;
+* when the inverse (or redone) command fails, its transaction rolls back
+  with the entry's change: ``UndoFailedError`` says why, the entry is as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID, uuid4, uuid5
+
+from cqrs_ddd_advanced_core.undo.errors import (
+    AlreadyUndoneError,
+    ForeignUndoTokenError,
+    NotUndoneError,
+    UndoConflictError,
+    UndoFailedError,
+    UnknownUndoTokenError,
+)
+from cqrs_ddd_advanced_core.undo.executors import UndoExecutor, UndoExecutorRegistry
+from cqrs_ddd_advanced_core.undo.log import LoggedCommand, LoggedEvent, UndoEntry, UndoLog
+from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
+from cqrs_ddd_core.cqrs.messages import Command
+from cqrs_ddd_core.cqrs.scope import CommandScope, joining_commands
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import ConcurrencyError, CqrsDddError
+from cqrs_ddd_core.ports.event_store import EventStore
+
+
+class CommandSender(Protocol):
+    """What the undo service sends commands through: the mediator."""
+
+    async def send(self, command: Command) -> Any:
+        """Handle ``command`` in its own transaction."""
+        ...
+
+
+class UndoService:
+    """Executes commands with undo tokens and undoes and redoes them (see the module docs).
+
+    ``mediator`` runs every command; ``executors`` say how to reverse each
+    command type; ``log`` keeps the entries (on the mediator's database);
+    ``event_store`` is where the service looks for events recorded on an
+    entry's aggregates since the entry, to refuse (or, when the executor says
+    the inverse commutes, allow) an undo after another writer's command;
+    without one (aggregates that are not event-sourced) there is no such check. With
+    ``per_user`` an undo token is only honoured for the user who ran it.
+    ``message_registry`` names the command types the log stores (by default
+    the mediator's handled command types).
+    """
+
+    def __init__(
+        self,
+        mediator: CommandSender,
+        executors: UndoExecutorRegistry,
+        log: UndoLog,
+        *,
+        event_store: EventStore | None = None,
+        message_registry: MessageTypeRegistry | None = None,
+        per_user: bool = False,
+    ) -> None:
+        registry = message_registry or MessageTypeRegistry.of_mediator(mediator)
+        if registry is None:
+            raise CqrsDddError(
+                "UndoService needs message_registry=MessageTypeRegistry([...]) naming the "
+                "commands it logs: the mediator given has no handler registry to take them from"
+            )
+        self.mediator = mediator
+        self.executors = executors
+        self.log = log
+        self.event_store = event_store
+        self.message_registry = registry
+        self.per_user = per_user
+
+    # -- the three operations ------------------------------------------------------------
+
+    async def execute(self, command: Command, *, user: str | None = None) -> UUID:
+        """Run ``command`` and log it for undo, in its transaction; return its undo token."""
+        undo = self.executors.executor_for(command)
+        self.message_registry.encode(command)  # an unloggable command fails before it runs
+        token = uuid4()
+
+        async def record(scope: CommandScope) -> None:
+            events = list(scope.produced)
+            entry = UndoEntry(
+                token=token,
+                command=self._logged(command),
+                inverse=self._logged(undo.inverse(command, events)),
+                events=_logged_events(events),
+                aggregates=_versions(events),
+                user=user,
+                created_at=datetime.now(UTC),
+            )
+            await self.log.supersede(sorted(entry.aggregates))
+            await self.log.add(entry)
+
+        await self._send(command, record)
+        return token
+
+    async def undo(
+        self, token: UUID, *, operation_id: UUID | None = None, user: str | None = None
+    ) -> None:
+        """Reverse the command of ``token`` by sending its inverse (see the module docs)."""
+        entry = await self._entry(token, user)
+        operation = operation_id or uuid4()
+        if operation in entry.operations:
+            return  # this very undo took effect already: a retry
+        if not entry.undoable:
+            raise AlreadyUndoneError(token, entry.status)
+        command = self._decoded(entry.command)
+        undo = self.executors.executor_for(command)
+        await self._check_unchanged(entry, undo, command, "undo")
+        inverse = self._decoded(entry.inverse).model_copy(
+            update={"command_id": uuid5(operation, "undo")}
+        )
+
+        async def record(scope: CommandScope) -> None:
+            events = list(scope.produced)
+            await self.log.save(
+                entry.model_copy(
+                    update={
+                        "status": "undone",
+                        "events": _logged_events(events),
+                        "aggregates": entry.aggregates | _versions(events),
+                        "operations": (*entry.operations, operation),
+                    }
+                )
+            )
+
+        await self._applying(token, "undo", inverse, record)
+
+    async def redo(
+        self, token: UUID, *, operation_id: UUID | None = None, user: str | None = None
+    ) -> None:
+        """Apply the command of ``token`` again after an undo (see the module docs)."""
+        entry = await self._entry(token, user)
+        operation = operation_id or uuid4()
+        if operation in entry.operations:
+            return  # this very redo took effect already: a retry
+        if entry.status != "undone":
+            raise NotUndoneError(token, entry.status)
+        command = self._decoded(entry.command)
+        undo = self.executors.executor_for(command)
+        await self._check_unchanged(entry, undo, command, "redo")
+        again = command.model_copy(update={"command_id": uuid5(operation, "redo")})
+
+        async def record(scope: CommandScope) -> None:
+            events = list(scope.produced)
+            await self.log.save(
+                entry.model_copy(
+                    update={
+                        "status": "redone",
+                        "inverse": self._logged(undo.inverse(again, events)),
+                        "events": _logged_events(events),
+                        "aggregates": entry.aggregates | _versions(events),
+                        "operations": (*entry.operations, operation),
+                    }
+                )
+            )
+
+        await self._applying(token, "redo", again, record)
+
+    # -- stacks ------------------------------------------------------------------------------
+
+    async def history(
+        self, *, aggregate_id: str | None = None, user: str | None = None, limit: int = 50
+    ) -> list[UndoEntry]:
+        """Return the entries of one aggregate and/or one user, newest first."""
+        return await self.log.history(aggregate_id=aggregate_id, user=user, limit=limit)
+
+    async def undo_last(self, *, aggregate_id: str, user: str | None = None) -> UUID | None:
+        """Undo the newest entry in effect on ``aggregate_id`` (of ``user``); return its token."""
+        for entry in await self.log.history(aggregate_id=aggregate_id, user=user):
+            if entry.undoable:
+                await self.undo(entry.token, user=user)
+                return entry.token
+        return None
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    async def _entry(self, token: UUID, user: str | None) -> UndoEntry:
+        entry = await self.log.get(token)
+        if entry is None:
+            raise UnknownUndoTokenError(token)
+        if self.per_user and entry.user != user:
+            raise ForeignUndoTokenError(token, user, entry.user)
+        return entry
+
+    async def _check_unchanged(
+        self, entry: UndoEntry, undo: UndoExecutor[Any], command: Command, action: str
+    ) -> None:
+        intervening = await self._since(entry)
+        if intervening and not undo.commutes(command, intervening):
+            raise UndoConflictError(entry.token, action, intervening)
+
+    async def _since(self, entry: UndoEntry) -> list[LoggedEvent]:
+        """Return the events recorded on the entry's aggregates after the versions it reached."""
+        if self.event_store is None:
+            return []
+        since: list[LoggedEvent] = []
+        for stream, version in sorted(entry.aggregates.items()):
+            stored = await self.event_store.load_stream(stream, from_version=version + 1)
+            since.extend(
+                LoggedEvent(
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    aggregate_id=event.stream_id,
+                    version=event.version,
+                    payload=event.payload,
+                )
+                for event in stored
+            )
+        return since
+
+    async def _applying(
+        self,
+        token: UUID,
+        action: str,
+        command: Command,
+        record: Callable[[CommandScope], Any],
+    ) -> None:
+        try:
+            await self._send(command, record)
+        except (ConcurrencyError, UndoFailedError):
+            raise
+        except Exception as error:
+            raise UndoFailedError(token, action, f"{type(error).__qualname__}: {error}") from error
+
+    async def _send(self, command: Command, record: Callable[[CommandScope], Any]) -> None:
+        def join(scope: CommandScope) -> None:
+            async def write() -> None:
+                await record(scope)
+
+            scope.before_commit(write)
+
+        with joining_commands(join, causation_id=str(command.command_id)):
+            await self.mediator.send(command)
+
+    def _logged(self, command: Command) -> LoggedCommand:
+        command_type, payload = self.message_registry.encode(command)
+        return LoggedCommand(command_type=command_type, payload=payload)
+
+    def _decoded(self, logged: LoggedCommand) -> Command:
+        return self.message_registry.decode(
+            logged.command_type, logged.payload, where="undo log entry"
+        )
+
+
+_ENVELOPE = set(DomainEvent.model_fields)
+
+
+def _logged_events(events: Sequence[DomainEvent]) -> tuple[LoggedEvent, ...]:
+    return tuple(
+        LoggedEvent(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            aggregate_id=event.aggregate_id,
+            version=event.version,
+            payload=event.model_dump(mode="json", exclude=_ENVELOPE),
+        )
+        for event in events
+    )
+
+
+def _versions(events: Sequence[DomainEvent]) -> dict[str, int]:
+    """Return the version each aggregate reached with ``events``."""
+    reached: dict[str, int] = {}
+    for event in events:
+        if event.aggregate_id is not None and event.version is not None:
+            reached[event.aggregate_id] = max(reached.get(event.aggregate_id, 0), event.version)
+    return reached

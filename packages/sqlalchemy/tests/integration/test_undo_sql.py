@@ -1,0 +1,127 @@
+"""Undo and redo on SQLite and PostgreSQL: the scenarios of ``undo_test_model``, and R14's races.
+
+The order is event-sourced in ``cqrs_events``; the undo log is
+``SQLAlchemyUndoLog`` (``cqrs_undo_log``), written in each command's own
+``SQLAlchemyUnitOfWork``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import uuid4
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from undo_test_model import (
+    Cart,
+    add,
+    check_a_failing_undo_applies_nothing,
+    check_a_token_undoes_only_its_own_command,
+    check_an_undo_retried_with_its_operation_id_takes_effect_once,
+    check_another_writer_commutes_or_conflicts,
+    check_bad_input_is_refused_naming_it,
+    check_stacks_per_user,
+    check_the_rules,
+    check_the_spec_example,
+)
+
+from cqrs_ddd_advanced_core.undo import UndoFailedError
+from cqrs_ddd_core import ConcurrencyError
+from cqrs_ddd_core.failpoints import FAILPOINTS_VARIABLE, reset_failpoints
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyEventStore,
+    SQLAlchemyUndoLog,
+    SQLAlchemyUnitOfWork,
+)
+
+pytest_plugins = ["sqlalchemy_fixtures"]
+
+
+def cart_on(engine: AsyncEngine, *, per_user: bool = False) -> Cart:
+    return Cart(
+        SQLAlchemyEventStore(engine),
+        lambda: SQLAlchemyUnitOfWork(engine),
+        SQLAlchemyUndoLog(engine),
+        per_user=per_user,
+    )
+
+
+async def test_the_spec_example(engine: AsyncEngine) -> None:
+    await check_the_spec_example(cart_on(engine))
+
+
+async def test_a_token_undoes_only_its_own_command(engine: AsyncEngine) -> None:
+    await check_a_token_undoes_only_its_own_command(cart_on(engine))
+
+
+async def test_the_rules(engine: AsyncEngine) -> None:
+    await check_the_rules(cart_on(engine))
+
+
+async def test_another_writer_commutes_or_conflicts(engine: AsyncEngine) -> None:
+    await check_another_writer_commutes_or_conflicts(cart_on(engine))
+
+
+async def test_an_undo_retried_with_its_operation_id_takes_effect_once(
+    engine: AsyncEngine,
+) -> None:
+    await check_an_undo_retried_with_its_operation_id_takes_effect_once(cart_on(engine))
+
+
+async def test_a_failing_undo_applies_nothing(engine: AsyncEngine) -> None:
+    await check_a_failing_undo_applies_nothing(cart_on(engine))
+
+
+async def test_bad_input_is_refused_naming_it(engine: AsyncEngine) -> None:
+    await check_bad_input_is_refused_naming_it(cart_on(engine))
+
+
+async def test_stacks_per_user(engine: AsyncEngine) -> None:
+    await check_stacks_per_user(cart_on(engine, per_user=True))
+
+
+async def test_a_crash_before_the_undo_commits_then_a_retry_gives_one_undo(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cart = cart_on(engine)
+    token = await cart.undo_service.execute(add("Widget"))
+    operation = uuid4()
+    monkeypatch.setenv(FAILPOINTS_VARIABLE, "unit_of_work.before_commit:raise@1")
+    reset_failpoints()
+    # the undo was decided, its transaction never committed
+    with pytest.raises(UndoFailedError, match="FailpointError"):
+        await cart.undo_service.undo(token, operation_id=operation)
+    monkeypatch.delenv(FAILPOINTS_VARIABLE)
+    assert await cart.items("order_123") == ["Widget"]
+
+    await cart.undo_service.undo(token, operation_id=operation)
+    await cart.undo_service.undo(token, operation_id=operation)
+
+    assert await cart.items("order_123") == []
+    removed = [
+        stored
+        for stored in await cart.event_store.load_stream("order_123")
+        if stored.event_type == "OrderLineRemoved"
+    ]
+    assert len(removed) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_two_clients_undoing_one_entry_at_once_200_times_one_succeeds(
+    engine: AsyncEngine,
+) -> None:
+    cart = cart_on(engine)
+    conflicts = 0
+    for round_number in range(200):
+        token = await cart.undo_service.execute(add(f"Widget-{round_number}"))
+        outcomes = await asyncio.gather(
+            cart.undo_service.undo(token, operation_id=uuid4()),
+            cart.undo_service.undo(token, operation_id=uuid4()),
+            return_exceptions=True,
+        )
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        assert len(failures) == 1, (round_number, outcomes)
+        assert isinstance(failures[0], ConcurrencyError), (round_number, outcomes)
+        conflicts += 1
+    assert conflicts == 200
+    assert await cart.items("order_123") == []
