@@ -23,6 +23,7 @@ READMES = sorted(
         ROOT / "packages/advanced/src/cqrs_ddd_advanced_core/projections/README.md",
         ROOT / "packages/advanced/src/cqrs_ddd_advanced_core/sagas/README.md",
         ROOT / "packages/advanced/src/cqrs_ddd_advanced_core/scheduling/README.md",
+        ROOT / "packages/advanced/src/cqrs_ddd_advanced_core/undo/README.md",
         ROOT / "packages/advanced/src/cqrs_ddd_advanced_core/workers/README.md",
         *ROOT.glob("examples/*/README.md"),
     ]
