@@ -29,7 +29,8 @@ when one is raised):
   else ``UndoConflictError`` names them;
 * two clients undoing one entry at once: one succeeds, the other gets
   ``ConcurrencyError`` (the entry's save is version-checked in the inverse
-  command's transaction);
+  command's transaction; an inverse that fails because the other client's
+  went first is reported the same way);
 * an undo or redo retried with the same ``operation_id`` takes effect once;
 * when the inverse (or redone) command fails, its transaction rolls back
   with the entry's change: ``UndoFailedError`` says why, the entry is as it was.
@@ -160,7 +161,7 @@ class UndoService:
                 )
             )
 
-        await self._applying(token, "undo", inverse, record)
+        await self._applying(entry, "undo", inverse, record)
 
     async def redo(
         self, token: UUID, *, operation_id: UUID | None = None, user: str | None = None
@@ -191,7 +192,7 @@ class UndoService:
                 )
             )
 
-        await self._applying(token, "redo", again, record)
+        await self._applying(entry, "redo", again, record)
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -247,17 +248,31 @@ class UndoService:
 
     async def _applying(
         self,
-        token: UUID,
+        entry: UndoEntry,
         action: str,
         command: Command,
         record: Callable[[CommandScope], Any],
     ) -> None:
+        """Send ``command`` with ``record`` in its transaction; say why when it fails.
+
+        When the entry changed while the command ran (another client undid or
+        redid it first, and the command then failed on the state that left),
+        the failure is that client's win: ``ConcurrencyError``.
+        """
         try:
             await self._send(command, record)
         except (ConcurrencyError, UndoFailedError):
             raise
         except Exception as error:
-            raise UndoFailedError(token, action, f"{type(error).__qualname__}: {error}") from error
+            current = await self.log.get(entry.token)
+            if current is not None and current.version != entry.version:
+                raise ConcurrencyError(
+                    f"undo entry {entry.token}",
+                    expected_version=entry.version,
+                    actual_version=current.version,
+                ) from error
+            reason = f"{type(error).__qualname__}: {error}"
+            raise UndoFailedError(entry.token, action, reason) from error
 
     async def _send(self, command: Command, record: Callable[[CommandScope], Any]) -> None:
         def join(scope: CommandScope) -> None:
