@@ -8,7 +8,8 @@ item without undo, and reloads the service from the store. After every step:
 * undo of an entry not in effect is ``AlreadyUndoneError``; redo of one not
   undone (or superseded: a new command emptied the redo stack) is
   ``NotUndoneError``; an undo or redo after a line was removed since the entry
-  (by another undo) is ``UndoConflictError``, and changes nothing;
+  (by another entry's undo that a redo did not cancel out) is
+  ``UndoConflictError``, and changes nothing;
 * history is never rewritten: the order's stream only grows, by the events
   the model expects (one per command, undo and redo).
 
@@ -61,7 +62,17 @@ class Entry:
     item: str
     status: str = "done"
     applied_at: int = 0
+    applications: int = 0
     """How many events the order had right after the entry's latest application."""
+
+
+@dataclass(frozen=True)
+class Happened:
+    """One event of the order: its type, and which entry's which application made it."""
+
+    event_type: str
+    entry: UUID | None = None
+    application: int = 0
 
 
 @dataclass
@@ -69,10 +80,25 @@ class Model:
     """What the order and its undo log should be."""
 
     items: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
+    events: list[Happened] = field(default_factory=list)
 
     def removed_since(self, entry: Entry) -> bool:
-        return "OrderLineRemoved" in self.events[entry.applied_at :]
+        """Whether a removal stands between ``entry``'s latest application and now.
+
+        Another entry's applications in the window cancel out when there is an
+        even number of them; other writers' events always count.
+        """
+        window = self.events[entry.applied_at :]
+        applications: dict[UUID, set[int]] = {}
+        for happened in window:
+            if happened.entry is not None:
+                applications.setdefault(happened.entry, set()).add(happened.application)
+        counted = [
+            happened
+            for happened in window
+            if happened.entry is None or len(applications[happened.entry]) % 2 == 1
+        ]
+        return any(happened.event_type == "OrderLineRemoved" for happened in counted)
 
 
 class Backend:
@@ -128,7 +154,7 @@ def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
                 if earlier.status == "undone":
                     earlier.status = "superseded"
             self.model.items.append(item)
-            self.model.events.append("ItemAddedToOrder")
+            self.model.events.append(Happened("ItemAddedToOrder", token, 0))
             entry = Entry(token, item, applied_at=len(self.model.events))
             self.all.append(entry)
             return entry
@@ -143,8 +169,11 @@ def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
             else:
                 backend.run(work())
                 event("undone")
+                entry.applications += 1
                 self.model.items.remove(entry.item)
-                self.model.events.append("OrderLineRemoved")
+                self.model.events.append(
+                    Happened("OrderLineRemoved", entry.token, entry.applications)
+                )
                 entry.status = "undone"
                 entry.applied_at = len(self.model.events)
 
@@ -158,22 +187,25 @@ def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
             else:
                 backend.run(work())
                 event("redone")
+                entry.applications += 1
                 self.model.items.append(entry.item)
-                self.model.events.append("ItemAddedToOrder")
+                self.model.events.append(
+                    Happened("ItemAddedToOrder", entry.token, entry.applications)
+                )
                 entry.status = "redone"
                 entry.applied_at = len(self.model.events)
 
         @rule(note=st.sampled_from(["gift wrap", "urgent", "call first"]))
         def another_writer_notes(self, note: str) -> None:
             backend.run(self.cart.mediator.send(NoteOrder(order_id=self.order_id, note=note)))
-            self.model.events.append("OrderNoted")
+            self.model.events.append(Happened("OrderNoted"))
 
         @rule(item=ITEMS)
         def another_writer_adds(self, item: str) -> None:
             command = AddItemToOrder(order_id=self.order_id, item=item, price=add(item).price)
             backend.run(self.cart.mediator.send(command))  # not through the undo service
             self.model.items.append(item)
-            self.model.events.append("ItemAddedToOrder")
+            self.model.events.append(Happened("ItemAddedToOrder"))
 
         @rule()
         def reload_from_store(self) -> None:
@@ -185,7 +217,7 @@ def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
 
         @invariant()
         def history_is_only_appended_to(self) -> None:
-            assert self._stream() == self.model.events
+            assert self._stream() == [happened.event_type for happened in self.model.events]
 
     return UndoLogMachine
 

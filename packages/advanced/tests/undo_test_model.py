@@ -13,6 +13,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from uuid import uuid5
@@ -88,6 +89,42 @@ class Order(EventSourcedAggregateMixin, AggregateRoot):
     @property
     def items(self) -> list[str]:
         return sorted(item for item, _ in self.lines.values())
+
+
+class CreditGranted(DomainEvent):
+    amount: Decimal
+
+
+class CreditReversed(DomainEvent):
+    account_id: str
+
+
+class Account(EventSourcedAggregateMixin, AggregateRoot):
+    id: str
+    credit: Decimal = Decimal(0)
+
+    @aggregate_event_handler
+    def on_granted(self, event: CreditGranted) -> None:
+        self.credit += event.amount
+
+
+class Reversal(EventSourcedAggregateMixin, AggregateRoot):
+    """A reversal of credit, a new aggregate each time: its inverse never meets another."""
+
+    id: str
+
+    @aggregate_event_handler
+    def on_reversed(self, event: CreditReversed) -> None:
+        pass
+
+
+class GrantCredit(Command):
+    account_id: str
+    amount: Decimal
+
+
+class ReverseCredit(Command):
+    account_id: str
 
 
 class AddItemToOrder(Command):
@@ -177,12 +214,36 @@ class Cart:
         async def breaking(command: BreakingCommand) -> None:
             raise AssertionError("never run: it has no undo executor")
 
+        accounts = EventSourcedRepository(
+            EventSourcedLoader(Account, event_store, EventTypeRegistry([CreditGranted]))
+        )
+        reversals = EventSourcedRepository(
+            EventSourcedLoader(Reversal, event_store, EventTypeRegistry([CreditReversed]))
+        )
+        self.reversal_pause = 0.0
+
+        @registry.command_handler(GrantCredit)
+        async def grant(command: GrantCredit) -> None:
+            account = await accounts.find(command.account_id) or Account(id=command.account_id)
+            account.trigger_event(CreditGranted(amount=command.amount))
+            await accounts.save(account)
+
+        @registry.command_handler(ReverseCredit)
+        async def reverse(command: ReverseCredit) -> None:
+            reversal = Reversal(id=f"reversal-{command.command_id}")
+            reversal.trigger_event(CreditReversed(account_id=command.account_id))
+            await reversals.save(reversal)
+            await asyncio.sleep(self.reversal_pause)  # both undos in flight at once
+
         self.mediator = EventSourcedMediatorFactory(
             event_store=event_store, uow_factory=uow_factory, handler_registry=registry
         ).create()
         executors = UndoExecutorRegistry()
         executors.register(
             AddItemToOrder, executor(inverse_of_adding, commutes=commutes_with_adding)
+        )
+        executors.register(
+            GrantCredit, executor(lambda c, _: ReverseCredit(account_id=c.account_id))
         )
         self.log = log
         self.undo_service = UndoService(
@@ -191,7 +252,14 @@ class Cart:
             log,
             event_store=event_store,
             message_registry=MessageTypeRegistry(
-                [AddItemToOrder, RemoveOrderLine, NoteOrder, BreakingCommand]
+                [
+                    AddItemToOrder,
+                    RemoveOrderLine,
+                    NoteOrder,
+                    BreakingCommand,
+                    GrantCredit,
+                    ReverseCredit,
+                ]
             ),
             per_user=per_user,
         )
@@ -333,3 +401,46 @@ async def check_stacks_per_user(cart: Cart) -> None:
 
     assert await cart.undo_service.undo_last(aggregate_id="order_123", user="alice") == alice
     assert await cart.items("order_123") == ["Gadget"]
+
+
+async def check_undoing_newest_first_goes_all_the_way_down(cart: Cart) -> None:
+    """Entries undone newest first cancel out: no conflict on the way down, and back up."""
+    tokens = [await cart.undo_service.execute(add(item)) for item in ("Widget", "Gadget", "Gizmo")]
+    for token in reversed(tokens):
+        await cart.undo_service.undo(token)
+    assert await cart.items("order_123") == []
+    for token in tokens:
+        await cart.undo_service.redo(token)
+    assert await cart.items("order_123") == ["Gadget", "Gizmo", "Widget"]
+    assert await cart.undo_service.undo_last(aggregate_id="order_123") == tokens[-1]
+    assert await cart.items("order_123") == ["Gadget", "Widget"]
+
+
+async def check_an_operation_id_belongs_to_one_token_and_action(cart: Cart) -> None:
+    from uuid import uuid4
+
+    first = await cart.undo_service.execute(add("Widget"))
+    second = await cart.undo_service.execute(add("Gadget"))
+    operation = uuid4()
+    await cart.undo_service.undo(second, operation_id=operation)
+    await cart.undo_service.undo(first, operation_id=operation)  # another token: it applies
+    assert await cart.items("order_123") == []
+    await cart.undo_service.redo(first, operation_id=operation)  # another action: it applies
+    await cart.undo_service.redo(second, operation_id=operation)
+    assert await cart.items("order_123") == ["Gadget", "Widget"]
+
+
+async def check_the_log_alone_lets_one_of_two_simultaneous_undos_through(cart: Cart) -> None:
+    """Each undo's inverse writes a new stream: only the log's version check stops a second."""
+    cart.reversal_pause = 0.02
+    token = await cart.undo_service.execute(GrantCredit(account_id="acc-1", amount=Decimal(10)))
+    outcomes = await asyncio.gather(
+        cart.undo_service.undo(token), cart.undo_service.undo(token), return_exceptions=True
+    )
+    failures = [outcome for outcome in outcomes if outcome is not None]
+    assert len(failures) == 1, outcomes
+    assert type(failures[0]).__name__ == "ConcurrencyError", outcomes
+    reversals = [
+        event for event in await cart.event_store.read_all() if event.event_type == "CreditReversed"
+    ]
+    assert len(reversals) == 1

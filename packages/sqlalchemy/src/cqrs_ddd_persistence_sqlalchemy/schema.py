@@ -205,7 +205,7 @@ undo_aggregates = Table(
     metadata,
     Column("token", Uuid(), primary_key=True),
     Column("aggregate_id", String(255), primary_key=True),
-    Index("ix_cqrs_undo_aggregates_aggregate", "aggregate_id"),
+    Index("ix_cqrs_undo_aggregates_aggregate", "aggregate_id", "token"),
 )
 """The aggregates each undo log entry touched, for the per-aggregate undo stacks."""
 

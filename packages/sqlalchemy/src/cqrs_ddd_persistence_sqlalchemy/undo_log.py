@@ -89,10 +89,13 @@ class SQLAlchemyUndoLog:
                 .values(status=entry.status, version=entry.version + 1, entry=_document(entry))
             )
             if result.rowcount != 1:
+                stored = await connection.scalar(
+                    select(undo_log.c.version).where(undo_log.c.token == entry.token)
+                )
                 raise ConcurrencyError(
                     f"undo entry {entry.token}",
                     expected_version=entry.version,
-                    actual_version=entry.version + 1,
+                    actual_version=0 if stored is None else int(stored),
                 )
             known = set(
                 await connection.scalars(
@@ -128,9 +131,14 @@ class SQLAlchemyUndoLog:
         await self._write("supersede undone entries", write)
 
     async def history(
-        self, *, aggregate_id: str | None = None, user: str | None = None, limit: int = 50
+        self,
+        *,
+        aggregate_id: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        statuses: Sequence[str] | None = None,
     ) -> list[UndoEntry]:
-        """Return entries, newest first, of one aggregate and/or one user."""
+        """Return entries, newest first, of one aggregate and/or one user (in ``statuses``)."""
         query = select(*_COLUMNS).order_by(undo_log.c.seq.desc()).limit(limit)
         if aggregate_id is not None:
             query = query.join(
@@ -142,6 +150,8 @@ class SQLAlchemyUndoLog:
             )
         if user is not None:
             query = query.where(undo_log.c.user_id == user)
+        if statuses is not None:
+            query = query.where(undo_log.c.status.in_(list(statuses)))
 
         async def read(connection: AsyncConnection) -> list[UndoEntry]:
             return [_entry(row) for row in await connection.execute(query)]

@@ -17,12 +17,15 @@ from undo_test_model import (
     add,
     check_a_failing_undo_applies_nothing,
     check_a_token_undoes_only_its_own_command,
+    check_an_operation_id_belongs_to_one_token_and_action,
     check_an_undo_retried_with_its_operation_id_takes_effect_once,
     check_another_writer_commutes_or_conflicts,
     check_bad_input_is_refused_naming_it,
     check_stacks_per_user,
+    check_the_log_alone_lets_one_of_two_simultaneous_undos_through,
     check_the_rules,
     check_the_spec_example,
+    check_undoing_newest_first_goes_all_the_way_down,
 )
 
 from cqrs_ddd_advanced_core.undo import UndoFailedError
@@ -130,3 +133,17 @@ async def test_two_clients_undoing_one_entry_at_once_200_times_one_succeeds(
         assert len(failures) == 1, (round_number, outcomes)
         assert isinstance(failures[0], ConcurrencyError), (round_number, outcomes)
     assert await cart.items("order_123") == []
+
+
+async def test_undoing_newest_first_goes_all_the_way_down(engine: AsyncEngine) -> None:
+    await check_undoing_newest_first_goes_all_the_way_down(cart_on(engine))
+
+
+async def test_an_operation_id_belongs_to_one_token_and_action(engine: AsyncEngine) -> None:
+    await check_an_operation_id_belongs_to_one_token_and_action(cart_on(engine))
+
+
+async def test_the_log_alone_lets_one_of_two_simultaneous_undos_through(
+    engine: AsyncEngine,
+) -> None:
+    await check_the_log_alone_lets_one_of_two_simultaneous_undos_through(cart_on(engine))

@@ -1,8 +1,9 @@
 """The undo log: one durable entry per command executed with undo, and the port that keeps them.
 
 An :class:`UndoEntry` records the command (its registered type and fields),
-the command that reverses it, the events the entry's latest application
-produced, the version each aggregate reached then, who ran it, its status,
+the command that reverses it, the events the command produced, every event
+its undos and redos produced since, the version each aggregate reached with
+the latest of them, who ran it, its status,
 and the ids of the undo and redo operations applied to it. Its ``version``
 counts the changes: saves are checked against it, so two clients undoing the
 same entry at once cannot both succeed.
@@ -51,6 +52,8 @@ class LoggedEvent(BaseModel):
     aggregate_id: str | None
     version: int | None
     payload: dict[str, Any] = Field(default_factory=dict)
+    application: int = 0
+    """Which application of its entry produced it: 0 the execution, then each undo and redo."""
 
 
 class UndoEntry(BaseModel):
@@ -62,6 +65,9 @@ class UndoEntry(BaseModel):
     command: LoggedCommand
     inverse: LoggedCommand
     events: tuple[LoggedEvent, ...] = ()
+    """The events the command produced when it was executed."""
+    applied: tuple[LoggedEvent, ...] = ()
+    """Every event the entry's execution, undos and redos produced, in order."""
     aggregates: dict[str, int] = Field(default_factory=dict)
     """The version each aggregate (stream) reached with the entry's latest application."""
     user: str | None = None
@@ -101,7 +107,12 @@ class UndoLog(Protocol):
         ...
 
     async def history(
-        self, *, aggregate_id: str | None = None, user: str | None = None, limit: int = 50
+        self,
+        *,
+        aggregate_id: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        statuses: Sequence[str] | None = None,
     ) -> list[UndoEntry]:
-        """Return entries, newest first, of one aggregate and/or one user."""
+        """Return entries, newest first, of one aggregate and/or one user (in ``statuses``)."""
         ...

@@ -22,18 +22,22 @@ when one is raised):
   executor: ``NoUndoExecutorError``, before anything runs;
 * undo of an entry undone already: ``AlreadyUndoneError``; redo of one not
   undone, or whose redo a later command superseded: ``NotUndoneError``;
-* a new command executed on an aggregate empties its redo stack (its undone
-  entries become ``superseded``);
-* when an aggregate changed since the entry (another writer), the undo (or
-  redo) applies only if the executor says it commutes with the events since;
-  else ``UndoConflictError`` names them;
+* a new command executed through the service on an aggregate empties its
+  redo stack (its undone entries become ``superseded``);
+* when an aggregate changed since the entry (another writer, or another
+  entry's net change: undos and redos that cancel out are left out), the undo
+  (or redo) applies only if the executor says it commutes with the events
+  since; else ``UndoConflictError`` names them. The check runs before the
+  inverse is sent and again in its transaction;
 * two clients undoing one entry at once: one succeeds, the other gets
   ``ConcurrencyError`` (the entry's save is version-checked in the inverse
   command's transaction; an inverse that fails because the other client's
   went first is reported the same way);
-* an undo or redo retried with the same ``operation_id`` takes effect once;
+* an undo or redo retried with the same ``operation_id`` (for that token and
+  action) takes effect once;
 * when the inverse (or redone) command fails, its transaction rolls back
-  with the entry's change: ``UndoFailedError`` says why, the entry is as it was.
+  with the entry's change: ``UndoFailedError`` says why, the entry is as it
+  was (a failure after the commit, an event handler's, is raised as it is).
 """
 
 from __future__ import annotations
@@ -48,13 +52,21 @@ from cqrs_ddd_advanced_core.undo.errors import (
     ForeignUndoTokenError,
     NotUndoneError,
     UndoConflictError,
+    UndoError,
     UndoFailedError,
     UnknownUndoTokenError,
 )
 from cqrs_ddd_advanced_core.undo.executors import UndoExecutor, UndoExecutorRegistry
-from cqrs_ddd_advanced_core.undo.log import LoggedCommand, LoggedEvent, UndoEntry, UndoLog
+from cqrs_ddd_advanced_core.undo.log import (
+    LoggedCommand,
+    LoggedEvent,
+    UndoEntry,
+    UndoLog,
+    UndoStatus,
+)
 from cqrs_ddd_core.cqrs.message_registry import MessageTypeRegistry
 from cqrs_ddd_core.cqrs.messages import Command
+from cqrs_ddd_core.cqrs.outcome import CommandPhase, phase_of
 from cqrs_ddd_core.cqrs.scope import CommandScope, joining_commands
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.exceptions import ConcurrencyError, CqrsDddError
@@ -113,22 +125,31 @@ class UndoService:
         undo = self.executors.executor_for(command)
         self.message_registry.encode(command)  # an unloggable command fails before it runs
         token = uuid4()
+        logged: list[bool] = []
 
         async def record(scope: CommandScope) -> None:
-            events = list(scope.produced)
+            events = _logged_events(scope.produced)
             entry = UndoEntry(
                 token=token,
                 command=self._logged(command),
-                inverse=self._logged(undo.inverse(command, events)),
-                events=_logged_events(events),
-                aggregates=_versions(events),
+                inverse=self._logged(undo.inverse(command, list(scope.produced))),
+                events=events,
+                applied=events,
+                aggregates=_versions(scope.produced),
                 user=user,
                 created_at=datetime.now(UTC),
             )
             await self.log.supersede(sorted(entry.aggregates))
             await self.log.add(entry)
+            logged.append(True)
 
         await self._send(command, record)
+        if not logged:
+            raise UndoError(
+                f"{type(command).__name__} ran, but outside the unit of work the undo log joins "
+                "(a command sender that runs no before-commit work, or a behaviour that sent it "
+                "again under another id): it was not logged and cannot be undone"
+            )
         return token
 
     async def undo(
@@ -136,63 +157,26 @@ class UndoService:
     ) -> None:
         """Reverse the command of ``token`` by sending its inverse (see the module docs)."""
         entry = await self._entry(token, user)
-        operation = operation_id or uuid4()
-        if operation in entry.operations:
+        key = _operation_key(operation_id, token, "undo")
+        if key in entry.operations:
             return  # this very undo took effect already: a retry
         if not entry.undoable:
             raise AlreadyUndoneError(token, entry.status)
-        command = self._decoded(entry.command)
-        undo = self.executors.executor_for(command)
-        await self._check_unchanged(entry, undo, command, "undo")
-        inverse = self._decoded(entry.inverse).model_copy(
-            update={"command_id": uuid5(operation, "undo")}
-        )
-
-        async def record(scope: CommandScope) -> None:
-            events = list(scope.produced)
-            await self.log.save(
-                entry.model_copy(
-                    update={
-                        "status": "undone",
-                        "events": _logged_events(events),
-                        "aggregates": entry.aggregates | _versions(events),
-                        "operations": (*entry.operations, operation),
-                    }
-                )
-            )
-
-        await self._applying(entry, "undo", inverse, record)
+        inverse = self._decoded(entry.inverse).model_copy(update={"command_id": key})
+        await self._apply(entry, "undo", key, inverse, "undone")
 
     async def redo(
         self, token: UUID, *, operation_id: UUID | None = None, user: str | None = None
     ) -> None:
         """Apply the command of ``token`` again after an undo (see the module docs)."""
         entry = await self._entry(token, user)
-        operation = operation_id or uuid4()
-        if operation in entry.operations:
+        key = _operation_key(operation_id, token, "redo")
+        if key in entry.operations:
             return  # this very redo took effect already: a retry
         if entry.status != "undone":
             raise NotUndoneError(token, entry.status)
-        command = self._decoded(entry.command)
-        undo = self.executors.executor_for(command)
-        await self._check_unchanged(entry, undo, command, "redo")
-        again = command.model_copy(update={"command_id": uuid5(operation, "redo")})
-
-        async def record(scope: CommandScope) -> None:
-            events = list(scope.produced)
-            await self.log.save(
-                entry.model_copy(
-                    update={
-                        "status": "redone",
-                        "inverse": self._logged(undo.inverse(again, events)),
-                        "events": _logged_events(events),
-                        "aggregates": entry.aggregates | _versions(events),
-                        "operations": (*entry.operations, operation),
-                    }
-                )
-            )
-
-        await self._applying(entry, "redo", again, record)
+        again = self._decoded(entry.command).model_copy(update={"command_id": key})
+        await self._apply(entry, "redo", key, again, "redone")
 
     # -- stacks ------------------------------------------------------------------------------
 
@@ -204,11 +188,13 @@ class UndoService:
 
     async def undo_last(self, *, aggregate_id: str, user: str | None = None) -> UUID | None:
         """Undo the newest entry in effect on ``aggregate_id`` (of ``user``); return its token."""
-        for entry in await self.log.history(aggregate_id=aggregate_id, user=user):
-            if entry.undoable:
-                await self.undo(entry.token, user=user)
-                return entry.token
-        return None
+        (newest,) = await self.log.history(
+            aggregate_id=aggregate_id, user=user, limit=1, statuses=("done", "redone")
+        ) or (None,)
+        if newest is None:
+            return None
+        await self.undo(newest.token, user=user)
+        return newest.token
 
     # -- inside -----------------------------------------------------------------------------------
 
@@ -220,20 +206,95 @@ class UndoService:
             raise ForeignUndoTokenError(token, user, entry.user)
         return entry
 
-    async def _check_unchanged(
-        self, entry: UndoEntry, undo: UndoExecutor[Any], command: Command, action: str
+    async def _apply(
+        self, entry: UndoEntry, action: str, key: UUID, command: Command, status: UndoStatus
     ) -> None:
-        intervening = await self._since(entry)
+        """Send ``command`` (the inverse, or the command again) and record it on the entry.
+
+        The conflict check runs before sending (a clear refusal instead of a
+        failing command) and again in the command's transaction, against the
+        versions its events start at (another writer may have committed in
+        between: the command's handler saw that state).
+        """
+        original = self._decoded(entry.command)
+        undo = self.executors.executor_for(original)
+        await self._check(entry, undo, original, action, None)
+
+        async def record(scope: CommandScope) -> None:
+            await self._check(entry, undo, original, action, _first_versions(scope.produced))
+            events = _logged_events(scope.produced, application=len(entry.operations) + 1)
+            change: dict[str, Any] = {
+                "status": status,
+                "applied": (*entry.applied, *events),
+                "aggregates": entry.aggregates | _versions(scope.produced),
+                "operations": (*entry.operations, key),
+            }
+            if action == "redo":  # the command ran again: its inverse is read from these events
+                change["inverse"] = self._logged(undo.inverse(command, list(scope.produced)))
+            await self.log.save(entry.model_copy(update=change))
+
+        try:
+            await self._send(command, record)
+        except UndoError:
+            raise
+        except Exception as error:
+            if phase_of(error) is CommandPhase.AFTER_COMMIT:
+                raise  # it took effect; what followed the commit failed, and says so
+            current = await self.log.get(entry.token)
+            if current is not None and current.version != entry.version:
+                if key in current.operations:
+                    raise  # ours committed after all (the outcome of the commit was unknown)
+                raise ConcurrencyError(
+                    f"undo entry {entry.token}",
+                    expected_version=entry.version,
+                    actual_version=current.version,
+                ) from error
+            if isinstance(error, ConcurrencyError):
+                raise
+            reason = f"{type(error).__qualname__}: {error}"
+            raise UndoFailedError(entry.token, action, reason) from error
+
+    async def _check(
+        self,
+        entry: UndoEntry,
+        undo: UndoExecutor[Any],
+        command: Command,
+        action: str,
+        until: dict[str, int] | None,
+    ) -> None:
+        intervening = await self._since(entry, until)
         if intervening and not undo.commutes(command, intervening):
             raise UndoConflictError(entry.token, action, intervening)
 
-    async def _since(self, entry: UndoEntry) -> list[LoggedEvent]:
-        """Return the events recorded on the entry's aggregates after the versions it reached."""
+    async def _since(self, entry: UndoEntry, until: dict[str, int] | None) -> list[LoggedEvent]:
+        """Return the events recorded on the entry's aggregates since the versions it reached.
+
+        ``until`` bounds each stream (versions below it). Another entry's
+        applications in that window that cancel out (an even number of them:
+        done and undone, or undone and redone) are left out, so undoing an
+        aggregate's entries newest first, and redoing them oldest first, meets
+        no conflict. Every other change counts: another entry's net change,
+        and every other writer's events.
+        """
         if self.event_store is None:
             return []
         since: list[LoggedEvent] = []
         for stream, version in sorted(entry.aggregates.items()):
+            limit = None if until is None else until.get(stream)
+            if limit is not None and limit <= version + 1:
+                continue  # the command's first event follows the entry's: nothing between
             stored = await self.event_store.load_stream(stream, from_version=version + 1)
+            found = [event for event in stored if limit is None or event.version < limit]
+            if not found:
+                continue
+            window = {event.event_id for event in found}
+            cancelled: set[UUID] = set()
+            for other in await self.log.history(aggregate_id=stream, limit=10_000):
+                if other.token == entry.token:
+                    continue
+                inside = [event for event in other.applied if event.event_id in window]
+                if len({event.application for event in inside}) % 2 == 0:
+                    cancelled.update(event.event_id for event in inside)
             since.extend(
                 LoggedEvent(
                     event_id=event.event_id,
@@ -242,37 +303,10 @@ class UndoService:
                     version=event.version,
                     payload=event.payload,
                 )
-                for event in stored
+                for event in found
+                if event.event_id not in cancelled
             )
         return since
-
-    async def _applying(
-        self,
-        entry: UndoEntry,
-        action: str,
-        command: Command,
-        record: Callable[[CommandScope], Any],
-    ) -> None:
-        """Send ``command`` with ``record`` in its transaction; say why when it fails.
-
-        When the entry changed while the command ran (another client undid or
-        redid it first, and the command then failed on the state that left),
-        the failure is that client's win: ``ConcurrencyError``.
-        """
-        try:
-            await self._send(command, record)
-        except (ConcurrencyError, UndoFailedError):
-            raise
-        except Exception as error:
-            current = await self.log.get(entry.token)
-            if current is not None and current.version != entry.version:
-                raise ConcurrencyError(
-                    f"undo entry {entry.token}",
-                    expected_version=entry.version,
-                    actual_version=current.version,
-                ) from error
-            reason = f"{type(error).__qualname__}: {error}"
-            raise UndoFailedError(entry.token, action, reason) from error
 
     async def _send(self, command: Command, record: Callable[[CommandScope], Any]) -> None:
         def join(scope: CommandScope) -> None:
@@ -297,7 +331,25 @@ class UndoService:
 _ENVELOPE = set(DomainEvent.model_fields)
 
 
-def _logged_events(events: Sequence[DomainEvent]) -> tuple[LoggedEvent, ...]:
+def _operation_key(operation_id: UUID | None, token: UUID, action: str) -> UUID:
+    """Return the id of one undo or redo of one entry: the command's id, and the retry's key."""
+    return uuid5(operation_id or uuid4(), f"{token}:{action}")
+
+
+def _first_versions(events: Sequence[DomainEvent]) -> dict[str, int]:
+    """Return the version each aggregate's first event in ``events`` has."""
+    first: dict[str, int] = {}
+    for event in events:
+        if event.aggregate_id is not None and event.version is not None:
+            first[event.aggregate_id] = min(
+                first.get(event.aggregate_id, event.version), event.version
+            )
+    return first
+
+
+def _logged_events(
+    events: Sequence[DomainEvent], *, application: int = 0
+) -> tuple[LoggedEvent, ...]:
     return tuple(
         LoggedEvent(
             event_id=event.event_id,
@@ -305,6 +357,7 @@ def _logged_events(events: Sequence[DomainEvent]) -> tuple[LoggedEvent, ...]:
             aggregate_id=event.aggregate_id,
             version=event.version,
             payload=event.model_dump(mode="json", exclude=_ENVELOPE),
+            application=application,
         )
         for event in events
     )

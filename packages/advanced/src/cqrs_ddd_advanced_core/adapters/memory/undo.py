@@ -68,14 +68,20 @@ class InMemoryUndoLog:
         _stage(("supersede", tuple(sorted(wanted))), lambda: None, apply)
 
     async def history(
-        self, *, aggregate_id: str | None = None, user: str | None = None, limit: int = 50
+        self,
+        *,
+        aggregate_id: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        statuses: Sequence[str] | None = None,
     ) -> list[UndoEntry]:
-        """Return entries, newest first, of one aggregate and/or one user."""
+        """Return entries, newest first, of one aggregate and/or one user (in ``statuses``)."""
         found = [
             entry
             for entry in reversed(self._entries.values())
             if (aggregate_id is None or aggregate_id in entry.aggregates)
             and (user is None or entry.user == user)
+            and (statuses is None or entry.status in statuses)
         ]
         return found[:limit]
 

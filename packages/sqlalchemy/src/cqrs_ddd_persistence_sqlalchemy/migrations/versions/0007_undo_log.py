@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.Column("token", sa.Uuid(), primary_key=True),
         sa.Column("aggregate_id", sa.String(255), primary_key=True),
     )
-    op.create_index("ix_cqrs_undo_aggregates_aggregate", "cqrs_undo_aggregates", ["aggregate_id"])
+    op.create_index(
+        "ix_cqrs_undo_aggregates_aggregate", "cqrs_undo_aggregates", ["aggregate_id", "token"]
+    )
 
 
 def downgrade() -> None:
