@@ -72,10 +72,12 @@ class Load:
     work: float
     """Seconds each step's handler holds its transaction."""
     settle_seconds: float = 120.0
+    kill_gap: tuple[float, float] = (0.2, 0.8)
+    """Seconds between random kills, drawn in this range: short enough to land mid-run."""
 
 
 CI = Load(sagas=100, random_kills=5, work=0.02)
-SOAK = Load(sagas=1_000, random_kills=47, work=0.01, settle_seconds=600.0)
+SOAK = Load(sagas=1_000, random_kills=47, work=0.01, settle_seconds=600.0, kill_gap=(0.05, 0.2))
 
 
 def keys_for(load: Load, rng: random.Random) -> list[str]:
@@ -138,12 +140,14 @@ class Scenario:
             armed.start()
             await armed.wait_for_output("started", within=START_DEADLINE_SECONDS)
 
-    async def kill_at_random(self, rng: random.Random, count: int) -> None:
+    async def kill_at_random(
+        self, rng: random.Random, count: int, gap: tuple[float, float]
+    ) -> None:
         """Kill the other worker ``count`` times while the sagas run, starting it again."""
         _, victim = self.processes
         await asyncio.sleep(max(0.0, self.start_at - time.time()))
         for _ in range(count):
-            await asyncio.sleep(rng.uniform(0.2, 0.8))
+            await asyncio.sleep(rng.uniform(*gap))
             self.ended_at_kills.append(await ended(self.engine))
             assert await victim.kill() == -signal.SIGKILL
             self.kills += 1
@@ -177,7 +181,8 @@ async def run_scenario(
     await scenario.start()
     try:
         await asyncio.gather(
-            scenario.crash_at_each_failpoint(), scenario.kill_at_random(rng, load.random_kills)
+            scenario.crash_at_each_failpoint(),
+            scenario.kill_at_random(rng, load.random_kills, load.kill_gap),
         )
         async with asyncio.timeout(load.settle_seconds):
             while await ended(engine) < len(keys):  # noqa: ASYNC110 - polling the database

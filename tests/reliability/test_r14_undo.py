@@ -253,11 +253,11 @@ async def test_r14_on_postgresql(postgres_database: PostgresDatabase) -> None:
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_r14_soak(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'r14.db'}"
-    else:
-        database: PostgresDatabase = request.getfixturevalue("postgres_database")
-        url = database.sqlalchemy_url
+async def test_r14_soak_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r14.db'}"
     await asyncio.to_thread(run_machine, url, **SOAK)
+
+
+@pytest.mark.soak
+async def test_r14_soak_on_postgresql(postgres_database: PostgresDatabase) -> None:
+    await asyncio.to_thread(run_machine, postgres_database.sqlalchemy_url, **SOAK)

@@ -1,10 +1,33 @@
-"""cqrs-ddd messaging: an empty placeholder, with nothing to import yet.
+"""cqrs-ddd messaging: the message envelope and publishers for RabbitMQ, NATS JetStream and Redis.
 
-Coming here: the outbox relay and the broker adapters (publishers and inbox
-consumers for RabbitMQ, NATS JetStream and Redis Streams). None of them exists
-today; the package README lists them.
+In progress. What exists: :class:`MessageEnvelope` (one event as every
+adapter sends it) and one publisher per broker, each returning only once the
+broker confirmed the message (:class:`RabbitMQPublisher`,
+:class:`NatsJetStreamPublisher`, :class:`RedisStreamsPublisher`), with typed
+errors. Coming: the outbox relay that publishes committed events through
+them, and the inbox consumers. The package README says which is which.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE, EnvelopeError, MessageEnvelope
+from cqrs_ddd_infrastructure_messaging.errors import (
+    BrokerError,
+    BrokerUnavailableError,
+    PublishNotConfirmedError,
+)
+from cqrs_ddd_infrastructure_messaging.nats_jetstream import NatsJetStreamPublisher
+from cqrs_ddd_infrastructure_messaging.rabbitmq import RabbitMQPublisher
+from cqrs_ddd_infrastructure_messaging.redis_streams import RedisStreamsPublisher
+
+__all__ = [
+    "CONTENT_TYPE",
+    "BrokerError",
+    "BrokerUnavailableError",
+    "EnvelopeError",
+    "MessageEnvelope",
+    "NatsJetStreamPublisher",
+    "PublishNotConfirmedError",
+    "RabbitMQPublisher",
+    "RedisStreamsPublisher",
+]
