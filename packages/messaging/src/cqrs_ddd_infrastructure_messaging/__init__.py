@@ -1,11 +1,13 @@
 """cqrs-ddd messaging: the message envelope and publishers for RabbitMQ, NATS JetStream and Redis.
 
 In progress. What exists: :class:`MessageEnvelope` (one event as every
-adapter sends it) and one publisher per broker, each returning only once the
+adapter sends it), one publisher per broker, each returning only once the
 broker confirmed the message (:class:`RabbitMQPublisher`,
 :class:`NatsJetStreamPublisher`, :class:`RedisStreamsPublisher`), with typed
-errors. Coming: the outbox relay that publishes committed events through
-them, and the inbox consumers. The package README says which is which.
+errors, and the event-log relay (:class:`EventLogRelay`, run by
+:class:`OutboxWorker` under a lease). Coming: the outbox-table relay, the
+inbox consumers, and the reliability scenarios R8 to R10. The package README
+says which is which.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ from cqrs_ddd_infrastructure_messaging.errors import (
 from cqrs_ddd_infrastructure_messaging.nats_jetstream import NatsJetStreamPublisher
 from cqrs_ddd_infrastructure_messaging.rabbitmq import RabbitMQPublisher
 from cqrs_ddd_infrastructure_messaging.redis_streams import RedisStreamsPublisher
+from cqrs_ddd_infrastructure_messaging.relay import EnvelopePublisher, EventLogRelay, OutboxWorker
 
 __all__ = [
     "CONTENT_TYPE",
     "BrokerError",
     "BrokerUnavailableError",
     "EnvelopeError",
+    "EnvelopePublisher",
+    "EventLogRelay",
     "MessageEnvelope",
     "NatsJetStreamPublisher",
+    "OutboxWorker",
     "PublishNotConfirmedError",
     "RabbitMQPublisher",
     "RedisStreamsPublisher",
