@@ -21,7 +21,12 @@ from cqrs_ddd_infrastructure_messaging.errors import (
 from cqrs_ddd_infrastructure_messaging.nats_jetstream import NatsJetStreamPublisher
 from cqrs_ddd_infrastructure_messaging.rabbitmq import RabbitMQPublisher
 from cqrs_ddd_infrastructure_messaging.redis_streams import RedisStreamsPublisher
-from cqrs_ddd_infrastructure_messaging.relay import EnvelopePublisher, EventLogRelay, OutboxWorker
+from cqrs_ddd_infrastructure_messaging.relay import (
+    EnvelopePublisher,
+    EventLogRelay,
+    OutboxTableRelay,
+    OutboxWorker,
+)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -32,6 +37,7 @@ __all__ = [
     "EventLogRelay",
     "MessageEnvelope",
     "NatsJetStreamPublisher",
+    "OutboxTableRelay",
     "OutboxWorker",
     "PublishNotConfirmedError",
     "RabbitMQPublisher",

@@ -65,21 +65,34 @@ class MessageEnvelope(BaseModel):
     @classmethod
     def of_event(cls, event: DomainEvent, *, position: int | None = None) -> MessageEnvelope:
         """Return the envelope of ``event`` (its fields checked as portable JSON)."""
-        document = encode_event(event)
-        return cls(
-            message_id=document["event_id"],
-            event_type=document["event_type"],
-            schema_version=document["schema_version"],
-            aggregate_id=document["aggregate_id"],
-            aggregate_type=document["aggregate_type"],
-            version=document["version"],
-            position=position,
-            correlation_id=document["correlation_id"],
-            causation_id=document["causation_id"],
-            occurred_at=document["occurred_at"],
-            metadata=document["metadata"],
-            payload=document["payload"],
-        )
+        return cls.of_document(encode_event(event), position=position)
+
+    @classmethod
+    def of_document(
+        cls, document: Mapping[str, Any], *, position: int | None = None
+    ) -> MessageEnvelope:
+        """Return the envelope of an event's JSON document (``encode_event``, an outbox row's)."""
+        try:
+            return cls(
+                message_id=document["event_id"],
+                event_type=document["event_type"],
+                schema_version=document["schema_version"],
+                aggregate_id=document.get("aggregate_id"),
+                aggregate_type=document.get("aggregate_type"),
+                version=document.get("version"),
+                position=position,
+                correlation_id=document.get("correlation_id"),
+                causation_id=document.get("causation_id"),
+                occurred_at=document["occurred_at"],
+                metadata=document.get("metadata") or {},
+                payload=document["payload"],
+            )
+        except KeyError as missing:
+            raise EnvelopeError(str(missing.args[0]), "missing from the event document") from None
+        except pydantic.ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "$"
+            raise EnvelopeError(where, first["msg"]) from None
 
     @classmethod
     def of_stored(cls, stored: StoredEvent) -> MessageEnvelope:

@@ -18,9 +18,11 @@ then advances the checkpoint in a transaction fenced by the lease. So:
   so the events go out one at a time in log order, and so in order per
   aggregate.
 
-Coming: the outbox-table relay for state-stored aggregates, per-partition
-leases, the relay's status and back-off when the broker is down, and the
-inbox consumers.
+:class:`OutboxTableRelay` does the same for the outbox table, where
+state-stored aggregates' events are written (an aggregate's events are in the
+log or in the outbox, never both, so each reaches the broker through one
+relay). Coming: per-partition leases, the relay's status and back-off when
+the broker is down, and the inbox consumers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cqrs_ddd_advanced_core.domain.exceptions import WorkHaltedError
+from cqrs_ddd_advanced_core.outbox import OutboxStore
 from cqrs_ddd_advanced_core.workers import Lease, WorkerLoop
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.ports.event_store import EventStore
@@ -110,8 +113,80 @@ class EventLogRelay:
         logger.error("relay %r halted: %s", self.name, error)
 
 
+class OutboxTableRelay:
+    """Publishes the outbox table's unpublished messages (state-stored aggregates' events).
+
+    Each step takes the oldest unpublished messages (``OutboxStore.pending``:
+    by the order they were written, never "after the last id seen"),
+    publishes each as an envelope to its row's topic (or ``topic(envelope)``)
+    and waits for the broker's confirmation, then marks them published in the
+    transaction fenced by the lease. One relay at a time holds the lease, so
+    an aggregate's messages go out in the order they were written.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        outbox: OutboxStore,
+        storage: WorkerStorage,
+        publisher: EnvelopePublisher,
+        topic: TopicOf | None = None,
+        batch_size: int = 100,
+        lease_ttl: float = 15.0,
+    ) -> None:
+        self._name = name
+        self.outbox = outbox
+        self.storage = storage
+        self.publisher = publisher
+        self.topic = topic
+        self.batch_size = batch_size
+        self.lease_ttl = lease_ttl
+        self.position = 0
+        self.published = 0
+        """How many messages this relay published (repeats after a takeover included)."""
+
+    @property
+    def name(self) -> str:
+        """The relay's name: the key of its lease and checkpoint."""
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        """Always ``"relay"``."""
+        return "relay"
+
+    def leased(self, lease: Lease) -> None:
+        """Remember the highest message id marked published (for the relay's status)."""
+        self.position = lease.position
+
+    async def step(self, lease: Lease) -> bool:
+        """Publish the oldest unpublished messages, then mark them; False when there were none."""
+        messages = await self.outbox.pending(limit=self.batch_size)
+        if not messages:
+            return False
+        for message in messages:
+            envelope = MessageEnvelope.of_document(message.document)
+            topic = message.topic if self.topic is None else self.topic(envelope)
+            await self.publisher.publish_envelope(envelope, topic=topic)
+            self.published += 1
+        async with self.storage.batch(lease, self.lease_ttl) as transaction:
+            await self.outbox.mark_published(transaction, [message.id for message in messages])
+            newest = max(message.id for message in messages)
+            if newest > self.position:
+                transaction.advance(newest)
+                self.position = newest
+        return True
+
+    async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
+        """Log why the relay stopped."""
+        logger.error("relay %r halted: %s", self.name, error)
+
+
 class OutboxWorker:
-    """Runs an :class:`EventLogRelay` under its lease, in the background or on demand.
+    """Runs a relay (:class:`EventLogRelay` or :class:`OutboxTableRelay`) under its lease.
+
+    In the background (:meth:`start`, :meth:`stop`) or on demand (:meth:`drain`).
 
     ``owner`` names this process in the lease (any unique string);
     ``poll_interval`` is how often an idle relay looks for new events (the
@@ -120,7 +195,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        relay: EventLogRelay,
+        relay: EventLogRelay | OutboxTableRelay,
         *,
         owner: str,
         poll_interval: float = 1.0,

@@ -26,7 +26,7 @@ from cqrs_ddd_persistence_sqlalchemy.migrate import (
     schema_revision,
     upgrade_schema,
 )
-from cqrs_ddd_persistence_sqlalchemy.outbox import write_outbox
+from cqrs_ddd_persistence_sqlalchemy.outbox import SQLAlchemyOutboxStore, write_outbox
 from cqrs_ddd_persistence_sqlalchemy.read_models import SQLAlchemyReadModelStore
 from cqrs_ddd_persistence_sqlalchemy.repository import SQLAlchemyRepository
 from cqrs_ddd_persistence_sqlalchemy.sagas import (
@@ -49,6 +49,7 @@ __all__ = [
     "SQLAlchemyBranchBarrier",
     "SQLAlchemyCommandScheduler",
     "SQLAlchemyEventStore",
+    "SQLAlchemyOutboxStore",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",
     "SQLAlchemySagaRepository",

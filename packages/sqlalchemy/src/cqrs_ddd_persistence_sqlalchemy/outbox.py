@@ -1,8 +1,8 @@
-"""Writing outbox rows: the messages a command would publish, committed with the command.
+"""The outbox: rows a command writes with its state, and the store a relay reads them from.
 
-Nothing publishes them yet: no relay exists (one is coming, in the messaging
-package), so ``published_at`` stays empty and the rows are a durable record
-of each command's events, written in its transaction.
+``write_outbox`` inserts one row per event in the command's transaction;
+``SQLAlchemyOutboxStore`` hands a relay (the messaging package's
+``OutboxTableRelay``) the rows not yet published and marks the published ones.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cqrs_ddd_advanced_core.outbox import OutboxMessage
+from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.serialization import encode_event
+from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
 from cqrs_ddd_persistence_sqlalchemy.schema import outbox
 
 
@@ -24,9 +27,8 @@ async def write_outbox(
     """Insert one outbox row per event, in the transaction of ``connection``.
 
     The row's ``message_id`` is the event id and its partition key the
-    aggregate id: chosen so that the coming relay can publish a row twice
-    under the same id (consumers drop the duplicate) and keep one aggregate's
-    messages in order. No relay reads the rows yet.
+    aggregate id: a relay publishing a row twice does so under the same id
+    (consumers drop the duplicate), and one aggregate's rows go out in order.
     """
     if not events:
         return
@@ -47,3 +49,60 @@ async def write_outbox(
             for event in events
         ],
     )
+
+
+class SQLAlchemyOutboxStore:
+    """The ``cqrs_outbox`` rows of the database of ``session``, for a relay (``OutboxStore``).
+
+    ``pending`` reads the rows whose ``published_at`` is empty, by ``id`` (the
+    order they were written in, per aggregate too): never "after the last id
+    seen", so a row whose transaction commits after a later id's is not
+    skipped. ``mark_published`` sets ``published_at`` (and counts the attempt)
+    through the relay's fenced transaction.
+    """
+
+    def __init__(self, session: EngineSource) -> None:
+        self.engine = engine_of(session)
+        self._reads = Reads(self.engine)
+
+    async def pending(self, *, limit: int) -> list[OutboxMessage]:
+        """Return up to ``limit`` unpublished messages, oldest first."""
+        query = (
+            select(
+                outbox.c.id,
+                outbox.c.message_id,
+                outbox.c.topic,
+                outbox.c.partition_key,
+                outbox.c.payload,
+                outbox.c.created_at,
+            )
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+
+        async def read(connection: AsyncConnection) -> list[OutboxMessage]:
+            return [
+                OutboxMessage(
+                    id=row.id,
+                    message_id=row.message_id,
+                    topic=row.topic,
+                    partition_key=row.partition_key,
+                    document=row.payload,
+                    created_at=row.created_at,
+                )
+                for row in await connection.execute(query)
+            ]
+
+        return await self._reads.run("read the outbox", read)
+
+    async def mark_published(self, transaction: WorkTransaction, ids: Sequence[int]) -> None:
+        """Mark ``ids`` published, in the relay's lease-fenced transaction."""
+        if not ids:
+            return
+        connection: AsyncConnection = transaction.connection
+        await connection.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids)))
+            .values(published_at=datetime.now(UTC), attempts=outbox.c.attempts + 1)
+        )

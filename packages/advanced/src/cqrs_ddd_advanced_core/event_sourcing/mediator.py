@@ -36,8 +36,8 @@ class EventSourcedMediator(Mediator):
     ``CommandResponse`` without saving them), which appends them as its
     registrations say. So every event is stored once, and the commit makes
     state, events and outbox rows durable together; a failure anywhere rolls
-    all of them back. (Outbox rows are only written: no relay publishes them
-    yet.) The response holds all of the command's events, stored either way,
+    all of them back (the messaging package's ``OutboxTableRelay`` publishes
+    the outbox rows). The response holds all of the command's events, stored either way,
     and they are dispatched after the commit. Handlers, queries and behaviours
     work exactly as with the core mediator.
     """

@@ -1,0 +1,48 @@
+"""The outbox port: messages a command wrote beside its state, for a relay to publish.
+
+A state-stored aggregate's events are written, in the command's transaction,
+as outbox messages (``SQLAlchemyRepository`` writes them to ``cqrs_outbox``).
+An :class:`OutboxStore` hands a relay the messages not yet published, oldest
+first, and marks published the ones a broker confirmed, inside the relay's
+lease-fenced transaction (``WorkTransaction``), so that a relay that lost its
+lease marks nothing. ``SQLAlchemyOutboxStore`` (``cqrs_ddd_persistence_sqlalchemy``)
+implements it; the messaging package's ``OutboxTableRelay`` uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One message of the outbox: its place, id, topic, partition key and JSON document."""
+
+    id: int
+    message_id: UUID
+    topic: str
+    partition_key: str | None
+    document: dict[str, Any]
+    created_at: datetime
+
+
+class OutboxStore(Protocol):
+    """Hands out unpublished outbox messages and marks the published ones."""
+
+    async def pending(self, *, limit: int) -> list[OutboxMessage]:
+        """Return up to ``limit`` messages not yet published, in the order they were written."""
+        ...
+
+    async def mark_published(self, transaction: WorkTransaction, ids: Sequence[int]) -> None:
+        """Mark the messages ``ids`` published, in the relay's fenced ``transaction``."""
+        ...
+
+
+__all__ = ["OutboxMessage", "OutboxStore"]

@@ -1,0 +1,157 @@
+"""Both relays on SQLite and PostgreSQL, into one JetStream stream: every event exactly once.
+
+An event-sourced ``Ledger`` keeps its events in ``cqrs_events``; a
+state-stored ``Profile`` writes its events to ``cqrs_outbox`` with its state.
+The event-log relay and the outbox-table relay publish each kind once, never
+both, and the outbox rows are marked published only after JetStream's ack.
+"""
+
+from __future__ import annotations
+
+import nats
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_advanced_core import (
+    EventSourcedAggregateMixin,
+    EventSourcedLoader,
+    EventSourcedMediatorFactory,
+    EventSourcedRepository,
+    aggregate_event_handler,
+)
+from cqrs_ddd_core import AggregateRoot, Command, DomainEvent, EventTypeRegistry, HandlerRegistry
+from cqrs_ddd_infrastructure_messaging import (
+    EventLogRelay,
+    MessageEnvelope,
+    NatsJetStreamPublisher,
+    OutboxTableRelay,
+    OutboxWorker,
+)
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyEventStore,
+    SQLAlchemyOutboxStore,
+    SQLAlchemyRepository,
+    SQLAlchemyUnitOfWork,
+    SQLAlchemyWorkerStorage,
+)
+from cqrs_ddd_persistence_sqlalchemy.schema import outbox
+from cqrs_ddd_testing import NatsNamespace
+
+pytest_plugins = ["sqlalchemy_fixtures"]
+
+
+class Touched(DomainEvent):
+    pass
+
+
+class Ledger(EventSourcedAggregateMixin, AggregateRoot):
+    touches: int = 0
+
+    def touch(self) -> None:
+        self.trigger_event(Touched())
+
+    @aggregate_event_handler
+    def _touched(self, event: Touched) -> None:
+        self.touches += 1
+
+
+class Profile(AggregateRoot):
+    touches: int = 0
+
+    def touch(self) -> None:
+        self.touches += 1
+        self.record_event(Touched())
+
+
+class TouchLedger(Command):
+    aggregate_id: str
+
+
+class TouchProfile(Command):
+    aggregate_id: str
+
+
+async def test_each_event_reaches_the_broker_once_through_one_relay(
+    engine: AsyncEngine, nats_namespace: NatsNamespace
+) -> None:
+    event_store = SQLAlchemyEventStore(engine)
+    ledgers = EventSourcedRepository(
+        EventSourcedLoader(Ledger, event_store, EventTypeRegistry([Touched]))
+    )
+    profiles = SQLAlchemyRepository(Profile, engine)
+    registry = HandlerRegistry()
+
+    @registry.command_handler(TouchLedger)
+    async def touch_ledger(command: TouchLedger) -> None:
+        ledger = await ledgers.find(command.aggregate_id) or Ledger(id=command.aggregate_id)
+        ledger.touch()
+        await ledgers.save(ledger)
+
+    @registry.command_handler(TouchProfile)
+    async def touch_profile(command: TouchProfile) -> None:
+        profile = await profiles.find(command.aggregate_id) or Profile(id=command.aggregate_id)
+        profile.touch()
+        await profiles.save(profile)
+
+    mediator = EventSourcedMediatorFactory(
+        event_store=event_store,
+        uow_factory=lambda: SQLAlchemyUnitOfWork(engine),
+        handler_registry=registry,
+    ).create()
+    for round_number in range(6):
+        for number in range(3):
+            await mediator.send(TouchLedger(aggregate_id=f"ledger-{number}"))
+            if round_number % 2 == 0:
+                await mediator.send(TouchProfile(aggregate_id=f"profile-{number}"))
+
+    stream = nats_namespace.stream("events")
+    storage = SQLAlchemyWorkerStorage(engine)
+    publisher = NatsJetStreamPublisher(
+        nats_namespace.url, stream=stream, subjects=[nats_namespace.subject(">")]
+    )
+    async with publisher:
+
+        def topic(envelope: MessageEnvelope) -> str:
+            return nats_namespace.subject(f"{envelope.aggregate_type}.{envelope.aggregate_id}")
+
+        await OutboxWorker(
+            EventLogRelay(
+                name="log",
+                event_store=event_store,
+                storage=storage,
+                publisher=publisher,
+                topic=topic,
+                batch_size=7,
+            ),
+            owner="relay",
+        ).drain()
+        await OutboxWorker(
+            OutboxTableRelay(
+                name="outbox", outbox=SQLAlchemyOutboxStore(engine), storage=storage,
+                publisher=publisher, topic=topic, batch_size=4,
+            ),
+            owner="relay",
+        ).drain()  # fmt: skip
+
+    client = await nats.connect(nats_namespace.url)
+    try:
+        jetstream = client.jetstream()
+        count = (await jetstream.stream_info(stream)).state.messages
+        received = [
+            MessageEnvelope.from_bytes((await jetstream.get_msg(stream, seq=seq)).data or b"")
+            for seq in range(1, count + 1)
+        ]
+    finally:
+        await client.close()
+    assert publisher.duplicates == 0
+    assert len(received) == 18 + 9  # each event once: 18 ledger touches, 9 profile touches
+    assert len({envelope.message_id for envelope in received}) == 27
+    for kind, touches in (("ledger", 6), ("profile", 3)):
+        for number in range(3):
+            versions = [e.version for e in received if e.aggregate_id == f"{kind}-{number}"]
+            assert versions == list(range(1, touches + 1))
+    async with engine.connect() as connection:
+        unpublished = (
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        )
+        assert await connection.scalar(unpublished) == 0
