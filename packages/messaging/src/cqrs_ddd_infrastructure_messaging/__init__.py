@@ -18,6 +18,7 @@ from cqrs_ddd_infrastructure_messaging.errors import (
     BrokerUnavailableError,
     PublishNotConfirmedError,
 )
+from cqrs_ddd_infrastructure_messaging.inbox import InboxConsumer, PoisonMessageError
 from cqrs_ddd_infrastructure_messaging.nats_jetstream import NatsJetStreamPublisher
 from cqrs_ddd_infrastructure_messaging.rabbitmq import RabbitMQPublisher
 from cqrs_ddd_infrastructure_messaging.redis_streams import RedisStreamsPublisher
@@ -27,6 +28,11 @@ from cqrs_ddd_infrastructure_messaging.relay import (
     OutboxTableRelay,
     OutboxWorker,
 )
+from cqrs_ddd_infrastructure_messaging.subscribers import (
+    NatsJetStreamSubscriber,
+    RabbitMQSubscriber,
+    RedisStreamsSubscriber,
+)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -35,11 +41,16 @@ __all__ = [
     "EnvelopeError",
     "EnvelopePublisher",
     "EventLogRelay",
+    "InboxConsumer",
     "MessageEnvelope",
     "NatsJetStreamPublisher",
+    "NatsJetStreamSubscriber",
     "OutboxTableRelay",
     "OutboxWorker",
+    "PoisonMessageError",
     "PublishNotConfirmedError",
     "RabbitMQPublisher",
+    "RabbitMQSubscriber",
     "RedisStreamsPublisher",
+    "RedisStreamsSubscriber",
 ]

@@ -20,6 +20,7 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import (
     UnsupportedDatabaseError,
     UnsupportedSpecificationError,
 )
+from cqrs_ddd_persistence_sqlalchemy.inbox import SQLAlchemyInbox
 from cqrs_ddd_persistence_sqlalchemy.migrate import (
     downgrade_schema,
     head_revision,
@@ -49,6 +50,7 @@ __all__ = [
     "SQLAlchemyBranchBarrier",
     "SQLAlchemyCommandScheduler",
     "SQLAlchemyEventStore",
+    "SQLAlchemyInbox",
     "SQLAlchemyOutboxStore",
     "SQLAlchemyReadModelStore",
     "SQLAlchemyRepository",

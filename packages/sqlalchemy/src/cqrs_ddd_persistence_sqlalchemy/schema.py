@@ -187,6 +187,17 @@ sagas = Table(
 when it last changed (Unix seconds of the database's clock) and whether it waits on its own
 commands (``SagaState.in_flight``: what recovery looks for)."""
 
+inbox = Table(
+    "cqrs_inbox",
+    metadata,
+    Column("consumer", String(255), primary_key=True),
+    Column("message_id", Uuid(), primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Index("ix_cqrs_inbox_received", "received_at"),
+)
+"""The messages each consumer handled, claimed in the handler's transaction (Unix seconds of
+the database's clock)."""
+
 undo_log = Table(
     "cqrs_undo_log",
     metadata,

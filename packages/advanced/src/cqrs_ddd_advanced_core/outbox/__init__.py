@@ -1,4 +1,4 @@
-"""The outbox port: messages a command wrote beside its state, for a relay to publish.
+"""The outbox and inbox ports: messages to publish, and messages already handled.
 
 A state-stored aggregate's events are written, in the command's transaction,
 as outbox messages (``SQLAlchemyRepository`` writes them to ``cqrs_outbox``).
@@ -7,6 +7,16 @@ first, and marks published the ones a broker confirmed, inside the relay's
 lease-fenced transaction (``WorkTransaction``), so that a relay that lost its
 lease marks nothing. ``SQLAlchemyOutboxStore`` (``cqrs_ddd_persistence_sqlalchemy``)
 implements it; the messaging package's ``OutboxTableRelay`` uses it.
+
+An :class:`Inbox` remembers which messages a consumer handled: the consumer
+claims a message's id in the transaction its handler writes in, so that a
+message delivered again (brokers deliver at least once) is recognised and
+acknowledged without a second effect, and a handler that fails rolls the
+claim back with its effect. Claims older than a retention window can be
+purged: a duplicate arriving later than that is handled again, so the window
+must outlast the broker's redelivery horizon. ``InMemoryInbox``
+(``cqrs_ddd_advanced_core.adapters.memory``) and ``SQLAlchemyInbox``
+(``cqrs_ddd_persistence_sqlalchemy``) implement it.
 """
 
 from __future__ import annotations
@@ -45,4 +55,19 @@ class OutboxStore(Protocol):
         ...
 
 
-__all__ = ["OutboxMessage", "OutboxStore"]
+class Inbox(Protocol):
+    """Remembers the messages each consumer handled (see the module docs)."""
+
+    async def claim(self, consumer: str, message_id: UUID) -> bool:
+        """Record ``message_id`` for ``consumer`` in the current unit of work.
+
+        True when it is new (handle it); False when it was handled already.
+        """
+        ...
+
+    async def purge(self, *, older_than: float) -> int:
+        """Forget the claims older than ``older_than`` seconds; return how many."""
+        ...
+
+
+__all__ = ["Inbox", "OutboxMessage", "OutboxStore"]

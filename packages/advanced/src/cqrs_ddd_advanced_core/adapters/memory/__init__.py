@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cqrs_ddd_advanced_core.adapters.memory.event_store import InMemoryEventStore
+from cqrs_ddd_advanced_core.adapters.memory.inbox import InMemoryInbox
 from cqrs_ddd_advanced_core.adapters.memory.projections import InMemoryReadModelStore
 from cqrs_ddd_advanced_core.adapters.memory.sagas import (
     InMemoryBranchBarrier,
@@ -27,6 +28,7 @@ __all__ = [
     "InMemoryCommandScheduler",
     "InMemoryDeadLetterStore",
     "InMemoryEventStore",
+    "InMemoryInbox",
     "InMemoryLeaseStore",
     "InMemoryProjectionTransaction",
     "InMemoryReadModelStore",
