@@ -8,6 +8,10 @@ back with its own client.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
+
 import nats
 import pytest
 from redis.asyncio import Redis
@@ -15,6 +19,7 @@ from redis.asyncio import Redis
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemoryWorkerStorage
 from cqrs_ddd_core import DomainEvent
 from cqrs_ddd_infrastructure_messaging import (
+    BrokerUnavailableError,
     EventLogRelay,
     MessageEnvelope,
     NatsJetStreamPublisher,
@@ -138,3 +143,58 @@ async def test_one_relay_at_a_time_holds_the_lease(redis_namespace: RedisNamespa
         await client.aclose()
     positions = [MessageEnvelope.from_bytes(fields[b"body"]).position for _, fields in entries]
     assert positions == list(range(1, 21))
+
+
+class DownFor:
+    """A publisher whose broker is down for its first ``count`` calls (each call timed)."""
+
+    def __init__(self, publisher: NatsJetStreamPublisher, count: int) -> None:
+        self.publisher = publisher
+        self.left = count
+        self.failed_at: list[float] = []
+
+    async def publish_envelope(self, envelope: MessageEnvelope, *, topic: str) -> None:
+        if self.left:
+            self.left -= 1
+            self.failed_at.append(time.monotonic())
+            raise BrokerUnavailableError("NATS JetStream", "nats://…", "connection refused")
+        await self.publisher.publish_envelope(envelope, topic=topic)
+
+
+async def test_the_relay_backs_off_while_the_broker_is_down_then_catches_up(
+    nats_namespace: NatsNamespace,
+) -> None:
+    store, storage = InMemoryEventStore(), InMemoryWorkerStorage()
+    await fill(store, streams=2, per_stream=20)
+    publisher = NatsJetStreamPublisher(
+        nats_namespace.url,
+        stream=nats_namespace.stream("events"),
+        subjects=[nats_namespace.subject(">")],
+    )
+    async with publisher:
+        flaky = DownFor(publisher, 5)
+        relay = EventLogRelay(
+            name="relay",
+            event_store=store,
+            storage=storage,
+            publisher=flaky,
+            topic=lambda envelope: nats_namespace.subject("clock"),
+        )
+        worker = OutboxWorker(
+            relay, owner="relay-1", poll_interval=0.1, retry_backoff=0.05, max_backoff=0.4
+        )
+        await worker.start()
+        try:
+            async with asyncio.timeout(20):
+                while (await worker.status()).lag_events:  # noqa: ASYNC110 - polling
+                    await asyncio.sleep(0.05)
+            status = await worker.status()
+        finally:
+            await worker.stop()
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(flaky.failed_at)]
+    assert all(gap >= 0.05 for gap in gaps), gaps  # no hot loop
+    assert max(gaps) <= 2 * 0.4 + 0.5, gaps  # capped
+    assert gaps[-1] > gaps[0], gaps  # growing
+    assert (status.kind, status.lag_events, status.checkpoint) == ("relay", 0, 40)
+    assert relay.published == 40

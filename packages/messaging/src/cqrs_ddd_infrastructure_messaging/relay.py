@@ -21,8 +21,9 @@ then advances the checkpoint in a transaction fenced by the lease. So:
 :class:`OutboxTableRelay` does the same for the outbox table, where
 state-stored aggregates' events are written (an aggregate's events are in the
 log or in the outbox, never both, so each reaches the broker through one
-relay). Coming: per-partition leases, the relay's status and back-off when
-the broker is down, and the inbox consumers.
+relay). A publish that fails (the broker is down) fails the step: the worker
+backs off (capped) and resumes from the checkpoint. Coming: per-partition
+leases.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from cqrs_ddd_advanced_core.domain.exceptions import WorkHaltedError
 from cqrs_ddd_advanced_core.outbox import OutboxStore
-from cqrs_ddd_advanced_core.workers import Lease, WorkerLoop
+from cqrs_ddd_advanced_core.workers import Lease, WorkerLoop, WorkerStatus, read_status
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.ports.event_store import EventStore
 from cqrs_ddd_core.wakeup import Wakeup
@@ -234,6 +236,39 @@ class OutboxWorker:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await self.loop.give_up_lease()
+
+    async def status(self) -> WorkerStatus:
+        """Return the relay's status on the workers' shape (owner, epoch, checkpoint, lag).
+
+        For an :class:`EventLogRelay` the head and lag are the event log's. For
+        an :class:`OutboxTableRelay` the checkpoint is the newest message id
+        marked published, and the lag the messages still unpublished (counted
+        up to 10,000), the oldest's age its lag in seconds.
+        """
+        relay = self.relay
+        if isinstance(relay, EventLogRelay):
+            return await read_status(
+                relay.storage, relay.event_store, relay.name, kind="relay", state=self.loop.state
+            )
+        record = await relay.storage.checkpoints.record(relay.name)
+        pending = await relay.outbox.pending(limit=10_000)
+        waited = 0.0
+        if pending:
+            waited = max((datetime.now(UTC) - pending[0].created_at).total_seconds(), 0.0)
+        return WorkerStatus(
+            name=relay.name,
+            state="halted" if record.halted else self.loop.state,
+            checkpoint=record.position,
+            head_position=max([record.position, *(message.id for message in pending)]),
+            lag_events=len(pending),
+            lag_seconds=waited,
+            owner=record.owner,
+            epoch=record.epoch,
+            dead_letters=await relay.storage.letters.count(relay.name),
+            last_error=record.last_error,
+            kind="relay",
+            lease_expires_at=record.lease_expires_at,
+        )
 
     async def drain(self) -> None:
         """Publish everything there is now, in the caller's task.
