@@ -1,7 +1,8 @@
 """The benchmark command: every workload on SQLite, then on PostgreSQL, then the writers.
 
 ``python -m benchmarks [--quick] [--repeats N]
-[--only sqlite|postgres|writers|snapshots|projections|scheduling|sagas] [--profile]``
+[--only sqlite|postgres|writers|snapshots|projections|scheduling|sagas|relay]
+[--profile]``
 (``bash scripts/bench.sh`` syncs the ``bench`` dependency group first). Progress
 goes to stderr; the tables go to stdout.
 """
@@ -300,10 +301,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "projections",
             "scheduling",
             "sagas",
+            "relay",
         ),
         help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g); "
         "'projections': only (h), on both backends; 'scheduling': only (i), ours against "
-        "procrastinate, on PostgreSQL; 'sagas': only (j), sagas against the bare commands)",
+        "procrastinate, on PostgreSQL; 'sagas': only (j), sagas against the bare commands; "
+        "'relay': only (k), the relay against the bare broker clients)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our path, print top costs")
     parser.add_argument(
@@ -317,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from benchmarks.breakdown import breakdown  # noqa: PLC0415 - only when asked
 
         asyncio.run(breakdown())
+        return
+    if args.only == "relay":
+        from benchmarks.relay import main as relay  # noqa: PLC0415 - only when asked
+
+        relay(["--quick"] if args.quick else [])
         return
     if args.only == "sagas":
         from benchmarks.sagas import main as sagas  # noqa: PLC0415 - only when asked
