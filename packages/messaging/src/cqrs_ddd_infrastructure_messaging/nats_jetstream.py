@@ -17,11 +17,8 @@ answer at start raises :class:`~.errors.BrokerUnavailableError` within
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
 
 import nats
 from nats.aio.client import Client
@@ -30,18 +27,19 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE, MessageEnvelope
+from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
     BrokerUnavailableError,
     PublishNotConfirmedError,
     redacted,
 )
+from cqrs_ddd_infrastructure_messaging.publishing import BrokerPublisher
 
 BROKER = "NATS JetStream"
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
-class NatsJetStreamPublisher:
+class NatsJetStreamPublisher(BrokerPublisher):
     """Publishes to JetStream stream ``stream`` on the server at ``url`` (``NATS_URL``)."""
 
     def __init__(
@@ -104,34 +102,6 @@ class NatsJetStreamPublisher:
         self._jetstream = None
         if client is not None:
             await client.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def publish_envelope(self, envelope: MessageEnvelope, *, topic: str) -> None:
-        """Publish ``envelope`` on subject ``topic``; return once JetStream acknowledged it."""
-        await self._send(topic, envelope.to_bytes(), str(envelope.message_id), envelope.headers())
-
-    async def publish(
-        self,
-        topic: str,
-        payload: Mapping[str, Any],
-        *,
-        message_id: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Publish a JSON ``payload`` (the core ``MessagePublisher`` port)."""
-        body = json.dumps(dict(payload), separators=(",", ":")).encode()
-        await self._send(topic, body, message_id, dict(headers or {}))
 
     async def _send(
         self, topic: str, body: bytes, message_id: str, headers: Mapping[str, str]

@@ -16,28 +16,26 @@ not answer at start raises :class:`~.errors.BrokerUnavailableError` within
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import DeliveryError, PublishError
 
-from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE, MessageEnvelope
+from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
     BrokerUnavailableError,
     PublishNotConfirmedError,
     redacted,
 )
+from cqrs_ddd_infrastructure_messaging.publishing import BrokerPublisher
 
 BROKER = "RabbitMQ"
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-class RabbitMQPublisher:
+class RabbitMQPublisher(BrokerPublisher):
     """Publishes to ``exchange`` on the broker at ``url`` (``RABBITMQ_URL`` by default)."""
 
     def __init__(
@@ -77,34 +75,6 @@ class RabbitMQPublisher:
         self._channel = self._exchange = None
         if connection is not None:
             await connection.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def publish_envelope(self, envelope: MessageEnvelope, *, topic: str) -> None:
-        """Publish ``envelope`` under routing key ``topic``; return once confirmed."""
-        await self._send(topic, envelope.to_bytes(), str(envelope.message_id), envelope.headers())
-
-    async def publish(
-        self,
-        topic: str,
-        payload: Mapping[str, Any],
-        *,
-        message_id: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Publish a JSON ``payload`` (the core ``MessagePublisher`` port)."""
-        body = json.dumps(dict(payload), separators=(",", ":")).encode()
-        await self._send(topic, body, message_id, dict(headers or {}))
 
     async def _send(
         self, topic: str, body: bytes, message_id: str, headers: Mapping[str, str]

@@ -20,27 +20,26 @@ answer at start raises :class:`~.errors.BrokerUnavailableError` within
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE, MessageEnvelope
+from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
     BrokerUnavailableError,
     PublishNotConfirmedError,
     redacted,
 )
+from cqrs_ddd_infrastructure_messaging.publishing import BrokerPublisher
 
 BROKER = "Redis"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
-class RedisStreamsPublisher:
+class RedisStreamsPublisher(BrokerPublisher):
     """Appends to Redis streams on the server at ``url`` (``REDIS_URL`` by default)."""
 
     def __init__(
@@ -77,35 +76,9 @@ class RedisStreamsPublisher:
         if client is not None:
             await client.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
+    async def _send(
+        self, topic: str, body: bytes, message_id: str, headers: Mapping[str, str]
     ) -> None:
-        await self.close()
-
-    async def publish_envelope(self, envelope: MessageEnvelope, *, topic: str) -> None:
-        """Append ``envelope`` to stream ``topic``; return once Redis answered with its id."""
-        await self._send(topic, envelope.to_bytes(), str(envelope.message_id))
-
-    async def publish(
-        self,
-        topic: str,
-        payload: Mapping[str, Any],
-        *,
-        message_id: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Append a JSON ``payload`` (the core ``MessagePublisher`` port)."""
-        body = json.dumps(dict(payload), separators=(",", ":")).encode()
-        await self._send(topic, body, message_id)
-
-    async def _send(self, topic: str, body: bytes, message_id: str) -> None:
         if self._client is None:
             raise BrokerUnavailableError(BROKER, redacted(self.url), "not started: call start()")
         fields: dict[Any, Any] = {

@@ -57,25 +57,20 @@ class EnvelopePublisher(Protocol):
         ...
 
 
-class EventLogRelay:
-    """Publishes the event log from its checkpoint (see the module docs)."""
+class _Relay:
+    """What both relays share: their name, kind, settings, position and halt."""
 
     def __init__(
         self,
-        *,
         name: str,
-        event_store: EventStore,
         storage: WorkerStorage,
         publisher: EnvelopePublisher,
-        topic: TopicOf,
-        batch_size: int = 100,
-        lease_ttl: float = 15.0,
+        batch_size: int,
+        lease_ttl: float,
     ) -> None:
         self._name = name
-        self.event_store = event_store
         self.storage = storage
         self.publisher = publisher
-        self.topic = topic
         self.batch_size = batch_size
         self.lease_ttl = lease_ttl
         self.position = 0
@@ -96,6 +91,29 @@ class EventLogRelay:
         """Resume from the checkpoint the lease was taken at."""
         self.position = lease.position
 
+    async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
+        """Log why the relay stopped."""
+        logger.error("relay %r halted: %s", self.name, error)
+
+
+class EventLogRelay(_Relay):
+    """Publishes the event log from its checkpoint (see the module docs)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        event_store: EventStore,
+        storage: WorkerStorage,
+        publisher: EnvelopePublisher,
+        topic: TopicOf,
+        batch_size: int = 100,
+        lease_ttl: float = 15.0,
+    ) -> None:
+        super().__init__(name, storage, publisher, batch_size, lease_ttl)
+        self.event_store = event_store
+        self.topic = topic
+
     async def step(self, lease: Lease) -> bool:
         """Publish the next page of the log, then advance the checkpoint; False when none."""
         page = await self.event_store.read_all(after_position=self.position, limit=self.batch_size)
@@ -110,12 +128,8 @@ class EventLogRelay:
         self.position = page[-1].position
         return True
 
-    async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
-        """Log why the relay stopped."""
-        logger.error("relay %r halted: %s", self.name, error)
 
-
-class OutboxTableRelay:
+class OutboxTableRelay(_Relay):
     """Publishes the outbox table's unpublished messages (state-stored aggregates' events).
 
     Each step takes the oldest unpublished messages (``OutboxStore.pending``:
@@ -137,30 +151,9 @@ class OutboxTableRelay:
         batch_size: int = 100,
         lease_ttl: float = 15.0,
     ) -> None:
-        self._name = name
+        super().__init__(name, storage, publisher, batch_size, lease_ttl)
         self.outbox = outbox
-        self.storage = storage
-        self.publisher = publisher
         self.topic = topic
-        self.batch_size = batch_size
-        self.lease_ttl = lease_ttl
-        self.position = 0
-        self.published = 0
-        """How many messages this relay published (repeats after a takeover included)."""
-
-    @property
-    def name(self) -> str:
-        """The relay's name: the key of its lease and checkpoint."""
-        return self._name
-
-    @property
-    def kind(self) -> str:
-        """Always ``"relay"``."""
-        return "relay"
-
-    def leased(self, lease: Lease) -> None:
-        """Remember the highest message id marked published (for the relay's status)."""
-        self.position = lease.position
 
     async def step(self, lease: Lease) -> bool:
         """Publish the oldest unpublished messages, then mark them; False when there were none."""
@@ -179,10 +172,6 @@ class OutboxTableRelay:
                 transaction.advance(newest)
                 self.position = newest
         return True
-
-    async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
-        """Log why the relay stopped."""
-        logger.error("relay %r halted: %s", self.name, error)
 
 
 class OutboxWorker:

@@ -132,7 +132,26 @@ class RabbitMQSubscriber:
             await connection.close()
 
 
-class NatsJetStreamSubscriber:
+class _PullingSubscriber:
+    """What the pulling subscribers share: a background task, stopped by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def _run(self, work: Any, name: str) -> None:
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(work, name=name)
+
+    async def _stop_task(self) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class NatsJetStreamSubscriber(_PullingSubscriber):
     """Pulls from JetStream stream ``stream`` (durable consumer ``durable``) into ``consumer``."""
 
     def __init__(
@@ -158,8 +177,7 @@ class NatsJetStreamSubscriber:
         self.retry_delay = retry_delay
         self.batch = batch
         self._client: Client | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        super().__init__()
 
     async def start(self) -> None:
         """Subscribe (the stream must exist: the publisher creates it) and start pulling."""
@@ -176,8 +194,7 @@ class NatsJetStreamSubscriber:
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait),
         )
         self._jetstream = jetstream
-        self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._pull(), name=f"jetstream-{self.durable}")
+        self._run(self._pull(), f"jetstream-{self.durable}")
 
     async def _pull(self) -> None:
         while not self._stopping.is_set():
@@ -211,17 +228,13 @@ class NatsJetStreamSubscriber:
 
     async def close(self) -> None:
         """Stop pulling and close the connection."""
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop_task()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
 
 
-class RedisStreamsSubscriber:
+class RedisStreamsSubscriber(_PullingSubscriber):
     """Reads stream ``stream`` in consumer group ``group`` (as ``name``) into ``consumer``."""
 
     def __init__(
@@ -245,16 +258,14 @@ class RedisStreamsSubscriber:
         self.reclaim_after = reclaim_after
         self.batch = batch
         self._client: Redis | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        super().__init__()
 
     async def start(self) -> None:
         """Create the group (reading from the stream's start) and start reading."""
         self._client = Redis.from_url(self.url, socket_connect_timeout=5)
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
             await self._client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._read(), name=f"redis-{self.group}-{self.name}")
+        self._run(self._read(), f"redis-{self.group}-{self.name}")
 
     async def _read(self) -> None:
         assert self._client is not None  # noqa: S101 - started
@@ -300,11 +311,7 @@ class RedisStreamsSubscriber:
 
     async def close(self) -> None:
         """Stop reading and close the connection."""
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop_task()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
