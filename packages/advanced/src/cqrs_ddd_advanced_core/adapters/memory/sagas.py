@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
+from cqrs_ddd_advanced_core.adapters.memory.staging import stage_with_command
 from cqrs_ddd_advanced_core.sagas.barrier import (
     BarrierError,
     BarrierOutcome,
@@ -26,7 +27,7 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
 )
 from cqrs_ddd_core.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope_or_none
-from cqrs_ddd_core.exceptions import ConcurrencyError, UnitOfWorkError
+from cqrs_ddd_core.exceptions import ConcurrencyError
 
 
 class InMemorySagaRepository:
@@ -78,7 +79,7 @@ class InMemorySagaRepository:
             self._keys[key] = stored.saga_id
             self._put(stored)
 
-        self._stage(("saga", stored.saga_id), check, apply)
+        stage_with_command("saga repository", ("saga", stored.saga_id), check, apply)
         return True
 
     async def save(self, state: SagaState) -> None:
@@ -94,7 +95,9 @@ class InMemorySagaRepository:
                     f"saga {state.saga_id}", expected_version=expected, actual_version=actual
                 )
 
-        self._stage(("saga", state.saga_id), check, lambda: self._put(stored))
+        stage_with_command(
+            "saga repository", ("saga", state.saga_id), check, lambda: self._put(stored)
+        )
 
     async def all(self) -> list[SagaState]:
         """Return copies of every instance, in the order they were added (for tests and tools)."""
@@ -128,19 +131,6 @@ class InMemorySagaRepository:
     def _put(self, state: SagaState) -> None:
         self._states[state.saga_id] = state
         self._changed_at[state.saga_id] = self.clock()
-
-    @staticmethod
-    def _stage(key: object, check: Callable[[], None], apply: Callable[[], None]) -> None:
-        scope = current_scope_or_none()
-        if scope is None:
-            check()
-            apply()
-            return
-        if not isinstance(scope.uow, InMemoryUnitOfWork):
-            raise UnitOfWorkError(
-                f"the in-memory saga repository cannot join a {type(scope.uow).__qualname__}"
-            )
-        scope.uow.stage(key, check=check, apply=apply)
 
 
 class InMemoryBranchBarrier:

@@ -8,13 +8,12 @@ commit against the version it was read at (``ConcurrencyError`` otherwise).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from uuid import UUID
 
+from cqrs_ddd_advanced_core.adapters.memory.staging import stage_with_command
 from cqrs_ddd_advanced_core.undo.log import UndoEntry
-from cqrs_ddd_core.adapters.memory.unit_of_work import InMemoryUnitOfWork
-from cqrs_ddd_core.cqrs.scope import current_scope_or_none
-from cqrs_ddd_core.exceptions import ConcurrencyError, UnitOfWorkError
+from cqrs_ddd_core.exceptions import ConcurrencyError
 
 
 class InMemoryUndoLog:
@@ -33,7 +32,15 @@ class InMemoryUndoLog:
                     f"undo entry {entry.token}", expected_version=0, actual_version=1
                 )
 
-        _stage(("undo", entry.token), check, lambda: self._entries.__setitem__(entry.token, stored))
+        stage_with_command(
+            "undo log",
+            ("undo", entry.token),
+            check,
+            lambda: self._entries.__setitem__(entry.token, stored),
+        )
+
+    def _put(self, entry: UndoEntry) -> None:
+        self._entries[entry.token] = entry
 
     async def get(self, token: UUID) -> UndoEntry | None:
         """Return the entry ``token``, or None."""
@@ -52,7 +59,12 @@ class InMemoryUndoLog:
                     f"undo entry {entry.token}", expected_version=expected, actual_version=actual
                 )
 
-        _stage(("undo", entry.token), check, lambda: self._entries.__setitem__(entry.token, stored))
+        stage_with_command(
+            "undo log",
+            ("undo", entry.token),
+            check,
+            lambda: self._entries.__setitem__(entry.token, stored),
+        )
 
     async def supersede(self, aggregate_ids: Sequence[str]) -> None:
         """Stage: the undone entries of these aggregates become superseded."""
@@ -65,7 +77,7 @@ class InMemoryUndoLog:
                         update={"status": "superseded", "version": entry.version + 1}
                     )
 
-        _stage(("supersede", tuple(sorted(wanted))), lambda: None, apply)
+        stage_with_command("undo log", ("supersede", tuple(sorted(wanted))), lambda: None, apply)
 
     async def history(
         self,
@@ -84,16 +96,3 @@ class InMemoryUndoLog:
             and (statuses is None or entry.status in statuses)
         ]
         return found[:limit]
-
-
-def _stage(key: object, check: Callable[[], None], apply: Callable[[], None]) -> None:
-    scope = current_scope_or_none()
-    if scope is None:
-        check()
-        apply()
-        return
-    if not isinstance(scope.uow, InMemoryUnitOfWork):
-        raise UnitOfWorkError(
-            f"the in-memory undo log cannot join a {type(scope.uow).__qualname__}"
-        )
-    scope.uow.stage(key, check=check, apply=apply)
