@@ -77,7 +77,7 @@ class Load:
 
 
 CI = Load(sagas=100, random_kills=5, work=0.02)
-SOAK = Load(sagas=1_000, random_kills=47, work=0.01, settle_seconds=600.0, kill_gap=(0.05, 0.2))
+SOAK = Load(sagas=1_000, random_kills=47, work=0.1, settle_seconds=600.0, kill_gap=(0.05, 0.2))
 
 
 def keys_for(load: Load, rng: random.Random) -> list[str]:
