@@ -1,4 +1,6 @@
-"""cqrs-ddd on SQLAlchemy: event store, repositories, outbox, read models and scheduler.
+"""cqrs-ddd on SQLAlchemy: event store, repositories, outbox, inbox, read models and more.
+
+Also the command scheduler, saga instances and the TCC barrier, and the undo log.
 
 Build an engine with :func:`create_engine` (SQLite file by default,
 PostgreSQL with a ``postgresql+asyncpg://`` URL), create the schema once with
