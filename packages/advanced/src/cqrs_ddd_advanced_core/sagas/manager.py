@@ -87,8 +87,8 @@ class _Phase:
     """How a saga ends: compensating (undo latest first) or confirming (TCC, in order)."""
 
     status: str
-    doing: str
     pending: Callable[[Saga[Any]], list[Compensation]]
+    command: Callable[[Saga[Any], Compensation], Command]
     done: str
     failed: str
     failpoint: str
@@ -96,16 +96,16 @@ class _Phase:
 
 _COMPENSATING = _Phase(
     "compensating",
-    "compensating",
     methodcaller("pending_compensations"),
+    Saga.compensation_command,
     "compensation_done",
     "compensation_failed",
     "saga.mid_compensation",
 )
 _CONFIRMING = _Phase(
     "confirming",
-    "confirming",
     methodcaller("pending_confirmations"),
+    Saga.confirmation_command,
     "confirmation_done",
     "confirmation_failed",
     "saga.mid_confirmation",
@@ -338,7 +338,7 @@ class SagaManager:
                 return
             item = pending[0]
             try:
-                command = saga.compensation_command(item)
+                command = phase.command(saga, item)
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(Exception),
                     stop=stop_after_attempt(self.compensation_attempts),
@@ -350,7 +350,7 @@ class SagaManager:
             except Exception as error:  # noqa: BLE001 - parked for an operator, never dropped
                 reason = f"{type(error).__qualname__}: {error}"
                 logger.error(
-                    "saga %s parked: %s %r failed: %s", saga_id, phase.doing, item.step, reason
+                    "saga %s parked: %s %r failed: %s", saga_id, phase.status, item.step, reason
                 )
                 await self._update(
                     saga_type, saga_id, methodcaller(phase.failed, item.step, reason)
