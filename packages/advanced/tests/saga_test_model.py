@@ -34,6 +34,7 @@ from cqrs_ddd_core import (
     MessageTypeRegistry,
 )
 from cqrs_ddd_core.ports.unit_of_work import UnitOfWork
+from cqrs_ddd_testing.sagas import FakeClock
 
 
 class CreateOrder(Command):
@@ -235,14 +236,8 @@ TimedFulfillment = (
 )  # fmt: skip
 
 
-class Clock:
-    """A clock the test moves by hand (Unix seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+Clock = FakeClock
+"""A clock the test moves by hand (the saga test kit's)."""
 
 
 class TimedShop:

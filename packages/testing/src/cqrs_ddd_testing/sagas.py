@@ -163,7 +163,7 @@ class SagaTestKit:
         self.clock.now += delay.total_seconds()
         service = CommandSchedulerService(
             self.scheduler,
-            self._send,
+            self.send,
             message_registry=MessageTypeRegistry([SagaTimeout]),
             max_attempts=1,
         )
@@ -235,9 +235,6 @@ class SagaTestKit:
 
     async def send(self, command: Command) -> CommandResponse[None]:
         """Take a command a saga sends: record it, apply the test's rules, deliver the reply."""
-        return await self._send(command)
-
-    async def _send(self, command: Command) -> CommandResponse[None]:
         if isinstance(command, SagaTimeout):
             return await self._time_out(command)
         self.sent.append(command)
