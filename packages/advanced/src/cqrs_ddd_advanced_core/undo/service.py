@@ -123,7 +123,7 @@ class UndoService:
     async def execute(self, command: Command, *, user: str | None = None) -> UUID:
         """Run ``command`` and log it for undo, in its transaction; return its undo token."""
         undo = self.executors.executor_for(command)
-        self.message_registry.encode(command)  # an unloggable command fails before it runs
+        logged_command = self._logged(command)  # an unloggable command fails before it runs
         token = uuid4()
         logged: list[bool] = []
 
@@ -131,7 +131,7 @@ class UndoService:
             events = _logged_events(scope.produced)
             entry = UndoEntry(
                 token=token,
-                command=self._logged(command),
+                command=logged_command,
                 inverse=self._logged(undo.inverse(command, list(scope.produced))),
                 events=events,
                 applied=events,
@@ -213,15 +213,17 @@ class UndoService:
 
         The conflict check runs before sending (a clear refusal instead of a
         failing command) and again in the command's transaction, against the
-        versions its events start at (another writer may have committed in
-        between: the command's handler saw that state).
+        versions its events start at, when another writer committed after the
+        first check (the command's handler saw that state).
         """
         original = self._decoded(entry.command)
         undo = self.executors.executor_for(original)
-        await self._check(entry, undo, original, action, None)
+        checked = await self._check(entry, undo, original, action, None)
 
         async def record(scope: CommandScope) -> None:
-            await self._check(entry, undo, original, action, _first_versions(scope.produced))
+            starts = _first_versions(scope.produced)
+            if any(starts.get(stream, head + 1) != head + 1 for stream, head in checked.items()):
+                await self._check(entry, undo, original, action, starts)
             events = _logged_events(scope.produced, application=len(entry.operations) + 1)
             change: dict[str, Any] = {
                 "status": status,
@@ -261,12 +263,19 @@ class UndoService:
         command: Command,
         action: str,
         until: dict[str, int] | None,
-    ) -> None:
-        intervening = await self._since(entry, until)
+    ) -> dict[str, int]:
+        """Refuse (``UndoConflictError``) unless the events since the entry commute with it.
+
+        Returns the version each of the entry's streams had reached when checked.
+        """
+        intervening, heads = await self._since(entry, until)
         if intervening and not undo.commutes(command, intervening):
             raise UndoConflictError(entry.token, action, intervening)
+        return heads
 
-    async def _since(self, entry: UndoEntry, until: dict[str, int] | None) -> list[LoggedEvent]:
+    async def _since(
+        self, entry: UndoEntry, until: dict[str, int] | None
+    ) -> tuple[list[LoggedEvent], dict[str, int]]:
         """Return the events recorded on the entry's aggregates since the versions it reached.
 
         ``until`` bounds each stream (versions below it). Another entry's
@@ -274,10 +283,12 @@ class UndoService:
         done and undone, or undone and redone) are left out, so undoing an
         aggregate's entries newest first, and redoing them oldest first, meets
         no conflict. Every other change counts: another entry's net change,
-        and every other writer's events.
+        and every other writer's events. Also returns the version each stream
+        had reached (the entry's own when nothing followed it).
         """
+        heads = dict(entry.aggregates)
         if self.event_store is None:
-            return []
+            return [], heads
         since: list[LoggedEvent] = []
         for stream, version in sorted(entry.aggregates.items()):
             limit = None if until is None else until.get(stream)
@@ -287,6 +298,7 @@ class UndoService:
             found = [event for event in stored if limit is None or event.version < limit]
             if not found:
                 continue
+            heads[stream] = found[-1].version
             window = {event.event_id for event in found}
             cancelled: set[UUID] = set()
             for other in await self.log.history(aggregate_id=stream, limit=10_000):
@@ -306,7 +318,7 @@ class UndoService:
                 for event in found
                 if event.event_id not in cancelled
             )
-        return since
+        return since, heads
 
     async def _send(self, command: Command, record: Callable[[CommandScope], Any]) -> None:
         def join(scope: CommandScope) -> None:
