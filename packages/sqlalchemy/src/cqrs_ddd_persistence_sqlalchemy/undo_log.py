@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cqrs_ddd_advanced_core.undo.log import UndoEntry
@@ -41,6 +42,7 @@ class SQLAlchemyUndoLog:
     def __init__(self, session: EngineSource) -> None:
         self.engine = engine_of(session)
         self._reads = Reads(self.engine)
+        self._dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
 
     async def add(self, entry: UndoEntry) -> None:
         """Insert a new entry (version 1) and the aggregates it touched."""
@@ -97,18 +99,16 @@ class SQLAlchemyUndoLog:
                     expected_version=entry.version,
                     actual_version=0 if stored is None else int(stored),
                 )
-            known = set(
-                await connection.scalars(
-                    select(undo_aggregates.c.aggregate_id).where(
-                        undo_aggregates.c.token == entry.token
-                    )
-                )
-            )
-            new = sorted(set(entry.aggregates) - known)
-            if new:
+            if entry.aggregates:  # an undo or redo may touch an aggregate the entry did not
                 await connection.execute(
-                    insert(undo_aggregates),
-                    [{"token": entry.token, "aggregate_id": aggregate_id} for aggregate_id in new],
+                    self._dialect.insert(undo_aggregates)
+                    .values(
+                        [
+                            {"token": entry.token, "aggregate_id": aggregate_id}
+                            for aggregate_id in sorted(entry.aggregates)
+                        ]
+                    )
+                    .on_conflict_do_nothing()
                 )
 
         await self._write(operation, write)
