@@ -129,6 +129,35 @@ async def check_a_hand_written_saga_keeps_its_typed_state(repository: SagaReposi
     assert shop.effects == [("CreateOrder", "w1"), ("ReserveItems", "w1")]
 
 
+async def ended(sagas: SagaBootstrap, key: str) -> str | None:
+    """Return the status of the order saga ``key``, or None when there is none."""
+    state = await sagas.manager.state_of(OrderSaga, key)
+    return None if state is None else state.status
+
+
+async def check_the_worker_resumes_a_crashed_saga_in_the_background(
+    repository: SagaRepository,
+) -> None:
+    """``bootstrap_sagas(...).worker`` starts, finishes a saga a crash left mid-step, stops."""
+    shop = Shop()
+    sagas = shop.sagas(repository, recovery_interval=0.2)
+    shop.crash_on = "ChargePayment"
+    with pytest.raises(asyncio.CancelledError):
+        await shop.mediator.send(CreateOrder(order_id="resumed"))
+
+    await sagas.worker.start()
+    assert sagas.worker.running
+    try:
+        async with asyncio.timeout(10):
+            while await ended(sagas, "resumed") != "completed":  # noqa: ASYNC110 - polling
+                await asyncio.sleep(0.05)
+    finally:
+        await sagas.worker.stop()
+    assert not sagas.worker.running
+    assert sagas.worker.resumed >= 1
+    assert [e for e in shop.effects if e[0] == "ChargePayment"] == [("ChargePayment", "resumed")]
+
+
 async def check_recovery_claims_only_sagas_in_flight_once(
     repository: SagaRepository, age: Callable[[float], Awaitable[None]]
 ) -> None:

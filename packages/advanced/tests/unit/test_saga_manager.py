@@ -21,6 +21,7 @@ from saga_test_model import (
     Shop,
     check_a_hand_written_saga_keeps_its_typed_state,
     check_recovery_claims_only_sagas_in_flight_once,
+    check_the_worker_resumes_a_crashed_saga_in_the_background,
 )
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemorySagaRepository
@@ -122,12 +123,7 @@ async def test_a_crash_before_the_command_is_sent_is_recovered_by_the_worker() -
 
 
 async def test_the_worker_starts_and_stops() -> None:
-    sagas = Shop().sagas(InMemorySagaRepository(), recovery_interval=0.05)
-    await sagas.worker.start()
-    assert sagas.worker.running
-    await asyncio.sleep(0.12)
-    await sagas.worker.stop()
-    assert not sagas.worker.running
+    await check_the_worker_resumes_a_crashed_saga_in_the_background(InMemorySagaRepository())
 
 
 async def test_events_no_saga_listens_to_or_that_start_nothing_are_ignored() -> None:

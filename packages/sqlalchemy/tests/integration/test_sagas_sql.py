@@ -23,6 +23,7 @@ from saga_test_model import (
     check_a_step_whose_outcome_never_comes_times_out_and_compensates,
     check_a_timeout_firing_after_its_step_completed_changes_nothing,
     check_recovery_claims_only_sagas_in_flight_once,
+    check_the_worker_resumes_a_crashed_saga_in_the_background,
 )
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -221,3 +222,8 @@ async def test_recovery_claims_only_sagas_in_flight_once(engine: AsyncEngine) ->
 
     repository = SQLAlchemySagaRepository(engine)
     await check_recovery_claims_only_sagas_in_flight_once(repository, age)
+
+
+async def test_the_worker_starts_and_stops(engine: AsyncEngine) -> None:
+    repository = SQLAlchemySagaRepository(engine)
+    await check_the_worker_resumes_a_crashed_saga_in_the_background(repository)
