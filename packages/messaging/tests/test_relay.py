@@ -128,12 +128,12 @@ async def test_one_relay_at_a_time_holds_the_lease(redis_namespace: RedisNamespa
             topic=lambda _: key,
         )  # fmt: skip
         standby = OutboxWorker(standby_relay, owner="standby")
-        assert await holder.loop.take_lease()
+        assert await holder.loops[0].take_lease()
 
         await standby.drain()  # the holder has the lease: nothing is published
         assert standby_relay.published == 0
 
-        await holder.loop.give_up_lease()
+        await holder.loops[0].give_up_lease()
         await standby.drain()
     assert standby_relay.published == 20
     client: Redis = Redis.from_url(redis_namespace.url)

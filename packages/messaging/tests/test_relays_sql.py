@@ -8,6 +8,9 @@ both, and the outbox rows are marked published only after JetStream's ack.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import nats
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +22,10 @@ from cqrs_ddd_advanced_core import (
     EventSourcedRepository,
     aggregate_event_handler,
 )
+from cqrs_ddd_advanced_core.outbox import Partition
+from cqrs_ddd_advanced_core.workers import WorkerStatus
 from cqrs_ddd_core import AggregateRoot, Command, DomainEvent, EventTypeRegistry, HandlerRegistry
+from cqrs_ddd_core.cqrs.scope import command_scope
 from cqrs_ddd_infrastructure_messaging import (
     EventLogRelay,
     MessageEnvelope,
@@ -133,16 +139,7 @@ async def test_each_event_reaches_the_broker_once_through_one_relay(
             owner="relay",
         ).drain()  # fmt: skip
 
-    client = await nats.connect(nats_namespace.url)
-    try:
-        jetstream = client.jetstream()
-        count = (await jetstream.stream_info(stream)).state.messages
-        received = [
-            MessageEnvelope.from_bytes((await jetstream.get_msg(stream, seq=seq)).data or b"")
-            for seq in range(1, count + 1)
-        ]
-    finally:
-        await client.close()
+    received = await _jetstream_messages(nats_namespace.url, stream)
     assert publisher.duplicates == 0
     assert len(received) == 18 + 9  # each event once: 18 ledger touches, 9 profile touches
     assert len({envelope.message_id for envelope in received}) == 27
@@ -155,3 +152,111 @@ async def test_each_event_reaches_the_broker_once_through_one_relay(
             select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
         )
         assert await connection.scalar(unpublished) == 0
+
+
+async def test_partitions_are_shared_by_workers_and_taken_over_when_a_holder_dies(
+    engine: AsyncEngine, nats_namespace: NatsNamespace
+) -> None:
+    event_store = SQLAlchemyEventStore(engine)
+    ledgers = EventSourcedRepository(
+        EventSourcedLoader(Ledger, event_store, EventTypeRegistry([Touched]))
+    )
+    profiles = SQLAlchemyRepository(Profile, engine)
+    for touch in range(5):
+        for number in range(6):
+            async with SQLAlchemyUnitOfWork(engine) as uow:
+                with command_scope(uow):
+                    ledger = await ledgers.find(f"ledger-{number}") or Ledger(id=f"ledger-{number}")
+                    ledger.touch()
+                    await ledgers.save(ledger)
+                    profile = await profiles.find(f"profile-{number}")
+                    profile = profile or Profile(id=f"profile-{number}")
+                    profile.touch()
+                    await profiles.save(profile)
+                await uow.commit()
+        assert touch == ledger.version - 1
+
+    stream = nats_namespace.stream("events")
+    storage = SQLAlchemyWorkerStorage(engine)
+    publisher = NatsJetStreamPublisher(
+        nats_namespace.url, stream=stream, subjects=[nats_namespace.subject(">")]
+    )
+
+    def topic(envelope: MessageEnvelope) -> str:
+        return nats_namespace.subject(f"{envelope.aggregate_type}.{envelope.aggregate_id}")
+
+    def relays() -> list[EventLogRelay | OutboxTableRelay]:
+        return [
+            EventLogRelay(
+                name="log", event_store=event_store, storage=storage, publisher=publisher,
+                topic=topic, batch_size=7, lease_ttl=1.0, partitions=3,
+            ),
+            OutboxTableRelay(
+                name="outbox", outbox=SQLAlchemyOutboxStore(engine), storage=storage,
+                publisher=publisher, topic=topic, batch_size=4, lease_ttl=1.0, partitions=3,
+            ),
+        ]  # fmt: skip
+
+    async with publisher:
+        dead = [OutboxWorker(relay, owner="dead", poll_interval=0.05) for relay in relays()]
+        for worker in dead:  # holds partitions 0 and 1, publishes nothing, never lets go
+            assert await worker.loops[0].take_lease()
+            assert await worker.loops[1].take_lease()
+        alive = [OutboxWorker(relay, owner="alive", poll_interval=0.05) for relay in relays()]
+        for worker in alive:
+            await worker.start()
+        try:
+            for worker in alive:
+                await _wait_for(worker, lambda s: [x.owner for x in s] == ["dead", "dead", "alive"])
+            for worker in alive:  # the dead holder's leases run out: all three taken over
+                statuses = await _wait_for(
+                    worker, lambda s: all(x.owner == "alive" and x.lag_events == 0 for x in s)
+                )
+                assert [s.name for s in statuses] == [
+                    f"{worker.relay.name}:{index}of3" for index in range(3)
+                ]
+                status = await worker.status()
+                assert (status.owner, status.lag_events) == ("alive", 0)
+        finally:
+            for worker in alive:
+                await worker.stop()
+
+    received = await _jetstream_messages(nats_namespace.url, stream)
+    assert publisher.duplicates == 0
+    assert len(received) == 60
+    for kind in ("ledger", "profile"):
+        for number in range(6):
+            versions = [e.version for e in received if e.aggregate_id == f"{kind}-{number}"]
+            assert versions == [1, 2, 3, 4, 5]
+    holders = {
+        partition.index
+        for partition in (Partition(index, 3) for index in range(3))
+        for kind in ("ledger", "profile")
+        for number in range(6)
+        if partition.holds(f"{kind}-{number}")
+    }
+    assert holders == {0, 1, 2}  # the aggregates spread over every partition
+
+
+async def _wait_for(
+    worker: OutboxWorker, condition: Callable[[list[WorkerStatus]], bool]
+) -> list[WorkerStatus]:
+    for _ in range(200):  # up to 10 s
+        statuses = await worker.statuses()
+        if condition(statuses):
+            return statuses
+        await asyncio.sleep(0.05)
+    raise AssertionError(statuses)
+
+
+async def _jetstream_messages(url: str, stream: str) -> list[MessageEnvelope]:
+    client = await nats.connect(url)
+    try:
+        jetstream = client.jetstream()
+        count = (await jetstream.stream_info(stream)).state.messages
+        return [
+            MessageEnvelope.from_bytes((await jetstream.get_msg(stream, seq=seq)).data or b"")
+            for seq in range(1, count + 1)
+        ]
+    finally:
+        await client.close()

@@ -1,29 +1,30 @@
-"""The event-log relay: publishes every committed event to a broker, in log order (in progress).
+"""The relays: publish every committed event to a broker, in order per aggregate.
 
-:class:`EventLogRelay` is a job of the workers machinery
-(:mod:`cqrs_ddd_advanced_core.workers`), and :class:`OutboxWorker` runs it
-under a lease. Each step reads the next page of the event log after its
-checkpoint (``read_all``: committed events in the store's global order, never
-skipping one that commits later at a lower position), publishes each as a
-:class:`~.envelope.MessageEnvelope`, waiting for the broker's confirmation,
-then advances the checkpoint in a transaction fenced by the lease. So:
+:class:`EventLogRelay` (event-sourced aggregates' events, from the event log)
+and :class:`OutboxTableRelay` (state-stored aggregates' events, from the
+outbox table) are split into partitions by aggregate id (one by default);
+:class:`OutboxWorker` runs each partition as a job of the workers machinery
+(:mod:`cqrs_ddd_advanced_core.workers`) under a lease of its own. Each step
+reads the partition's next page after its checkpoint (the log through
+``read_all``: committed events in the store's global order, never skipping one
+that commits later at a lower position; the outbox by the oldest rows not yet
+published), publishes each as a :class:`~.envelope.MessageEnvelope`, waiting
+for the broker's confirmation, then advances the checkpoint (and marks the
+outbox rows published) in a transaction fenced by the lease. So:
 
 * nothing is marked published before the broker confirmed it;
 * a relay that dies between a confirmation and its checkpoint publishes the
   page again when it (or another) resumes: the same message ids, which
-  JetStream drops within its duplicate window and consumers' inboxes drop
-  (coming);
-* one relay at a time holds the lease (several processes may run
-  ``OutboxWorker``; a standby takes over when the holder's lease runs out),
-  so the events go out one at a time in log order, and so in order per
-  aggregate.
+  JetStream drops within its duplicate window and consumers' inboxes drop;
+* one relay at a time holds a partition's lease (several processes may run
+  ``OutboxWorker``; a standby takes a partition over when its holder's lease
+  runs out), so one aggregate's events go out one at a time, in order;
+  events of different partitions may interleave in any order.
 
-:class:`OutboxTableRelay` does the same for the outbox table, where
-state-stored aggregates' events are written (an aggregate's events are in the
-log or in the outbox, never both, so each reaches the broker through one
-relay). A publish that fails (the broker is down) fails the step: the worker
-backs off (capped) and resumes from the checkpoint. Coming: per-partition
-leases.
+An aggregate's events are in the log or in the outbox, never both, so each
+reaches the broker through one relay. A publish that fails (the broker is
+down) fails the step: the partition's worker backs off (capped) and resumes
+from its checkpoint, never skipping ahead.
 """
 
 from __future__ import annotations
@@ -31,19 +32,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from cqrs_ddd_advanced_core.domain.exceptions import WorkHaltedError
-from cqrs_ddd_advanced_core.outbox import OutboxStore
-from cqrs_ddd_advanced_core.workers import Lease, WorkerLoop, WorkerStatus, read_status
+from cqrs_ddd_advanced_core.outbox import OutboxStore, Partition
+from cqrs_ddd_advanced_core.workers import (
+    Lease,
+    WorkerLoop,
+    WorkerState,
+    WorkerStatus,
+    read_status,
+)
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.ports.event_store import EventStore
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_infrastructure_messaging.envelope import MessageEnvelope
 
 logger = logging.getLogger(__name__)
+
+_STATES_BY_WEIGHT: tuple[WorkerState, ...] = ("halted", "running", "standby", "idle", "stopped")
+"""The state a relay with several partitions reports: the first any partition is in."""
 
 TopicOf = Callable[[MessageEnvelope], str]
 """Names the topic (routing key, subject, stream key) an envelope goes to."""
@@ -57,29 +69,25 @@ class EnvelopePublisher(Protocol):
         ...
 
 
-class _Relay:
-    """What both relays share: their name, kind, settings, position and halt."""
+class RelayPartition:
+    """One partition of a relay: the job a :class:`~cqrs_ddd_advanced_core.workers.WorkerLoop` runs.
 
-    def __init__(
-        self,
-        name: str,
-        storage: WorkerStorage,
-        publisher: EnvelopePublisher,
-        batch_size: int,
-        lease_ttl: float,
-    ) -> None:
-        self._name = name
-        self.storage = storage
-        self.publisher = publisher
-        self.batch_size = batch_size
-        self.lease_ttl = lease_ttl
+    Its name keys its lease and checkpoint: the relay's name when the relay
+    has one partition, ``"<name>:<index>of<count>"`` when it has several
+    (changing the count starts new checkpoints: the event-log relay then
+    publishes the log again, the same message ids, which consumers drop).
+    """
+
+    def __init__(self, relay: _Relay, partition: Partition) -> None:
+        self.relay = relay
+        self.partition = partition
         self.position = 0
-        self.published = 0
-        """How many messages this relay published (repeats after a takeover included)."""
+        single = partition.count == 1
+        self._name = relay.name if single else f"{relay.name}:{partition.index}of{partition.count}"
 
     @property
     def name(self) -> str:
-        """The relay's name: the key of its lease and checkpoint."""
+        """The partition's lease and checkpoint key."""
         return self._name
 
     @property
@@ -91,13 +99,59 @@ class _Relay:
         """Resume from the checkpoint the lease was taken at."""
         self.position = lease.position
 
+    async def step(self, lease: Lease) -> bool:
+        """Publish the partition's next page under ``lease``; False when there was none."""
+        return await self.relay.publish_page(self, lease)
+
     async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
-        """Log why the relay stopped."""
+        """Log why the partition stopped."""
         logger.error("relay %r halted: %s", self.name, error)
 
 
+class _Relay(ABC):
+    """What both relays share: their name, settings, partitions and count of publishes."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        storage: WorkerStorage,
+        publisher: EnvelopePublisher,
+        batch_size: int,
+        lease_ttl: float,
+        partitions: int,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"a relay needs at least one partition, not {partitions}")
+        self._name = name
+        self.storage = storage
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.lease_ttl = lease_ttl
+        self.published = 0
+        """How many messages this relay published (repeats after a takeover included)."""
+        self.partitions = [
+            RelayPartition(self, Partition(index, partitions)) for index in range(partitions)
+        ]
+        """The relay's partitions, each run by a loop of its own (one by default)."""
+
+    @property
+    def name(self) -> str:
+        """The relay's name (its partitions' lease and checkpoint keys start with it)."""
+        return self._name
+
+    @abstractmethod
+    async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
+        """Publish ``job``'s next page under ``lease``; False when there was none."""
+
+
 class EventLogRelay(_Relay):
-    """Publishes the event log from its checkpoint (see the module docs)."""
+    """Publishes the event log from its checkpoint (see the module docs).
+
+    With ``partitions`` above 1, each partition reads the whole log from its
+    own checkpoint and publishes the events of the aggregates it holds
+    (``Partition.holds(aggregate id)``), under a lease of its own.
+    """
 
     def __init__(
         self,
@@ -109,23 +163,33 @@ class EventLogRelay(_Relay):
         topic: TopicOf,
         batch_size: int = 100,
         lease_ttl: float = 15.0,
+        partitions: int = 1,
     ) -> None:
-        super().__init__(name, storage, publisher, batch_size, lease_ttl)
+        super().__init__(
+            name=name,
+            storage=storage,
+            publisher=publisher,
+            batch_size=batch_size,
+            lease_ttl=lease_ttl,
+            partitions=partitions,
+        )
         self.event_store = event_store
         self.topic = topic
 
-    async def step(self, lease: Lease) -> bool:
-        """Publish the next page of the log, then advance the checkpoint; False when none."""
-        page = await self.event_store.read_all(after_position=self.position, limit=self.batch_size)
+    async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
+        """Publish ``job``'s events of the next page of the log, then advance its checkpoint."""
+        page = await self.event_store.read_all(after_position=job.position, limit=self.batch_size)
         if not page:
             return False
+        whole_log = job.partition.count == 1
         for stored in page:
-            envelope = MessageEnvelope.of_stored(stored)
-            await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
-            self.published += 1
+            if whole_log or job.partition.holds(stored.stream_id):
+                envelope = MessageEnvelope.of_stored(stored)
+                await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
+                self.published += 1
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             transaction.advance(page[-1].position)
-        self.position = page[-1].position
+        job.position = page[-1].position
         return True
 
 
@@ -136,8 +200,10 @@ class OutboxTableRelay(_Relay):
     by the order they were written, never "after the last id seen"),
     publishes each as an envelope to its row's topic (or ``topic(envelope)``)
     and waits for the broker's confirmation, then marks them published in the
-    transaction fenced by the lease. One relay at a time holds the lease, so
-    an aggregate's messages go out in the order they were written.
+    transaction fenced by the lease. One relay at a time holds a partition's
+    lease, so an aggregate's messages go out in the order they were written.
+    With ``partitions`` above 1, each partition takes only the rows whose
+    stored hash it holds.
     """
 
     def __init__(
@@ -150,14 +216,22 @@ class OutboxTableRelay(_Relay):
         topic: TopicOf | None = None,
         batch_size: int = 100,
         lease_ttl: float = 15.0,
+        partitions: int = 1,
     ) -> None:
-        super().__init__(name, storage, publisher, batch_size, lease_ttl)
+        super().__init__(
+            name=name,
+            storage=storage,
+            publisher=publisher,
+            batch_size=batch_size,
+            lease_ttl=lease_ttl,
+            partitions=partitions,
+        )
         self.outbox = outbox
         self.topic = topic
 
-    async def step(self, lease: Lease) -> bool:
-        """Publish the oldest unpublished messages, then mark them; False when there were none."""
-        messages = await self.outbox.pending(limit=self.batch_size)
+    async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
+        """Publish ``job``'s oldest unpublished messages, then mark them; False when none."""
+        messages = await self.outbox.pending(limit=self.batch_size, partition=job.partition)
         if not messages:
             return False
         for message in messages:
@@ -168,18 +242,23 @@ class OutboxTableRelay(_Relay):
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             await self.outbox.mark_published(transaction, [message.id for message in messages])
             newest = max(message.id for message in messages)
-            if newest > self.position:
+            if newest > job.position:
                 transaction.advance(newest)
-                self.position = newest
+                job.position = newest
         return True
 
 
 class OutboxWorker:
-    """Runs a relay (:class:`EventLogRelay` or :class:`OutboxTableRelay`) under its lease.
+    """Runs a relay (:class:`EventLogRelay` or :class:`OutboxTableRelay`) under its leases.
 
     In the background (:meth:`start`, :meth:`stop`) or on demand (:meth:`drain`).
+    One :class:`~cqrs_ddd_advanced_core.workers.WorkerLoop` per partition
+    (``loops``): each takes its partition's lease when it is free and waits as
+    a standby while another process holds it, so several processes running
+    the same relay share its partitions, and take over a dead one's when its
+    lease runs out.
 
-    ``owner`` names this process in the lease (any unique string);
+    ``owner`` names this process in the leases (any unique string);
     ``poll_interval`` is how often an idle relay looks for new events (the
     event store's wake-up shortens the wait in this process).
     """
@@ -195,65 +274,111 @@ class OutboxWorker:
         wakeup: Wakeup | None = None,
     ) -> None:
         self.relay = relay
-        self.loop = WorkerLoop(
-            relay,
-            relay.storage.leases,
-            owner=owner,
-            nudge=wakeup or Wakeup(),
-            lease_ttl=relay.lease_ttl,
-            poll_interval=poll_interval,
-            retry_backoff=retry_backoff,
-            max_backoff=max_backoff,
-            logger=logger,
-        )
+        nudge = wakeup or Wakeup()
+        self.loops = [
+            WorkerLoop(
+                job,
+                relay.storage.leases,
+                owner=owner,
+                nudge=nudge,
+                lease_ttl=relay.lease_ttl,
+                poll_interval=poll_interval,
+                retry_backoff=retry_backoff,
+                max_backoff=max_backoff,
+                logger=logger,
+            )
+            for job in relay.partitions
+        ]
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Start relaying in the background; starting a running worker does nothing."""
-        if self._task is not None and not self._task.done():
+        if any(not task.done() for task in self._tasks):
             return
         self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self.loop.run(self._stopping), name="outbox-relay")
+        self._tasks = [
+            asyncio.create_task(loop.run(self._stopping), name=f"outbox-relay-{loop.name}")
+            for loop in self.loops
+        ]
 
     async def stop(self) -> None:
-        """Stop after the page under way, and give the lease back."""
-        task, self._task = self._task, None
-        if task is None:
+        """Stop after the pages under way, and give the leases back."""
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
             return
         self._stopping.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await self.loop.give_up_lease()
+        for loop in self.loops:
+            loop.nudge.notify()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for loop in self.loops:
+            await loop.give_up_lease()
+
+    async def statuses(self) -> list[WorkerStatus]:
+        """Return each partition's status on the workers' shape (owner, epoch, checkpoint, lag).
+
+        For an :class:`EventLogRelay` the head and lag are the event log's
+        (every partition reads the whole log). For an :class:`OutboxTableRelay`
+        the checkpoint is the newest message id marked published, and the lag
+        the partition's messages still unpublished (counted up to 10,000), the
+        oldest's age its lag in seconds.
+        """
+        return [await self._status(loop) for loop in self.loops]
 
     async def status(self) -> WorkerStatus:
-        """Return the relay's status on the workers' shape (owner, epoch, checkpoint, lag).
+        """Return the relay's status: its one partition's, or all of them summed up.
 
-        For an :class:`EventLogRelay` the head and lag are the event log's. For
-        an :class:`OutboxTableRelay` the checkpoint is the newest message id
-        marked published, and the lag the messages still unpublished (counted
-        up to 10,000), the oldest's age its lag in seconds.
+        With several partitions: the lowest checkpoint, the highest head, the
+        lag of the slowest partition (event log) or of all together (outbox
+        table), every owner, the highest epoch, the first error.
         """
-        relay = self.relay
+        statuses = await self.statuses()
+        if len(statuses) == 1:
+            return statuses[0]
+        states = {status.state for status in statuses}
+        state = next(s for s in _STATES_BY_WEIGHT if s in states)
+        lags = [status.lag_events for status in statuses]
+        owners = sorted({status.owner for status in statuses if status.owner})
+        expiries = [s.lease_expires_at for s in statuses if s.lease_expires_at is not None]
+        return replace(
+            statuses[0],
+            name=self.relay.name,
+            state=state,
+            checkpoint=min(status.checkpoint for status in statuses),
+            head_position=max(status.head_position for status in statuses),
+            lag_events=sum(lags) if isinstance(self.relay, OutboxTableRelay) else max(lags),
+            lag_seconds=max(status.lag_seconds for status in statuses),
+            owner=", ".join(owners) or None,
+            epoch=max(status.epoch for status in statuses),
+            dead_letters=sum(status.dead_letters for status in statuses),
+            last_error=next((s.last_error for s in statuses if s.last_error), None),
+            lease_expires_at=min(expiries, default=None),
+        )
+
+    async def _status(self, loop: WorkerLoop) -> WorkerStatus:
+        relay, job = self.relay, loop.job
+        assert isinstance(job, RelayPartition)  # noqa: S101 - the loops run partitions
         if isinstance(relay, EventLogRelay):
             return await read_status(
-                relay.storage, relay.event_store, relay.name, kind="relay", state=self.loop.state
+                relay.storage, relay.event_store, job.name, kind="relay", state=loop.state
             )
-        record = await relay.storage.checkpoints.record(relay.name)
-        pending = await relay.outbox.pending(limit=10_000)
+        record = await relay.storage.checkpoints.record(job.name)
+        pending = await relay.outbox.pending(limit=10_000, partition=job.partition)
         waited = 0.0
         if pending:
             waited = max((datetime.now(UTC) - pending[0].created_at).total_seconds(), 0.0)
         return WorkerStatus(
-            name=relay.name,
-            state="halted" if record.halted else self.loop.state,
+            name=job.name,
+            state="halted" if record.halted else loop.state,
             checkpoint=record.position,
             head_position=max([record.position, *(message.id for message in pending)]),
             lag_events=len(pending),
             lag_seconds=waited,
             owner=record.owner,
             epoch=record.epoch,
-            dead_letters=await relay.storage.letters.count(relay.name),
+            dead_letters=await relay.storage.letters.count(job.name),
             last_error=record.last_error,
             kind="relay",
             lease_expires_at=record.lease_expires_at,
@@ -262,6 +387,7 @@ class OutboxWorker:
     async def drain(self) -> None:
         """Publish everything there is now, in the caller's task.
 
-        Does nothing when another worker holds the relay's lease.
+        Partitions another worker holds are left to it.
         """
-        await self.loop.drain()
+        for loop in self.loops:
+            await loop.drain()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cqrs_ddd_advanced_core.outbox import OutboxMessage
+from cqrs_ddd_advanced_core.outbox import OutboxMessage, Partition, partition_hash
 from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.serialization import encode_event
@@ -27,8 +27,9 @@ async def write_outbox(
     """Insert one outbox row per event, in the transaction of ``connection``.
 
     The row's ``message_id`` is the event id and its partition key the
-    aggregate id: a relay publishing a row twice does so under the same id
-    (consumers drop the duplicate), and one aggregate's rows go out in order.
+    aggregate id (with its ``partition_hash``): a relay publishing a row twice
+    does so under the same id (consumers drop the duplicate), and one
+    aggregate's rows go out in order, through one partition.
     """
     if not events:
         return
@@ -40,6 +41,7 @@ async def write_outbox(
                 "message_id": event.event_id,
                 "topic": topic,
                 "partition_key": event.aggregate_id,
+                "partition_hash": partition_hash(event.aggregate_id),
                 "payload": encode_event(event),
                 "created_at": now,
                 "published_at": None,
@@ -57,7 +59,8 @@ class SQLAlchemyOutboxStore:
     ``pending`` reads the rows whose ``published_at`` is empty, by ``id`` (the
     order they were written in, per aggregate too): never "after the last id
     seen", so a row whose transaction commits after a later id's is not
-    skipped. ``mark_published`` sets ``published_at`` (and counts the attempt)
+    skipped. With a ``partition``, only the rows whose stored ``partition_hash``
+    it holds. ``mark_published`` sets ``published_at`` (and counts the attempt)
     through the relay's fenced transaction.
     """
 
@@ -65,8 +68,10 @@ class SQLAlchemyOutboxStore:
         self.engine = engine_of(session)
         self._reads = Reads(self.engine)
 
-    async def pending(self, *, limit: int) -> list[OutboxMessage]:
-        """Return up to ``limit`` unpublished messages, oldest first."""
+    async def pending(
+        self, *, limit: int, partition: Partition | None = None
+    ) -> list[OutboxMessage]:
+        """Return up to ``limit`` unpublished messages (of ``partition``), oldest first."""
         query = (
             select(
                 outbox.c.id,
@@ -80,6 +85,8 @@ class SQLAlchemyOutboxStore:
             .order_by(outbox.c.id)
             .limit(limit)
         )
+        if partition is not None and partition.count > 1:
+            query = query.where(outbox.c.partition_hash % partition.count == partition.index)
 
         async def read(connection: AsyncConnection) -> list[OutboxMessage]:
             return [

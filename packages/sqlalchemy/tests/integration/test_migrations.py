@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from uuid import uuid4
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cqrs_ddd_advanced_core.outbox import partition_hash
 from cqrs_ddd_persistence_sqlalchemy import (
     SchemaNotReadyError,
     SQLAlchemyEventStore,
@@ -16,7 +20,7 @@ from cqrs_ddd_persistence_sqlalchemy import (
     upgrade_schema,
 )
 from cqrs_ddd_persistence_sqlalchemy.migrate import VERSION_TABLE
-from cqrs_ddd_persistence_sqlalchemy.schema import metadata
+from cqrs_ddd_persistence_sqlalchemy.schema import metadata, outbox
 
 pytest_plugins = ["sqlalchemy_fixtures"]
 
@@ -60,3 +64,34 @@ async def test_downgrading_removes_every_table_of_the_package(engine: AsyncEngin
         remaining = await connection.run_sync(tables)
     assert not remaining & set(metadata.tables)
     assert await schema_revision(engine) is None
+
+
+async def test_upgrading_to_outbox_partitions_hashes_the_rows_still_unpublished(
+    engine: AsyncEngine,
+) -> None:
+    # given: an outbox at revision 0008 (no partition hash) with one row sent, one not
+    await downgrade_schema(engine, "0008")
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        for number, published_at in ((1, now), (2, None)):
+            await connection.execute(
+                text(
+                    "INSERT INTO cqrs_outbox (message_id, topic, partition_key, payload,"
+                    " created_at, published_at, attempts)"
+                    " VALUES (:message_id, 'orders', :key, '{}', :created_at, :published_at, 0)"
+                ),
+                {
+                    "message_id": uuid4().hex if engine.dialect.name == "sqlite" else uuid4(),
+                    "key": f"order-{number}",
+                    "created_at": now,
+                    "published_at": published_at,
+                },
+            )
+    # when
+    await upgrade_schema(engine)
+    # then: the row a relay will read carries its key's hash (partitioned relays pick it)
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(outbox.c.partition_key, outbox.c.partition_hash))
+        hashes = dict(rows.all())
+    assert hashes == {"order-1": 0, "order-2": partition_hash("order-2")}
+    assert hashes["order-2"] != 0

@@ -21,6 +21,7 @@ must outlast the broker's redelivery horizon. ``InMemoryInbox``
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,11 +44,49 @@ class OutboxMessage:
     created_at: datetime
 
 
+def partition_hash(key: str | None) -> int:
+    """Return the stable hash a message is partitioned by: CRC-32 of ``key``, in 31 bits.
+
+    The same in every process and on every machine (unlike ``hash``), so that
+    a writer can store it with the message and relays can pick their share
+    with ``partition_hash % count``. A message without a key hashes to 0.
+    """
+    if key is None:
+        return 0
+    return zlib.crc32(key.encode()) & 0x7FFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Partition ``index`` of ``count``: the keys whose ``partition_hash % count == index``.
+
+    A relay with several partitions publishes each under a lease of its own,
+    so several relay processes share the work while one aggregate's messages
+    (one key) still go out one at a time, in order.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"partition {self.index} of {self.count} does not exist")
+
+    def holds(self, key: str | None) -> bool:
+        """Return whether messages keyed ``key`` belong to this partition."""
+        return partition_hash(key) % self.count == self.index
+
+
 class OutboxStore(Protocol):
     """Hands out unpublished outbox messages and marks the published ones."""
 
-    async def pending(self, *, limit: int) -> list[OutboxMessage]:
-        """Return up to ``limit`` messages not yet published, in the order they were written."""
+    async def pending(
+        self, *, limit: int, partition: Partition | None = None
+    ) -> list[OutboxMessage]:
+        """Return up to ``limit`` messages not yet published, in the order they were written.
+
+        With ``partition``, only the messages whose key it holds.
+        """
         ...
 
     async def mark_published(self, transaction: WorkTransaction, ids: Sequence[int]) -> None:
@@ -70,4 +109,4 @@ class Inbox(Protocol):
         ...
 
 
-__all__ = ["Inbox", "OutboxMessage", "OutboxStore"]
+__all__ = ["Inbox", "OutboxMessage", "OutboxStore", "Partition", "partition_hash"]
