@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from relay_support import BROKERS, Broker, scenario_tables
 from scenario_support import failure_note, scenario_seed
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_persistence_sqlalchemy import create_engine, upgrade_schema
-from cqrs_ddd_testing import PostgresDatabase
+from cqrs_ddd_testing import NatsNamespace, PostgresDatabase, RabbitMQNamespace, RedisNamespace
 
 HERE = Path(__file__).parent
 
@@ -78,3 +79,32 @@ async def pg_engine(postgres_database: PostgresDatabase) -> AsyncIterator[AsyncE
     await upgrade_schema(engine)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """One broker (RabbitMQ, NATS JetStream, Redis Streams) with names of this test alone.
+
+    The names are recorded in the broker's namespace fixture, which deletes
+    them after the test.
+    """
+    kind = request.param
+    if kind == "rabbitmq":
+        rabbitmq: RabbitMQNamespace = request.getfixturevalue("rabbitmq_namespace")
+        space = rabbitmq.name("deposits")
+        for suffix in ("consumer", "consumer.dead", "observer"):
+            rabbitmq.name(f"deposits.{suffix}")
+        return Broker(kind, rabbitmq.url, space)
+    if kind == "nats":
+        jetstream: NatsNamespace = request.getfixturevalue("nats_namespace")
+        return Broker(kind, jetstream.url, jetstream.stream("deposits"))
+    redis: RedisNamespace = request.getfixturevalue("redis_namespace")
+    return Broker(kind, redis.url, redis.key("deposits"))
+
+
+@pytest.fixture
+async def relay_engine(pg_engine: AsyncEngine) -> AsyncEngine:
+    """``pg_engine`` with the scenarios' effect table."""
+    async with pg_engine.begin() as connection:
+        await connection.run_sync(scenario_tables.create_all)
+    return pg_engine

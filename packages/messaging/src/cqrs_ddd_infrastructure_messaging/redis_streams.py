@@ -9,13 +9,14 @@ consumers drop the second through their inbox (keyed by ``message_id``).
 
 What Redis keeps is what its persistence keeps: without AOF (``appendonly
 no``) a restart loses every entry written since the last RDB snapshot, and
-with ``--save ""`` all of them; the outbox relay (coming) marks a row sent on
-the ``XADD`` reply, so such a loss is not republished. Run Redis with AOF
+with ``--save ""`` all of them; the relays mark a message sent on the
+``XADD`` reply, so such a loss is not republished. Run Redis with AOF
 (``appendfsync everysec`` or ``always``) when the stream must survive restarts.
 
 The URL comes from ``REDIS_URL`` when none is given. A server that does not
 answer at start raises :class:`~.errors.BrokerUnavailableError` within
-``connect_timeout`` seconds.
+``connect_timeout`` seconds; a command without a reply within
+``command_timeout`` seconds raises :class:`~.errors.PublishNotConfirmedError`.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ class RedisStreamsPublisher(BrokerPublisher):
         *,
         maxlen: int | None = None,
         connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
     ) -> None:
         self.url = url or os.environ.get("REDIS_URL", DEFAULT_URL)
         self.maxlen = maxlen
         self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
         self._client: Redis | None = None
         self.last_entry_id: str | None = None
         """The stream entry id of the latest message published."""
@@ -59,7 +62,9 @@ class RedisStreamsPublisher(BrokerPublisher):
     async def start(self) -> None:
         """Connect and check that the server answers."""
         client: Redis = Redis.from_url(
-            self.url, socket_connect_timeout=self.connect_timeout, socket_timeout=10.0
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.command_timeout,
         )
         try:
             await client.ping()
