@@ -1,16 +1,21 @@
-"""(k) The event-log relay against the bare broker client per broker, and its latency.
+"""(k) The relays against the bare broker client per broker, and their latency.
 
 ``python -m benchmarks.relay [--quick]`` (or ``python -m benchmarks --only relay``).
 
 For each broker on this machine (RabbitMQ, NATS JetStream, Redis Streams):
 
-* **backlog**: N events (100,000; ``--quick`` 10,000) in an ``InMemoryEventStore``
-  (so the figure is the relay's own cost: reading pages, building envelopes,
-  the lease-fenced checkpoint per page), published by ``EventLogRelay``
-  (pages of 500, run by ``OutboxWorker.drain``), against the same publisher
-  publishing the same envelopes in a tight loop, with the same confirmation
-  settings (each publish awaits the broker's confirmation, as the relay's do).
-  ``relay ÷ bare`` is the ratio of the two rates; the issue's target is 0.7.
+* **backlog**: N events (100,000; ``--quick`` 10,000), published by the
+  relay (pages of 500, run by ``OutboxWorker.drain``) from three places: an
+  ``InMemoryEventStore`` (the relay's own cost: reading pages, building
+  envelopes, the lease-fenced checkpoint per page), the event log in
+  PostgreSQL (``SQLAlchemyEventStore``, ``EventLogRelay``) and the outbox
+  table in PostgreSQL (``SQLAlchemyOutboxStore``, ``OutboxTableRelay``, each
+  page marked published in its fenced transaction); against the same
+  publisher publishing the same kind of envelopes in a tight loop, with the
+  same confirmation settings (each publish awaits the broker's confirmation,
+  as the relay's do). Every backlog has events of its own (fresh ids), so no
+  run benefits from JetStream dropping duplicates. ``relay ÷ bare`` is the
+  ratio of the rates; the issue's target is 0.7.
 * **latency**: the relay running idle, woken by the store's wake-up; one
   event appended every 20 ms, 200 times; the time from the append's return
   to a subscriber receiving it (the broker's own client), median and 99th
@@ -33,15 +38,25 @@ import aio_pika
 import nats
 from redis.asyncio import Redis
 
+from benchmarks.databases import fresh_postgres
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemoryWorkerStorage
 from cqrs_ddd_core import DomainEvent
 from cqrs_ddd_infrastructure_messaging import (
     EventLogRelay,
     MessageEnvelope,
     NatsJetStreamPublisher,
+    OutboxTableRelay,
     OutboxWorker,
     RabbitMQPublisher,
     RedisStreamsPublisher,
+)
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyEventStore,
+    SQLAlchemyOutboxStore,
+    SQLAlchemyWorkerStorage,
+    create_engine,
+    upgrade_schema,
+    write_outbox,
 )
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -190,13 +205,63 @@ def _topic(broker: Broker, run: str) -> Callable[[MessageEnvelope], str]:
     return lambda envelope: f"bench.{run}.{envelope.aggregate_id}"
 
 
-async def _backlog(count: int) -> InMemoryEventStore:
-    store = InMemoryEventStore()
+def _pages(count: int) -> list[tuple[str, list[Ticked]]]:
+    """``count`` new events (fresh ids) as streams of up to 1,000."""
+    pages = []
     for start in range(0, count, 1000):
         stream = f"clock-{start // 1000}"
-        events = [Ticked(n=n, aggregate_id=stream, version=n + 1) for n in range(1000)]
-        await store.append(stream, events[: min(1000, count - start)], expected_version=0)
+        size = min(1000, count - start)
+        pages.append(
+            (stream, [Ticked(n=n, aggregate_id=stream, version=n + 1) for n in range(size)])
+        )
+    return pages
+
+
+async def _backlog(count: int) -> InMemoryEventStore:
+    store = InMemoryEventStore()
+    for stream, events in _pages(count):
+        await store.append(stream, events, expected_version=0)
     return store
+
+
+async def _drain(relay: EventLogRelay | OutboxTableRelay, count: int) -> float:
+    started = time.perf_counter()
+    await OutboxWorker(relay, owner="bench").drain()
+    return count / (time.perf_counter() - started)
+
+
+async def _postgres_rates(
+    publisher: Any, topic: Callable[[MessageEnvelope], str], count: int
+) -> tuple[float, float]:
+    """The relay's rates from a PostgreSQL event log, then from a PostgreSQL outbox table."""
+    async with fresh_postgres() as target:
+        engine = create_engine(target.sqlalchemy_url)
+        try:
+            await upgrade_schema(engine)
+            store = SQLAlchemyEventStore(engine)
+            for stream, events in _pages(count):
+                await store.append(stream, events, expected_version=0)
+            for _, events in _pages(count):
+                async with engine.begin() as connection:
+                    await write_outbox(connection, events, topic="bench")
+            storage = SQLAlchemyWorkerStorage(engine)
+            from_log = await _drain(
+                EventLogRelay(
+                    name="log", event_store=store, storage=storage, publisher=publisher,
+                    topic=topic, batch_size=PAGE,
+                ),
+                count,
+            )  # fmt: skip
+            from_outbox = await _drain(
+                OutboxTableRelay(
+                    name="outbox", outbox=SQLAlchemyOutboxStore(engine), storage=storage,
+                    publisher=publisher, topic=topic, batch_size=PAGE,
+                ),
+                count,
+            )  # fmt: skip
+        finally:
+            await engine.dispose()
+    return from_log, from_outbox
 
 
 @dataclass
@@ -204,14 +269,17 @@ class Row:
     broker: str
     bare_rate: float
     relay_rate: float
+    log_rate: float
+    outbox_rate: float
     median_ms: float
     p99_ms: float
 
 
 async def bench_broker(broker: Broker, count: int, progress: Callable[[str], None]) -> Row:
     run = uuid4().hex[:10]
+    bare_store = await _backlog(count)
+    envelopes = [MessageEnvelope.of_stored(s) for s in await bare_store.read_all(limit=count)]
     store = await _backlog(count)
-    envelopes = [MessageEnvelope.of_stored(s) for s in await store.read_all(limit=count)]
     topic = _topic(broker, run)
     publisher = broker.publisher(run)
     await publisher.start()
@@ -237,9 +305,9 @@ async def bench_broker(broker: Broker, count: int, progress: Callable[[str], Non
             topic=topic,
             batch_size=PAGE,
         )
-        started = time.perf_counter()
-        await OutboxWorker(relay, owner="bench").drain()
-        relayed = count / (time.perf_counter() - started)
+        relayed = await _drain(relay, count)
+        progress(f"(k) {broker.name}: the relay from PostgreSQL (event log, outbox table)")
+        from_log, from_outbox = await _postgres_rates(publisher, topic, count)
 
         progress(f"(k) {broker.name}: latency, {SAMPLES} events {SPACING * 1000:.0f} ms apart")
         live = InMemoryEventStore()
@@ -279,21 +347,27 @@ async def bench_broker(broker: Broker, count: int, progress: Callable[[str], Non
         await stop_listening()
         await publisher.close()
         await broker.cleanup(run)
-    return Row(broker.name, bare, relayed, median, p99)
+    return Row(broker.name, bare, relayed, from_log, from_outbox, median, p99)
 
 
 def summary_text(rows: list[Row], count: int) -> str:
     lines = [
-        f"(k) the event-log relay against the bare client, {count:,}-event backlog; "
+        f"(k) the relays against the bare client, {count:,}-event backlogs; "
         f"latency of {SAMPLES} events {SPACING * 1000:.0f} ms apart",
         "",
-        "| broker | bare msg/s | relay msg/s | relay ÷ bare | latency median | latency p99 |",
-        "|---|---|---|---|---|---|",
+        "| broker | bare msg/s | relay, memory log | PostgreSQL log | PostgreSQL outbox "
+        "| relay ÷ bare (memory, log, outbox) | latency median | latency p99 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        ratios = ", ".join(
+            f"{rate / row.bare_rate:.2f}"
+            for rate in (row.relay_rate, row.log_rate, row.outbox_rate)
+        )
         lines.append(
             f"| {row.broker} | {row.bare_rate:,.0f} | {row.relay_rate:,.0f} | "
-            f"{row.relay_rate / row.bare_rate:.2f} | {row.median_ms:.1f} ms | {row.p99_ms:.1f} ms |"
+            f"{row.log_rate:,.0f} | {row.outbox_rate:,.0f} | {ratios} | "
+            f"{row.median_ms:.1f} ms | {row.p99_ms:.1f} ms |"
         )
     return "\n".join(lines)
 

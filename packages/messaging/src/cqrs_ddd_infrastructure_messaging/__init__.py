@@ -1,13 +1,16 @@
-"""cqrs-ddd messaging: the message envelope and publishers for RabbitMQ, NATS JetStream and Redis.
+"""cqrs-ddd messaging: the outbox relays, broker publishers and inbox consumers.
 
-In progress. What exists: :class:`MessageEnvelope` (one event as every
-adapter sends it), one publisher per broker, each returning only once the
-broker confirmed the message (:class:`RabbitMQPublisher`,
-:class:`NatsJetStreamPublisher`, :class:`RedisStreamsPublisher`), with typed
-errors, and the event-log relay (:class:`EventLogRelay`, run by
-:class:`OutboxWorker` under a lease). Coming: the outbox-table relay, the
-inbox consumers, and the reliability scenarios R8 to R10. The package README
-says which is which.
+:class:`MessageEnvelope` is one event as every adapter sends it. One
+publisher per broker returns only once the broker confirmed the message
+(:class:`RabbitMQPublisher`, :class:`NatsJetStreamPublisher`,
+:class:`RedisStreamsPublisher`). The relays publish committed events in order
+per aggregate: :class:`EventLogRelay` from the event log,
+:class:`OutboxTableRelay` from the outbox table, each run by
+:class:`OutboxWorker` under a lease per partition. :class:`InboxConsumer` with
+a subscriber per broker (:class:`RabbitMQSubscriber`,
+:class:`NatsJetStreamSubscriber`, :class:`RedisStreamsSubscriber`) gives each
+message one effect and dead-letters what cannot be handled. The package
+README has the guarantees per broker.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cqrs_ddd_infrastructure_messaging.relay import (
     EventLogRelay,
     OutboxTableRelay,
     OutboxWorker,
+    RelayPartition,
 )
 from cqrs_ddd_infrastructure_messaging.subscribers import (
     NatsJetStreamSubscriber,
@@ -53,4 +57,5 @@ __all__ = [
     "RabbitMQSubscriber",
     "RedisStreamsPublisher",
     "RedisStreamsSubscriber",
+    "RelayPartition",
 ]
