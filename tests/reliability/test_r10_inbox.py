@@ -167,7 +167,7 @@ async def run_redeliveries(
                 await consumers.kill_one()
             return handled >= total and consumers.settled
 
-        await until(done, within=240, every=0.2)
+        await until(done, within=240 + 3 * failpoint_crashes, every=0.2)  # ~1 s a restart
         await asyncio.sleep(REDELIVERY + 1.5)  # every redelivery due has come
         effects = await effect_counts(engine)
         async with engine.connect() as connection:

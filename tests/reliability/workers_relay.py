@@ -4,7 +4,7 @@ Run it by path::
 
     python tests/reliability/workers_relay.py relay --url DB --broker KIND \
         --space NAME --broker-url URL --owner NAME --history FILE \
-        [--partitions N] [--lease-ttl S] [--timeout S]
+        [--partitions N] [--lease-ttl S] [--timeout S] [--retry-backoff S] [--max-backoff S]
     python tests/reliability/workers_relay.py consumer --url DB --broker KIND \
         --space NAME --owner NAME --history FILE [--redelivery S]
 
@@ -59,6 +59,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--lease-ttl", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--retry-backoff", type=float, default=0.1)
+    parser.add_argument("--max-backoff", type=float, default=1.0)
     parser.add_argument("--redelivery", type=float, default=2.0)
     return parser.parse_args(argv)
 
@@ -108,8 +110,8 @@ async def relay(args: argparse.Namespace, broker: Broker, history: HistoryLog) -
         ),
         owner=args.owner,
         poll_interval=0.05,
-        retry_backoff=0.1,
-        max_backoff=1.0,
+        retry_backoff=args.retry_backoff,
+        max_backoff=args.max_backoff,
     )
     recording.worker = worker
     await publisher.start()

@@ -184,9 +184,11 @@ async def test_the_relay_backs_off_while_the_broker_is_down_then_catches_up(
             relay, owner="relay-1", poll_interval=0.1, retry_backoff=0.05, max_backoff=0.4
         )
         await worker.start()
+        errors: set[str | None] = set()
         try:
             async with asyncio.timeout(20):
-                while (await worker.status()).lag_events:  # noqa: ASYNC110 - polling
+                while (status := await worker.status()).lag_events:
+                    errors.add(status.last_error)
                     await asyncio.sleep(0.05)
             status = await worker.status()
         finally:
@@ -198,3 +200,7 @@ async def test_the_relay_backs_off_while_the_broker_is_down_then_catches_up(
     assert gaps[-1] > gaps[0], gaps  # growing
     assert (status.kind, status.lag_events, status.checkpoint) == ("relay", 0, 40)
     assert relay.published == 40
+    assert "BrokerUnavailableError: NATS JetStream at nats://… is unavailable" in " ".join(
+        str(error) for error in errors
+    )  # the status said why it was waiting
+    assert status.last_error is None  # and stopped saying so once publishing went through

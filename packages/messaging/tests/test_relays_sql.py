@@ -185,24 +185,25 @@ async def test_partitions_are_shared_by_workers_and_taken_over_when_a_holder_die
     def topic(envelope: MessageEnvelope) -> str:
         return nats_namespace.subject(f"{envelope.aggregate_type}.{envelope.aggregate_id}")
 
-    def relays() -> list[EventLogRelay | OutboxTableRelay]:
+    def relays(lease_ttl: float) -> list[EventLogRelay | OutboxTableRelay]:
         return [
             EventLogRelay(
                 name="log", event_store=event_store, storage=storage, publisher=publisher,
-                topic=topic, batch_size=7, lease_ttl=1.0, partitions=3,
+                topic=topic, batch_size=7, lease_ttl=lease_ttl, partitions=3,
             ),
             OutboxTableRelay(
                 name="outbox", outbox=SQLAlchemyOutboxStore(engine), storage=storage,
-                publisher=publisher, topic=topic, batch_size=4, lease_ttl=1.0, partitions=3,
+                publisher=publisher, topic=topic, batch_size=4, lease_ttl=lease_ttl, partitions=3,
             ),
         ]  # fmt: skip
 
     async with publisher:
-        dead = [OutboxWorker(relay, owner="dead", poll_interval=0.05) for relay in relays()]
+        # the dead holder's leases last 3 s: time to see the partitions shared first
+        dead = [OutboxWorker(relay, owner="dead", poll_interval=0.05) for relay in relays(3.0)]
         for worker in dead:  # holds partitions 0 and 1, publishes nothing, never lets go
             assert await worker.loops[0].take_lease()
             assert await worker.loops[1].take_lease()
-        alive = [OutboxWorker(relay, owner="alive", poll_interval=0.05) for relay in relays()]
+        alive = [OutboxWorker(relay, owner="alive", poll_interval=0.05) for relay in relays(1.0)]
         for worker in alive:
             await worker.start()
         try:

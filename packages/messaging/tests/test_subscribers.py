@@ -1,10 +1,10 @@
 """Inbox consumers on the real RabbitMQ, NATS JetStream and Redis of this machine.
 
 The same scenario on each broker: three events, one of them delivered twice,
-a body that is not an envelope, an event of a type nobody registered, and a
-handler that fails once. Afterwards each event had exactly one effect, the
-poison messages are on the broker's dead-letter route with their reason, and
-the consumer went on past them.
+a body that is not an envelope, an event of a type nobody registered, a
+payload the event class refuses, and a handler that fails once. Afterwards
+each event had exactly one effect, the poison messages are on the broker's
+dead-letter route with their reason, and the consumer went on past them.
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ async def run_scenario(shipping: Shipping, send: SendRaw) -> None:
     await send(b"{not an envelope", "poison-1")
     unknown = MessageEnvelope.of_event(Unregistered(aggregate_id="o1"))
     await send(unknown.to_bytes(), str(unknown.message_id))
+    refused = item("X")  # a payload ItemAdded refuses: its price is not a number
+    refused = refused.model_copy(update={"payload": {**refused.payload, "price": "a lot"}})
+    await send(refused.to_bytes(), str(refused.message_id))
     await send(second.to_bytes(), str(second.message_id))
     await send(third.to_bytes(), str(third.message_id))
     await shipping.until(3)
@@ -117,7 +120,7 @@ async def test_rabbitmq(rabbitmq_namespace: RabbitMQNamespace) -> None:
             )
             reasons = []
             async with asyncio.timeout(10):
-                while len(reasons) < 2:
+                while len(reasons) < 3:
                     message = await dead.get(fail=False)
                     if message is None:
                         await asyncio.sleep(0.1)
@@ -129,6 +132,7 @@ async def test_rabbitmq(rabbitmq_namespace: RabbitMQNamespace) -> None:
         await subscriber.close()
     assert any("not a message envelope" in reason for reason in reasons)
     assert any("Unregistered" in reason for reason in reasons)
+    assert any("ItemAdded" in reason and "price" in reason for reason in reasons)
 
 
 async def test_nats_jetstream(nats_namespace: NatsNamespace) -> None:
@@ -155,13 +159,17 @@ async def test_nats_jetstream(nats_namespace: NatsNamespace) -> None:
         dead = await jetstream.pull_subscribe(
             nats_namespace.subject("orders.dead"), durable="dead-reader", stream=stream
         )
-        dead_letters = await dead.fetch(2, timeout=5)
+        dead_letters = await dead.fetch(3, timeout=5)
+        await asyncio.sleep(0.5)  # the subscriber sees its own dead letters, and leaves them
+        info = await jetstream.stream_info(stream)
     finally:
         await client.close()
         await subscriber.close()
+    assert info.state.messages == 7 + 3  # the 7 sent, and each dead letter once
     reasons = [message.headers["poison-reason"] for message in dead_letters]
     assert any("not a message envelope" in reason for reason in reasons)
     assert any("Unregistered" in reason for reason in reasons)
+    assert any("ItemAdded" in reason and "price" in reason for reason in reasons)
 
 
 async def test_redis_streams(redis_namespace: RedisNamespace) -> None:
@@ -191,6 +199,7 @@ async def test_redis_streams(redis_namespace: RedisNamespace) -> None:
     reasons = [fields[b"poison_reason"].decode() for _, fields in entries]
     assert any("not a message envelope" in reason for reason in reasons)
     assert any("Unregistered" in reason for reason in reasons)
+    assert any("ItemAdded" in reason and "price" in reason for reason in reasons)
 
 
 def test_a_body_that_is_not_an_envelope_is_poison() -> None:

@@ -11,7 +11,9 @@ exist. The envelope's headers go with each message.
 The URL comes from ``NATS_URL`` when none is given. A server that does not
 answer at start raises :class:`~.errors.BrokerUnavailableError` within
 ``connect_timeout`` seconds; a publish that is not acknowledged raises
-:class:`~.errors.PublishNotConfirmedError`.
+:class:`~.errors.PublishNotConfirmedError`. A connection lost later is made
+again (every half second, for as long as it takes); publishes fail as not
+confirmed meanwhile, and the relay retries them.
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ class NatsJetStreamPublisher(BrokerPublisher):
                 self._client = await nats.connect(
                     self.url,
                     connect_timeout=self.connect_timeout,
-                    max_reconnect_attempts=0,
-                    allow_reconnect=False,
+                    allow_reconnect=True,  # a dropped connection is made again, forever
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
                     error_cb=remember,
                 )
         except (OSError, TimeoutError, NatsError) as error:

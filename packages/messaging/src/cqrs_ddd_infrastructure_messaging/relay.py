@@ -19,7 +19,14 @@ outbox rows published) in a transaction fenced by the lease. So:
 * one relay at a time holds a partition's lease (several processes may run
   ``OutboxWorker``; a standby takes a partition over when its holder's lease
   runs out), so one aggregate's events go out one at a time, in order;
-  events of different partitions may interleave in any order.
+  events of different partitions may interleave in any order. The holder
+  extends its lease before a publish once a third of ``lease_ttl`` has
+  passed, so a long page keeps it, and a holder that lost it stops before
+  publishing more. Keep the publishers' confirmation timeouts well below
+  ``lease_ttl``. Should a stalled holder still publish after its successor
+  began (a process frozen longer than the lease), both publish the same
+  messages in the same order, so after dropping repeats each aggregate's
+  order holds.
 
 An aggregate's events are in the log or in the outbox, never both, so each
 reaches the broker through one relay. A publish that fails (the broker is
@@ -32,13 +39,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from cqrs_ddd_advanced_core.domain.exceptions import WorkHaltedError
+from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError, WorkHaltedError
 from cqrs_ddd_advanced_core.outbox import OutboxStore, Partition
 from cqrs_ddd_advanced_core.workers import (
     Lease,
@@ -82,6 +90,8 @@ class RelayPartition:
         self.relay = relay
         self.partition = partition
         self.position = 0
+        self.renewed_at = 0.0
+        """When this process last extended the partition's lease (monotonic seconds)."""
         single = partition.count == 1
         self._name = relay.name if single else f"{relay.name}:{partition.index}of{partition.count}"
 
@@ -98,6 +108,20 @@ class RelayPartition:
     def leased(self, lease: Lease) -> None:
         """Resume from the checkpoint the lease was taken at."""
         self.position = lease.position
+        self.renewed_at = time.monotonic()
+
+    async def keep_lease(self, lease: Lease) -> None:
+        """Extend ``lease`` once a third of its time has passed; ``LeaseLostError`` if lost.
+
+        Called before each publish, so that a long page (a slow broker) keeps
+        its lease, and a relay that lost it stops before publishing more.
+        """
+        relay = self.relay
+        if time.monotonic() - self.renewed_at < relay.lease_ttl / 3:
+            return
+        if not await relay.storage.leases.renew(lease, relay.lease_ttl):
+            raise LeaseLostError(lease.name, lease.owner, lease.epoch)
+        self.renewed_at = time.monotonic()
 
     async def step(self, lease: Lease) -> bool:
         """Publish the partition's next page under ``lease``; False when there was none."""
@@ -185,11 +209,13 @@ class EventLogRelay(_Relay):
         for stored in page:
             if whole_log or job.partition.holds(stored.stream_id):
                 envelope = MessageEnvelope.of_stored(stored)
+                await job.keep_lease(lease)
                 await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
                 self.published += 1
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             transaction.advance(page[-1].position)
         job.position = page[-1].position
+        job.renewed_at = time.monotonic()  # the fenced commit extended the lease
         return True
 
 
@@ -237,6 +263,7 @@ class OutboxTableRelay(_Relay):
         for message in messages:
             envelope = MessageEnvelope.of_document(message.document)
             topic = message.topic if self.topic is None else self.topic(envelope)
+            await job.keep_lease(lease)
             await self.publisher.publish_envelope(envelope, topic=topic)
             self.published += 1
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
@@ -245,6 +272,7 @@ class OutboxTableRelay(_Relay):
             if newest > job.position:
                 transaction.advance(newest)
                 job.position = newest
+        job.renewed_at = time.monotonic()  # the fenced commit extended the lease
         return True
 
 
@@ -322,17 +350,21 @@ class OutboxWorker:
         For an :class:`EventLogRelay` the head and lag are the event log's
         (every partition reads the whole log). For an :class:`OutboxTableRelay`
         the checkpoint is the newest message id marked published, and the lag
-        the partition's messages still unpublished (counted up to 10,000), the
-        oldest's age its lag in seconds.
+        the partition's messages still unpublished, the oldest's age its lag
+        in seconds. ``last_error`` is the halt's reason,
+        or the failure this process's loop is backing off from (a broker that
+        is down), cleared by the next step that succeeds.
         """
         return [await self._status(loop) for loop in self.loops]
 
     async def status(self) -> WorkerStatus:
         """Return the relay's status: its one partition's, or all of them summed up.
 
-        With several partitions: the lowest checkpoint, the highest head, the
-        lag of the slowest partition (event log) or of all together (outbox
-        table), every owner, the highest epoch, the first error.
+        With several partitions: for the event log, the lowest checkpoint and
+        the slowest partition's lag (each reads the whole log); for the outbox
+        table, the newest id published and the lag of all partitions together
+        (each has its own rows); and the highest head, every owner, the
+        highest epoch, the first error.
         """
         statuses = await self.statuses()
         if len(statuses) == 1:
@@ -340,15 +372,17 @@ class OutboxWorker:
         states = {status.state for status in statuses}
         state = next(s for s in _STATES_BY_WEIGHT if s in states)
         lags = [status.lag_events for status in statuses]
+        checkpoints = [status.checkpoint for status in statuses]
+        from_outbox = isinstance(self.relay, OutboxTableRelay)
         owners = sorted({status.owner for status in statuses if status.owner})
         expiries = [s.lease_expires_at for s in statuses if s.lease_expires_at is not None]
         return replace(
             statuses[0],
             name=self.relay.name,
             state=state,
-            checkpoint=min(status.checkpoint for status in statuses),
+            checkpoint=max(checkpoints) if from_outbox else min(checkpoints),
             head_position=max(status.head_position for status in statuses),
-            lag_events=sum(lags) if isinstance(self.relay, OutboxTableRelay) else max(lags),
+            lag_events=sum(lags) if from_outbox else max(lags),
             lag_seconds=max(status.lag_seconds for status in statuses),
             owner=", ".join(owners) or None,
             epoch=max(status.epoch for status in statuses),
@@ -361,25 +395,27 @@ class OutboxWorker:
         relay, job = self.relay, loop.job
         assert isinstance(job, RelayPartition)  # noqa: S101 - the loops run partitions
         if isinstance(relay, EventLogRelay):
-            return await read_status(
+            status = await read_status(
                 relay.storage, relay.event_store, job.name, kind="relay", state=loop.state
             )
+            return replace(status, last_error=status.last_error or loop.last_error)
         record = await relay.storage.checkpoints.record(job.name)
-        pending = await relay.outbox.pending(limit=10_000, partition=job.partition)
+        backlog = await relay.outbox.backlog(partition=job.partition)
         waited = 0.0
-        if pending:
-            waited = max((datetime.now(UTC) - pending[0].created_at).total_seconds(), 0.0)
+        if backlog.oldest_created_at is not None:
+            age = datetime.now(UTC) - backlog.oldest_created_at
+            waited = max(age.total_seconds(), 0.0)
         return WorkerStatus(
             name=job.name,
             state="halted" if record.halted else loop.state,
             checkpoint=record.position,
-            head_position=max([record.position, *(message.id for message in pending)]),
-            lag_events=len(pending),
+            head_position=max(record.position, backlog.newest_id or 0),
+            lag_events=backlog.count,
             lag_seconds=waited,
             owner=record.owner,
             epoch=record.epoch,
             dead_letters=await relay.storage.letters.count(job.name),
-            last_error=record.last_error,
+            last_error=record.last_error or loop.last_error,
             kind="relay",
             lease_expires_at=record.lease_expires_at,
         )

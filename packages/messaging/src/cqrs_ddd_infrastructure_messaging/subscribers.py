@@ -14,7 +14,9 @@ with its reason, and the subscriber goes on.
 * :class:`NatsJetStreamSubscriber`: a durable pull consumer with explicit
   acks; a failing message is nak'ed (redelivered after ``retry_delay``); a
   poison message is published to the dead-letter subject with a
-  ``poison-reason`` header, then acknowledged.
+  ``poison-reason`` header, then acknowledged (a dead letter that comes back
+  to the subscriber, its subject inside the subscribed ones, is acknowledged
+  and left alone).
 * :class:`RedisStreamsSubscriber`: a consumer group; a failing message stays
   pending and is reclaimed with ``XAUTOCLAIM`` once idle for ``reclaim_after``
   seconds; a poison message is added to the dead-letter stream with its
@@ -207,9 +209,16 @@ class NatsJetStreamSubscriber(_PullingSubscriber):
                 await asyncio.sleep(self.retry_delay)
                 continue
             for message in messages:
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except Exception:  # an ack or dead-letter publish that failed: redelivered
+                    logger.exception("settling a message of %s failed", self.stream)
+                    await asyncio.sleep(self.retry_delay)
 
     async def _handle(self, message: Any) -> None:
+        if message.subject == self.dead_letter_subject:  # our own dead letter: not for us
+            await message.ack()
+            return
         try:
             await self.consumer.receive(message.data)
         except PoisonMessageError as poison:
@@ -232,6 +241,10 @@ class NatsJetStreamSubscriber(_PullingSubscriber):
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+def _entries(answer: Any) -> list[Any]:
+    return [entry for _, entries in answer or [] for entry in entries]
 
 
 class RedisStreamsSubscriber(_PullingSubscriber):
@@ -272,25 +285,23 @@ class RedisStreamsSubscriber(_PullingSubscriber):
         client = self._client
         while not self._stopping.is_set():
             try:
-                _, reclaimed, _ = await client.xautoclaim(
+                claimed: Any = await client.xautoclaim(
                     self.stream,
                     self.group,
                     self.name,
                     min_idle_time=int(self.reclaim_after * 1000),
                     count=self.batch,
                 )
-                for entry_id, fields in reclaimed:
+                for entry_id, fields in claimed[1]:  # Redis 7 adds a third element
                     await self._handle(entry_id, fields)
                 answer: Any = await client.xreadgroup(
                     self.group, self.name, {self.stream: ">"}, count=self.batch, block=500
                 )
-            except Exception:
+                for entry_id, fields in _entries(answer):
+                    await self._handle(entry_id, fields)
+            except Exception:  # the server went away, or an ack failed: pending, reclaimed
                 logger.exception("reading %s failed", self.stream)
                 await asyncio.sleep(1.0)
-                continue
-            for _, entries in answer or []:
-                for entry_id, fields in entries:
-                    await self._handle(entry_id, fields)
 
     async def _handle(self, entry_id: Any, fields: Any) -> None:
         assert self._client is not None  # noqa: S101 - started

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cqrs_ddd_advanced_core.outbox import OutboxMessage, Partition, partition_hash
+from cqrs_ddd_advanced_core.outbox import OutboxBacklog, OutboxMessage, Partition, partition_hash
 from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.serialization import encode_event
@@ -82,11 +82,10 @@ class SQLAlchemyOutboxStore:
                 outbox.c.created_at,
             )
             .where(outbox.c.published_at.is_(None))
+            .where(_of(partition))
             .order_by(outbox.c.id)
             .limit(limit)
         )
-        if partition is not None and partition.count > 1:
-            query = query.where(outbox.c.partition_hash % partition.count == partition.index)
 
         async def read(connection: AsyncConnection) -> list[OutboxMessage]:
             return [
@@ -103,6 +102,20 @@ class SQLAlchemyOutboxStore:
 
         return await self._reads.run("read the outbox", read)
 
+    async def backlog(self, *, partition: Partition | None = None) -> OutboxBacklog:
+        """Count the unpublished rows (of ``partition``): how many, newest id, oldest time."""
+        query = (
+            select(func.count(), func.max(outbox.c.id), func.min(outbox.c.created_at))
+            .where(outbox.c.published_at.is_(None))
+            .where(_of(partition))
+        )
+
+        async def read(connection: AsyncConnection) -> OutboxBacklog:
+            count, newest, oldest = (await connection.execute(query)).one()
+            return OutboxBacklog(int(count), newest, oldest)
+
+        return await self._reads.run("count the outbox", read)
+
     async def mark_published(self, transaction: WorkTransaction, ids: Sequence[int]) -> None:
         """Mark ``ids`` published, in the relay's lease-fenced transaction."""
         if not ids:
@@ -113,3 +126,9 @@ class SQLAlchemyOutboxStore:
             .where(outbox.c.id.in_(list(ids)))
             .values(published_at=datetime.now(UTC), attempts=outbox.c.attempts + 1)
         )
+
+
+def _of(partition: Partition | None) -> ColumnElement[bool]:
+    if partition is None or partition.count == 1:
+        return true()
+    return outbox.c.partition_hash % partition.count == partition.index

@@ -81,7 +81,7 @@ outbox = Table(
     Column("message_id", Uuid(), nullable=False, unique=True),
     Column("topic", String(255), nullable=False),
     Column("partition_key", String(255), nullable=True),
-    Column("partition_hash", Integer, nullable=False, server_default="0"),
+    Column("partition_hash", Integer, nullable=False),
     Column("payload", JSONDocument, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("published_at", UTCDateTime(), nullable=True),

@@ -44,6 +44,15 @@ class OutboxMessage:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    """The messages not yet published: how many, the newest's place, the oldest's age."""
+
+    count: int
+    newest_id: int | None
+    oldest_created_at: datetime | None
+
+
 def partition_hash(key: str | None) -> int:
     """Return the stable hash a message is partitioned by: CRC-32 of ``key``, in 31 bits.
 
@@ -89,6 +98,10 @@ class OutboxStore(Protocol):
         """
         ...
 
+    async def backlog(self, *, partition: Partition | None = None) -> OutboxBacklog:
+        """Count the messages not yet published (of ``partition``), in one query."""
+        ...
+
     async def mark_published(self, transaction: WorkTransaction, ids: Sequence[int]) -> None:
         """Mark the messages ``ids`` published, in the relay's fenced ``transaction``."""
         ...
@@ -109,4 +122,11 @@ class Inbox(Protocol):
         ...
 
 
-__all__ = ["Inbox", "OutboxMessage", "OutboxStore", "Partition", "partition_hash"]
+__all__ = [
+    "Inbox",
+    "OutboxBacklog",
+    "OutboxMessage",
+    "OutboxStore",
+    "Partition",
+    "partition_hash",
+]

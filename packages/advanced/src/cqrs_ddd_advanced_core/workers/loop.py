@@ -97,6 +97,8 @@ class WorkerLoop:
         self.poll_interval = poll_interval
         self.lease: Lease | None = None
         self.state: WorkerState = "idle"
+        self.last_error: str | None = None
+        """The transient failure the loop is backing off from (``None`` once a step succeeds)."""
         self.task: asyncio.Task[None] | None = None
         self._renewed_at = 0.0
         self._retrying = AsyncRetrying(
@@ -176,6 +178,7 @@ class WorkerLoop:
         try:
             if self.lease is None and not await self.take_lease():
                 self.state = "standby"
+                self.last_error = None  # another worker does the job now
                 await self.nudge.wait(min(self.lease_ttl / 4, self.poll_interval * 2))
                 return
             self.state = "running"
@@ -193,6 +196,7 @@ class WorkerLoop:
         if lease is None:
             raise LeaseLostError(self.job.name, "?", 0)
         worked = await self.job.step(lease)
+        self.last_error = None
         if worked:  # the work's fenced transaction extended the lease
             self._renewed_at = time.monotonic()
         return worked
@@ -209,6 +213,8 @@ class WorkerLoop:
         self.lease = None
         delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
         error = retry_state.outcome.exception() if retry_state.outcome else None
+        if error is not None:
+            self.last_error = f"{type(error).__name__}: {error}"[:2000]
         self.logger.error(
             "%s %r failed; again in %.2fs",
             self.job.kind,

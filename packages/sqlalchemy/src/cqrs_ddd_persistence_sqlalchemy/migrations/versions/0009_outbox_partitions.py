@@ -18,7 +18,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add ``cqrs_outbox.partition_hash``, computed for the rows not yet published."""
+    """Add ``cqrs_outbox.partition_hash``, computed for the rows not yet published.
+
+    Published rows get 0. The column has no default afterwards: a writer from
+    before this revision, which leaves it out, fails loudly instead of putting
+    its rows in partition 0 (out of order with the same aggregate's rows of
+    another partition).
+    """
     with op.batch_alter_table("cqrs_outbox") as table:
         table.add_column(
             sa.Column("partition_hash", sa.Integer(), nullable=False, server_default="0")
@@ -32,6 +38,8 @@ def upgrade() -> None:
             sa.text("UPDATE cqrs_outbox SET partition_hash = :hash WHERE id = :id"),
             [{"id": row.id, "hash": partition_hash(row.partition_key)} for row in unpublished],
         )
+    with op.batch_alter_table("cqrs_outbox") as table:  # a writer that omits it fails
+        table.alter_column("partition_hash", server_default=None)
 
 
 def downgrade() -> None:
