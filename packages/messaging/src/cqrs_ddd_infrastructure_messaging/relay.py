@@ -28,6 +28,15 @@ outbox rows published) in a transaction fenced by the lease. So:
   messages in the same order, so after dropping repeats each aggregate's
   order holds.
 
+While a page is published, the next one is read (the log after the page's
+last position; the outbox's unpublished rows but the page's and the page
+before's), and the page's checkpoint (and outbox marks) commits while the
+next page is published, so the database's round trips overlap the broker's.
+A page read ahead is used only under the lease it was read under; a commit
+that fails (the lease was lost) leaves its messages to be published again.
+Each page's commit waits for the one before, so checkpoints only move
+forward, and a step that finds nothing more waits for the last commit.
+
 An aggregate's events are in the log or in the outbox, never both, so each
 reaches the broker through one relay. A publish that fails (the broker is
 down) fails the step: the partition's worker backs off (capped) and resumes
@@ -41,10 +50,10 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError, WorkHaltedError
 from cqrs_ddd_advanced_core.outbox import OutboxStore, Partition
@@ -92,6 +101,10 @@ class RelayPartition:
         self.position = 0
         self.renewed_at = 0.0
         """When this process last extended the partition's lease (monotonic seconds)."""
+        self._ahead: tuple[int, asyncio.Task[Any]] | None = None
+        self._committing: asyncio.Task[None] | None = None
+        self.committing_ids: list[int] = []
+        """The outbox ids of the page whose commit runs in the background."""
         single = partition.count == 1
         self._name = relay.name if single else f"{relay.name}:{partition.index}of{partition.count}"
 
@@ -107,8 +120,54 @@ class RelayPartition:
 
     def leased(self, lease: Lease) -> None:
         """Resume from the checkpoint the lease was taken at."""
+        self.drop_read_ahead()
         self.position = lease.position
         self.renewed_at = time.monotonic()
+
+    def read_ahead(self, lease: Lease, read: Coroutine[Any, Any, Any]) -> None:
+        """Start reading the next page while this one is published (under ``lease`` only)."""
+        self.drop_read_ahead()
+        self._ahead = (lease.epoch, asyncio.ensure_future(read))
+
+    async def page_read_ahead(self, lease: Lease) -> Any:
+        """Return the page read ahead under ``lease``, or None when there is none."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        epoch, task = ahead
+        if epoch != lease.epoch:  # read for an earlier lease: read again
+            _cancel(task)
+            return None
+        return await task
+
+    def drop_read_ahead(self) -> None:
+        """Forget the page read ahead (the lease changed, or the worker stops)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            _cancel(ahead[1])
+
+    def commit_later(self, ids: list[int], commit: Coroutine[Any, Any, None]) -> None:
+        """Commit a published page in the background, while the next one is published."""
+        self.committing_ids = ids
+        self._committing = asyncio.ensure_future(commit)
+
+    async def committed(self, *, quietly: bool = False) -> None:
+        """Wait for the page committed in the background; raise what it raised unless ``quietly``.
+
+        A commit that failed leaves its messages unpublished: read again, they
+        are published again (the same ids).
+        """
+        task, self._committing = self._committing, None
+        try:
+            if task is not None:
+                await task
+        except Exception:
+            if not quietly:
+                raise
+            logger.info("relay %r: a page's commit failed; it is published again", self.name)
+        finally:
+            if self._committing is None:
+                self.committing_ids = []
 
     async def keep_lease(self, lease: Lease) -> None:
         """Extend ``lease`` once a third of its time has passed; ``LeaseLostError`` if lost.
@@ -130,6 +189,11 @@ class RelayPartition:
     async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
         """Log why the partition stopped."""
         logger.error("relay %r halted: %s", self.name, error)
+
+
+def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class _Relay(ABC):
@@ -202,9 +266,17 @@ class EventLogRelay(_Relay):
 
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s events of the next page of the log, then advance its checkpoint."""
-        page = await self.event_store.read_all(after_position=job.position, limit=self.batch_size)
+        page = await job.page_read_ahead(lease)
+        if page is None:
+            await job.committed(quietly=True)
+            page = await self.event_store.read_all(
+                after_position=job.position, limit=self.batch_size
+            )
         if not page:
+            await job.committed()
             return False
+        read = self.event_store.read_all(after_position=page[-1].position, limit=self.batch_size)
+        job.read_ahead(lease, read)
         whole_log = job.partition.count == 1
         for stored in page:
             if whole_log or job.partition.holds(stored.stream_id):
@@ -212,11 +284,15 @@ class EventLogRelay(_Relay):
                 await job.keep_lease(lease)
                 await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
                 self.published += 1
-        async with self.storage.batch(lease, self.lease_ttl) as transaction:
-            transaction.advance(page[-1].position)
-        job.position = page[-1].position
-        job.renewed_at = time.monotonic()  # the fenced commit extended the lease
+        await job.committed()  # the page before, then this one in the background
+        job.commit_later([], self._advance(job, lease, page[-1].position))
         return True
+
+    async def _advance(self, job: RelayPartition, lease: Lease, position: int) -> None:
+        async with self.storage.batch(lease, self.lease_ttl) as transaction:
+            transaction.advance(position)
+        job.position = position
+        job.renewed_at = time.monotonic()  # the fenced commit extended the lease
 
 
 class OutboxTableRelay(_Relay):
@@ -257,23 +333,36 @@ class OutboxTableRelay(_Relay):
 
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s oldest unpublished messages, then mark them; False when none."""
-        messages = await self.outbox.pending(limit=self.batch_size, partition=job.partition)
+        messages = await job.page_read_ahead(lease)
+        if messages is None:
+            await job.committed(quietly=True)
+            messages = await self.outbox.pending(limit=self.batch_size, partition=job.partition)
         if not messages:
+            await job.committed()
             return False
+        ids = [message.id for message in messages]
+        read = self.outbox.pending(
+            limit=self.batch_size, partition=job.partition, excluding=[*job.committing_ids, *ids]
+        )
+        job.read_ahead(lease, read)
         for message in messages:
             envelope = MessageEnvelope.of_document(message.document)
             topic = message.topic if self.topic is None else self.topic(envelope)
             await job.keep_lease(lease)
             await self.publisher.publish_envelope(envelope, topic=topic)
             self.published += 1
+        await job.committed()  # the page before, then this one in the background
+        job.commit_later(ids, self._mark(job, lease, ids))
+        return True
+
+    async def _mark(self, job: RelayPartition, lease: Lease, ids: list[int]) -> None:
+        newest = max(ids)
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
-            await self.outbox.mark_published(transaction, [message.id for message in messages])
-            newest = max(message.id for message in messages)
+            await self.outbox.mark_published(transaction, ids)
             if newest > job.position:
                 transaction.advance(newest)
-                job.position = newest
+        job.position = max(job.position, newest)
         job.renewed_at = time.monotonic()  # the fenced commit extended the lease
-        return True
 
 
 class OutboxWorker:
@@ -341,6 +430,9 @@ class OutboxWorker:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for job in self.relay.partitions:
+            job.drop_read_ahead()
+            await job.committed(quietly=True)
         for loop in self.loops:
             await loop.give_up_lease()
 
@@ -425,5 +517,10 @@ class OutboxWorker:
 
         Partitions another worker holds are left to it.
         """
-        for loop in self.loops:
-            await loop.drain()
+        try:
+            for loop in self.loops:
+                await loop.drain()
+        finally:
+            for job in self.relay.partitions:
+                job.drop_read_ahead()
+                await job.committed(quietly=True)

@@ -69,9 +69,12 @@ class SQLAlchemyOutboxStore:
         self._reads = Reads(self.engine)
 
     async def pending(
-        self, *, limit: int, partition: Partition | None = None
+        self, *, limit: int, partition: Partition | None = None, excluding: Sequence[int] = ()
     ) -> list[OutboxMessage]:
-        """Return up to ``limit`` unpublished messages (of ``partition``), oldest first."""
+        """Return up to ``limit`` unpublished messages (of ``partition``), oldest first.
+
+        ``excluding`` leaves out the rows of those ids.
+        """
         query = (
             select(
                 outbox.c.id,
@@ -86,6 +89,8 @@ class SQLAlchemyOutboxStore:
             .order_by(outbox.c.id)
             .limit(limit)
         )
+        if excluding:
+            query = query.where(outbox.c.id.not_in(list(excluding)))
 
         async def read(connection: AsyncConnection) -> list[OutboxMessage]:
             return [

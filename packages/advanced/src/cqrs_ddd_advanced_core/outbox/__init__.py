@@ -90,11 +90,13 @@ class OutboxStore(Protocol):
     """Hands out unpublished outbox messages and marks the published ones."""
 
     async def pending(
-        self, *, limit: int, partition: Partition | None = None
+        self, *, limit: int, partition: Partition | None = None, excluding: Sequence[int] = ()
     ) -> list[OutboxMessage]:
         """Return up to ``limit`` messages not yet published, in the order they were written.
 
-        With ``partition``, only the messages whose key it holds.
+        With ``partition``, only the messages whose key it holds; ``excluding``
+        leaves out the messages of those ids (a page being published, to read
+        the next one ahead).
         """
         ...
 
