@@ -50,10 +50,10 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError, WorkHaltedError
 from cqrs_ddd_advanced_core.outbox import OutboxStore, Partition
@@ -70,6 +70,11 @@ from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_infrastructure_messaging.envelope import MessageEnvelope
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_BATCH_SIZE = 5_000
+"""The largest page: a read ahead leaves out two pages' ids, as query parameters."""
 
 _STATES_BY_WEIGHT: tuple[WorkerState, ...] = ("halted", "running", "standby", "idle", "stopped")
 """The state a relay with several partitions reports: the first any partition is in."""
@@ -129,6 +134,22 @@ class RelayPartition:
         self.drop_read_ahead()
         self._ahead = (lease.epoch, asyncio.ensure_future(read))
 
+    async def next_page(self, lease: Lease, read: Callable[[], Awaitable[list[T]]]) -> list[T]:
+        """Return the page read ahead under ``lease``, else what ``read()`` reads now.
+
+        Before reading now, waits for the page committing in the background (so
+        the read sees it published); when there is nothing more, waits for it
+        too. An empty page read ahead is read again now: something may have
+        been committed since.
+        """
+        page: list[T] | None = await self.page_read_ahead(lease)
+        if not page:  # none read ahead, or an empty page read before the last wake-up
+            await self.committed(quietly=page is None)
+            page = await read()
+        if not page:
+            await self.committed()
+        return page
+
     async def page_read_ahead(self, lease: Lease) -> Any:
         """Return the page read ahead under ``lease``, or None when there is none."""
         ahead, self._ahead = self._ahead, None
@@ -145,6 +166,14 @@ class RelayPartition:
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             _cancel(ahead[1])
+
+    async def settle(self) -> None:
+        """Let the page in flight commit, and end the read ahead: nothing runs afterwards."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            _cancel(ahead[1])
+            await asyncio.wait([ahead[1]])
+        await self.committed(quietly=True)
 
     def commit_later(self, ids: list[int], commit: Coroutine[Any, Any, None]) -> None:
         """Commit a published page in the background, while the next one is published."""
@@ -173,14 +202,19 @@ class RelayPartition:
         """Extend ``lease`` once a third of its time has passed; ``LeaseLostError`` if lost.
 
         Called before each publish, so that a long page (a slow broker) keeps
-        its lease, and a relay that lost it stops before publishing more.
+        its lease, and a relay that lost it stops before publishing more; it
+        also stops when the page before failed to commit in the background.
         """
         relay = self.relay
+        committing = self._committing
+        if committing is not None and committing.done() and committing.exception():
+            await self.committed()  # the page before could not commit: stop here
         if time.monotonic() - self.renewed_at < relay.lease_ttl / 3:
             return
+        asked_at = time.monotonic()
         if not await relay.storage.leases.renew(lease, relay.lease_ttl):
             raise LeaseLostError(lease.name, lease.owner, lease.epoch)
-        self.renewed_at = time.monotonic()
+        self.renewed_at = asked_at
 
     async def step(self, lease: Lease) -> bool:
         """Publish the partition's next page under ``lease``; False when there was none."""
@@ -211,6 +245,8 @@ class _Relay(ABC):
     ) -> None:
         if partitions < 1:
             raise ValueError(f"a relay needs at least one partition, not {partitions}")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be 1 to {MAX_BATCH_SIZE:,}, not {batch_size}")
         self._name = name
         self.storage = storage
         self.publisher = publisher
@@ -266,33 +302,35 @@ class EventLogRelay(_Relay):
 
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s events of the next page of the log, then advance its checkpoint."""
-        page = await job.page_read_ahead(lease)
-        if page is None:
-            await job.committed(quietly=True)
-            page = await self.event_store.read_all(
-                after_position=job.position, limit=self.batch_size
-            )
+        page = await job.next_page(
+            lease,
+            lambda: self.event_store.read_all(after_position=job.position, limit=self.batch_size),
+        )
         if not page:
-            await job.committed()
             return False
         read = self.event_store.read_all(after_position=page[-1].position, limit=self.batch_size)
         job.read_ahead(lease, read)
         whole_log = job.partition.count == 1
-        for stored in page:
-            if whole_log or job.partition.holds(stored.stream_id):
-                envelope = MessageEnvelope.of_stored(stored)
-                await job.keep_lease(lease)
-                await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
-                self.published += 1
+        try:
+            for stored in page:
+                if whole_log or job.partition.holds(stored.stream_id):
+                    envelope = MessageEnvelope.of_stored(stored)
+                    await job.keep_lease(lease)
+                    await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
+                    self.published += 1
+        except Exception:
+            await job.committed(quietly=True)  # the page before, while the lease is held
+            raise
         await job.committed()  # the page before, then this one in the background
         job.commit_later([], self._advance(job, lease, page[-1].position))
         return True
 
     async def _advance(self, job: RelayPartition, lease: Lease, position: int) -> None:
+        started = time.monotonic()
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             transaction.advance(position)
         job.position = position
-        job.renewed_at = time.monotonic()  # the fenced commit extended the lease
+        job.renewed_at = max(job.renewed_at, started)  # the fenced commit extended the lease
 
 
 class OutboxTableRelay(_Relay):
@@ -333,36 +371,39 @@ class OutboxTableRelay(_Relay):
 
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s oldest unpublished messages, then mark them; False when none."""
-        messages = await job.page_read_ahead(lease)
-        if messages is None:
-            await job.committed(quietly=True)
-            messages = await self.outbox.pending(limit=self.batch_size, partition=job.partition)
+        messages = await job.next_page(
+            lease, lambda: self.outbox.pending(limit=self.batch_size, partition=job.partition)
+        )
         if not messages:
-            await job.committed()
             return False
         ids = [message.id for message in messages]
         read = self.outbox.pending(
             limit=self.batch_size, partition=job.partition, excluding=[*job.committing_ids, *ids]
         )
         job.read_ahead(lease, read)
-        for message in messages:
-            envelope = MessageEnvelope.of_document(message.document)
-            topic = message.topic if self.topic is None else self.topic(envelope)
-            await job.keep_lease(lease)
-            await self.publisher.publish_envelope(envelope, topic=topic)
-            self.published += 1
+        try:
+            for message in messages:
+                envelope = MessageEnvelope.of_document(message.document)
+                topic = message.topic if self.topic is None else self.topic(envelope)
+                await job.keep_lease(lease)
+                await self.publisher.publish_envelope(envelope, topic=topic)
+                self.published += 1
+        except Exception:
+            await job.committed(quietly=True)  # the page before, while the lease is held
+            raise
         await job.committed()  # the page before, then this one in the background
         job.commit_later(ids, self._mark(job, lease, ids))
         return True
 
     async def _mark(self, job: RelayPartition, lease: Lease, ids: list[int]) -> None:
         newest = max(ids)
+        started = time.monotonic()
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             await self.outbox.mark_published(transaction, ids)
             if newest > job.position:
                 transaction.advance(newest)
         job.position = max(job.position, newest)
-        job.renewed_at = time.monotonic()  # the fenced commit extended the lease
+        job.renewed_at = max(job.renewed_at, started)  # the fenced commit extended the lease
 
 
 class OutboxWorker:
@@ -431,10 +472,11 @@ class OutboxWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for job in self.relay.partitions:
-            job.drop_read_ahead()
-            await job.committed(quietly=True)
+            await job.settle()
         for loop in self.loops:
             await loop.give_up_lease()
+            if loop.state != "halted":
+                loop.state = "stopped"
 
     async def statuses(self) -> list[WorkerStatus]:
         """Return each partition's status on the workers' shape (owner, epoch, checkpoint, lag).
@@ -443,9 +485,10 @@ class OutboxWorker:
         (every partition reads the whole log). For an :class:`OutboxTableRelay`
         the checkpoint is the newest message id marked published, and the lag
         the partition's messages still unpublished, the oldest's age its lag
-        in seconds. ``last_error`` is the halt's reason,
-        or the failure this process's loop is backing off from (a broker that
-        is down), cleared by the next step that succeeds.
+        in seconds (a page published and still committing counts until it
+        commits). ``last_error`` is the halt's reason, or the failure this
+        process's loop is backing off from (a broker that is down), cleared by
+        the next step that succeeds.
         """
         return [await self._status(loop) for loop in self.loops]
 
@@ -522,5 +565,4 @@ class OutboxWorker:
                 await loop.drain()
         finally:
             for job in self.relay.partitions:
-                job.drop_read_ahead()
-                await job.committed(quietly=True)
+                await job.settle()
