@@ -2,15 +2,16 @@
 
 ``write_outbox`` inserts one row per event in the command's transaction;
 ``SQLAlchemyOutboxStore`` hands a relay (the messaging package's
-``OutboxTableRelay``) the rows not yet published and marks the published ones.
+``OutboxTableRelay``) the rows not yet published, marks the published ones,
+and deletes published rows past their retention (``purge_published``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, insert, select, true, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cqrs_ddd_advanced_core.outbox import OutboxBacklog, OutboxMessage, Partition, partition_hash
@@ -18,7 +19,9 @@ from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.serialization import encode_event
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.schema import outbox
+from cqrs_ddd_persistence_sqlalchemy.unit_of_work import SQLAlchemyUnitOfWork
 
 
 async def write_outbox(
@@ -120,6 +123,24 @@ class SQLAlchemyOutboxStore:
             return OutboxBacklog(int(count), newest, oldest)
 
         return await self._reads.run("count the outbox", read)
+
+    async def purge_published(self, *, older_than: float) -> int:
+        """Delete the rows published more than ``older_than`` seconds ago; return how many.
+
+        Unpublished rows are never deleted. Run it from time to time (an
+        operator's job or a scheduled command) so the table holds what is
+        still to send and a window of what was sent.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        statement = delete(outbox).where(
+            outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff
+        )
+        operation = "purge the outbox"
+        async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as uow:
+            with translated_errors(operation):
+                deleted = await uow.connection.execute(statement)
+            await uow.commit()
+        return int(deleted.rowcount or 0)
 
     async def mark_published(self, transaction: WorkTransaction, ids: Sequence[int]) -> None:
         """Mark ``ids`` published, in the relay's lease-fenced transaction."""
