@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from relay_support import BROKERS, Broker, scenario_tables
+from relay_support import BROKERS, Broker, RelayScenario, scenario_tables
 from scenario_support import failure_note, scenario_seed
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -108,3 +108,15 @@ async def relay_engine(pg_engine: AsyncEngine) -> AsyncEngine:
     async with pg_engine.begin() as connection:
         await connection.run_sync(scenario_tables.create_all)
     return pg_engine
+
+
+@pytest.fixture
+def relay_scenario(
+    broker: Broker,
+    relay_engine: AsyncEngine,
+    postgres_database: PostgresDatabase,
+    tmp_path: Path,
+    seed: int,
+) -> RelayScenario:
+    """What a run of R8, R9 or R10 works with (see ``relay_support.RelayScenario``)."""
+    return RelayScenario(broker, relay_engine, postgres_database.sqlalchemy_url, tmp_path, seed)

@@ -18,6 +18,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
 import aio_pika
@@ -322,6 +323,17 @@ class Broker:
             ]
         finally:
             await client.close()
+
+
+@dataclass(frozen=True)
+class RelayScenario:
+    """One run of R8, R9 or R10: the broker, the database (engine and URL), a folder, a seed."""
+
+    broker: Broker
+    engine: AsyncEngine
+    database_url: str
+    tmp_path: Path
+    seed: int
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,14 @@ import random
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.history import read_history
 from harness.workers import WorkerProcess
 from relay_support import (
     Broker,
+    RelayScenario,
     effect_counts,
     outbox_rows,
     until,
@@ -46,7 +48,6 @@ from cqrs_ddd_persistence_sqlalchemy import (
 )
 from cqrs_ddd_persistence_sqlalchemy.schema import inbox as inbox_table
 from cqrs_ddd_persistence_sqlalchemy.schema import outbox
-from cqrs_ddd_testing import PostgresDatabase
 
 HERE = Path(__file__).parent
 CONSUMERS = 2
@@ -138,18 +139,16 @@ async def publish_all(broker: Broker, engine: AsyncEngine) -> None:
 
 
 async def run_redeliveries(
-    broker: Broker,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
+    scenario: RelayScenario,
     *,
     accounts: int,
     per_account: int,
     failpoint_crashes: int,
     hits: tuple[int, int],
-    random_kills: int,
-    seed: int,
+    random_kills: int = 3,
 ) -> None:
+    broker, engine, seed = scenario.broker, scenario.engine, scenario.seed
+    database_url, tmp_path = scenario.database_url, scenario.tmp_path
     total = accounts * per_account
     await broker.prepare()
     await write_deposits(engine, accounts=accounts, per_account=per_account, rate=2000, seed=seed)
@@ -222,44 +221,33 @@ async def republish_first(broker: Broker, engine: AsyncEngine) -> None:
             await publisher.publish_envelope(envelope, topic=broker.topic(envelope))
 
 
+SIZES = [
+    pytest.param(
+        {
+            "accounts": 20,
+            "per_account": 50,
+            "failpoint_crashes": 4,
+            "hits": (20, 80),
+            "random_kills": 3,
+        },
+        id="ci",
+    ),
+    pytest.param(
+        {
+            "accounts": 100,
+            "per_account": 100,
+            "failpoint_crashes": 1000,
+            "hits": (1, 9),
+            "random_kills": 3,
+        },
+        id="soak",
+        marks=pytest.mark.soak,
+    ),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
 async def test_r10_redelivery_produces_one_effect(
-    broker: Broker,
-    relay_engine: AsyncEngine,
-    postgres_database: PostgresDatabase,
-    tmp_path: Path,
-    seed: int,
+    relay_scenario: RelayScenario, size: dict[str, Any]
 ) -> None:
-    await run_redeliveries(
-        broker,
-        relay_engine,
-        postgres_database.sqlalchemy_url,
-        tmp_path,
-        accounts=20,
-        per_account=50,
-        failpoint_crashes=4,
-        hits=(20, 80),
-        random_kills=3,
-        seed=seed,
-    )
-
-
-@pytest.mark.soak
-async def test_r10_soak(
-    broker: Broker,
-    relay_engine: AsyncEngine,
-    postgres_database: PostgresDatabase,
-    tmp_path: Path,
-    seed: int,
-) -> None:
-    await run_redeliveries(
-        broker,
-        relay_engine,
-        postgres_database.sqlalchemy_url,
-        tmp_path,
-        accounts=100,
-        per_account=100,
-        failpoint_crashes=1000,
-        hits=(1, 9),
-        random_kills=3,
-        seed=seed,
-    )
+    await run_redeliveries(relay_scenario, **size)

@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,8 +34,8 @@ from harness.history import HistoryRecord, read_history
 from harness.proxy import FaultProxy
 from harness.workers import WorkerProcess
 from relay_support import (
-    Broker,
     Delivery,
+    RelayScenario,
     check_observed,
     drained,
     effect_counts,
@@ -44,9 +45,6 @@ from relay_support import (
     until,
     write_deposits,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from cqrs_ddd_testing import PostgresDatabase
 
 HERE = Path(__file__).parent
 TIMEOUT = 1.0
@@ -65,16 +63,14 @@ def proxied(url: str, port: int) -> str:
 
 
 async def run_outage(
-    broker: Broker,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
+    scenario: RelayScenario,
     *,
     accounts: int,
     per_account: int,
     outage: float,
-    seed: int,
 ) -> None:
+    broker, engine, seed = scenario.broker, scenario.engine, scenario.seed
+    database_url, tmp_path = scenario.database_url, scenario.tmp_path
     total = accounts * per_account + accounts * 2  # two more each after the reset
     await broker.prepare()
     target = urlsplit(broker.url)
@@ -95,7 +91,7 @@ async def run_outage(
                 await relay.wait_for_output("started", within=30)
                 writing = asyncio.create_task(
                     write_deposits(
-                        engine, accounts=accounts, per_account=per_account, rate=200, seed=seed
+                        engine, accounts=accounts, per_account=per_account, rate=400, seed=seed
                     )
                 )
 
@@ -169,40 +165,16 @@ def backoff_waits(records: list[HistoryRecord], began: float, returned: float) -
     return waits
 
 
+SIZES = [
+    pytest.param({"accounts": 20, "per_account": 50, "outage": 5.0}, id="ci"),
+    pytest.param(
+        {"accounts": 100, "per_account": 100, "outage": 30.0}, id="soak", marks=pytest.mark.soak
+    ),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
 async def test_r8_outbox_survives_a_broker_outage(
-    broker: Broker,
-    relay_engine: AsyncEngine,
-    postgres_database: PostgresDatabase,
-    tmp_path: Path,
-    seed: int,
+    relay_scenario: RelayScenario, size: dict[str, Any]
 ) -> None:
-    await run_outage(
-        broker,
-        relay_engine,
-        postgres_database.sqlalchemy_url,
-        tmp_path,
-        accounts=20,
-        per_account=50,
-        outage=5.0,
-        seed=seed,
-    )
-
-
-@pytest.mark.soak
-async def test_r8_soak(
-    broker: Broker,
-    relay_engine: AsyncEngine,
-    postgres_database: PostgresDatabase,
-    tmp_path: Path,
-    seed: int,
-) -> None:
-    await run_outage(
-        broker,
-        relay_engine,
-        postgres_database.sqlalchemy_url,
-        tmp_path,
-        accounts=100,
-        per_account=100,
-        outage=30.0,
-        seed=seed,
-    )
+    await run_outage(relay_scenario, **size)

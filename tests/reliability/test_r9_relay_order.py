@@ -28,12 +28,14 @@ import signal
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.history import HistoryRecord, read_history
 from harness.workers import WorkerProcess
 from relay_support import (
     Broker,
+    RelayScenario,
     check_observed,
     drained,
     effect_counts,
@@ -49,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cqrs_ddd_advanced_core.outbox import Partition
 from cqrs_ddd_infrastructure_messaging import OutboxTableRelay, OutboxWorker
 from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyOutboxStore, SQLAlchemyWorkerStorage
-from cqrs_ddd_testing import PostgresDatabase, RedisNamespace
+from cqrs_ddd_testing import RedisNamespace
 
 HERE = Path(__file__).parent
 PARTITIONS = 3
@@ -95,16 +97,14 @@ class Relays:
 
 
 async def run_relays(
-    broker: Broker,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
+    scenario: RelayScenario,
     *,
     accounts: int,
     per_account: int,
     kills: int,
-    seed: int,
 ) -> None:
+    broker, engine, seed = scenario.broker, scenario.engine, scenario.seed
+    database_url, tmp_path = scenario.database_url, scenario.tmp_path
     total = accounts * per_account
     chooser = random.Random(seed)
     await broker.prepare()
@@ -183,43 +183,19 @@ def assert_one_publisher_per_epoch(publishes: list[HistoryRecord]) -> None:
     assert not shared, shared
 
 
+SIZES = [
+    pytest.param({"accounts": 20, "per_account": 50, "kills": 3}, id="ci"),
+    pytest.param(
+        {"accounts": 100, "per_account": 100, "kills": 10}, id="soak", marks=pytest.mark.soak
+    ),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
 async def test_r9_order_per_account_with_three_relays_and_killed_holders(
-    broker: Broker,
-    relay_engine: AsyncEngine,
-    postgres_database: PostgresDatabase,
-    tmp_path: Path,
-    seed: int,
+    relay_scenario: RelayScenario, size: dict[str, Any]
 ) -> None:
-    await run_relays(
-        broker,
-        relay_engine,
-        postgres_database.sqlalchemy_url,
-        tmp_path,
-        accounts=20,
-        per_account=50,
-        kills=3,
-        seed=seed,
-    )
-
-
-@pytest.mark.soak
-async def test_r9_soak(
-    broker: Broker,
-    relay_engine: AsyncEngine,
-    postgres_database: PostgresDatabase,
-    tmp_path: Path,
-    seed: int,
-) -> None:
-    await run_relays(
-        broker,
-        relay_engine,
-        postgres_database.sqlalchemy_url,
-        tmp_path,
-        accounts=100,
-        per_account=100,
-        kills=10,
-        seed=seed,
-    )
+    await run_relays(relay_scenario, **size)
 
 
 async def test_r9_relay_never_skips_a_message_whose_transaction_commits_late(

@@ -12,8 +12,8 @@ import asyncio
 import itertools
 import time
 
-import nats
 import pytest
+from jetstream_support import jetstream_messages
 from redis.asyncio import Redis
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryEventStore, InMemoryWorkerStorage
@@ -56,19 +56,6 @@ class DiesAfter:
         self.left -= 1
 
 
-async def jetstream_messages(namespace: NatsNamespace, stream: str) -> list[MessageEnvelope]:
-    client = await nats.connect(namespace.url)
-    try:
-        jetstream = client.jetstream()
-        count = (await jetstream.stream_info(stream)).state.messages
-        return [
-            MessageEnvelope.from_bytes((await jetstream.get_msg(stream, seq=seq)).data or b"")
-            for seq in range(1, count + 1)
-        ]
-    finally:
-        await client.close()
-
-
 async def test_the_relay_publishes_the_log_in_order_and_resumes_after_dying(
     nats_namespace: NatsNamespace,
 ) -> None:
@@ -101,7 +88,7 @@ async def test_the_relay_publishes_the_log_in_order_and_resumes_after_dying(
 
     assert resumed.published == 250 - 120  # from the checkpoint after the third page
     assert publisher.duplicates == 10  # the dead relay's confirmed part of the fourth page
-    received = await jetstream_messages(nats_namespace, stream)
+    received = await jetstream_messages(nats_namespace.url, stream)
     assert [envelope.position for envelope in received] == list(range(1, 251))
     for number in range(5):
         versions = [e.version for e in received if e.aggregate_id == f"clock-{number}"]

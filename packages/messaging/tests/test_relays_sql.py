@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import nats
+from jetstream_support import jetstream_messages
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -139,7 +139,7 @@ async def test_each_event_reaches_the_broker_once_through_one_relay(
             owner="relay",
         ).drain()  # fmt: skip
 
-    received = await _jetstream_messages(nats_namespace.url, stream)
+    received = await jetstream_messages(nats_namespace.url, stream)
     assert publisher.duplicates == 0
     assert len(received) == 18 + 9  # each event once: 18 ledger touches, 9 profile touches
     assert len({envelope.message_id for envelope in received}) == 27
@@ -222,7 +222,7 @@ async def test_partitions_are_shared_by_workers_and_taken_over_when_a_holder_die
             for worker in alive:
                 await worker.stop()
 
-    received = await _jetstream_messages(nats_namespace.url, stream)
+    received = await jetstream_messages(nats_namespace.url, stream)
     assert publisher.duplicates == 0
     assert len(received) == 60
     for kind in ("ledger", "profile"):
@@ -248,16 +248,3 @@ async def _wait_for(
             return statuses
         await asyncio.sleep(0.05)
     raise AssertionError(statuses)
-
-
-async def _jetstream_messages(url: str, stream: str) -> list[MessageEnvelope]:
-    client = await nats.connect(url)
-    try:
-        jetstream = client.jetstream()
-        count = (await jetstream.stream_info(stream)).state.messages
-        return [
-            MessageEnvelope.from_bytes((await jetstream.get_msg(stream, seq=seq)).data or b"")
-            for seq in range(1, count + 1)
-        ]
-    finally:
-        await client.close()
