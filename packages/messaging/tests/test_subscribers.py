@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import Any, ClassVar
 from uuid import uuid4
 
 import aio_pika
@@ -20,6 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cqrs_ddd_advanced_core.adapters.memory import InMemoryInbox
+from cqrs_ddd_advanced_core.upcasting import EventUpcaster, UpcasterRegistry
 from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
 from cqrs_ddd_core import DomainEvent, EventTypeRegistry, InMemoryUnitOfWork
 from cqrs_ddd_core.cqrs.scope import current_scope
@@ -207,3 +209,62 @@ def test_a_body_that_is_not_an_envelope_is_poison() -> None:
 
     with pytest.raises(PoisonMessageError, match="not a message envelope"):
         Shipping().consumer.decode(b"[]")
+
+
+class PriceQuoted(DomainEvent):
+    """Version 2: version 1 called the price ``cost``."""
+
+    schema_version: ClassVar[int] = 2
+    sku: str
+    price: Decimal
+
+
+class CostRenamedToPrice(EventUpcaster):
+    event_type = "PriceQuoted"
+    source_version = 1
+
+    def upcast(self, data: dict[str, Any]) -> dict[str, Any]:
+        renamed = {key: value for key, value in data.items() if key != "cost"}
+        return {**renamed, "price": data["cost"]}
+
+
+async def test_a_message_of_an_older_schema_version_reaches_the_handler_upcast(
+    redis_namespace: RedisNamespace,
+) -> None:
+    stream = redis_namespace.key("quotes")
+    quotes: list[PriceQuoted] = []
+    consumer = InboxConsumer(
+        "quotes",
+        decoder=EventDecoder(
+            EventTypeRegistry([PriceQuoted]), UpcasterRegistry([CostRenamedToPrice()])
+        ),
+        inbox=InMemoryInbox(),
+        uow_factory=InMemoryUnitOfWork,
+    )
+
+    async def remember(event: PriceQuoted) -> None:
+        quotes.append(event)
+
+    consumer.subscribe(PriceQuoted, remember)
+    subscriber = RedisStreamsSubscriber(
+        consumer,
+        redis_namespace.url,
+        stream=stream,
+        group="quotes",
+        name="quotes-1",
+        dead_letter_stream=redis_namespace.key("quotes.dead"),
+    )
+    # an envelope written by a producer still at version 1
+    current = MessageEnvelope.of_event(PriceQuoted(sku="A", price=Decimal("2.50")))
+    old = current.model_copy(update={"schema_version": 1, "payload": {"sku": "A", "cost": "2.50"}})
+    client: Redis = Redis.from_url(redis_namespace.url)
+    await subscriber.start()
+    try:
+        await client.xadd(stream, {"message_id": str(old.message_id), "body": old.to_bytes()})
+        async with asyncio.timeout(10):
+            while not quotes:  # noqa: ASYNC110 - polling the handler's effect
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+        await subscriber.close()
+    assert [(quote.sku, quote.price) for quote in quotes] == [("A", Decimal("2.50"))]
