@@ -76,26 +76,31 @@ class SQLAlchemyOutboxStore:
     ) -> list[OutboxMessage]:
         """Return up to ``limit`` unpublished messages (of ``partition``), oldest first.
 
-        ``excluding`` leaves out the rows of those ids.
+        ``excluding`` leaves out the rows of those ids: the first ``limit`` plus
+        as many ids are read from the pending index, the excluded ones dropped
+        in Python, and the rows of the rest read by primary key (a long
+        ``NOT IN`` list could make PostgreSQL's planner scan every pending row).
         """
-        query = (
-            select(
-                outbox.c.id,
-                outbox.c.message_id,
-                outbox.c.topic,
-                outbox.c.partition_key,
-                outbox.c.payload,
-                outbox.c.created_at,
-            )
-            .where(outbox.c.published_at.is_(None))
-            .where(_of(partition))
-            .order_by(outbox.c.id)
-            .limit(limit)
+        pending = (outbox.c.published_at.is_(None)) & _of(partition)
+        columns = (
+            outbox.c.id,
+            outbox.c.message_id,
+            outbox.c.topic,
+            outbox.c.partition_key,
+            outbox.c.payload,
+            outbox.c.created_at,
         )
-        if excluding:
-            query = query.where(outbox.c.id.not_in(list(excluding)))
+        left_out = set(excluding)
 
         async def read(connection: AsyncConnection) -> list[OutboxMessage]:
+            query = select(*columns).where(pending).order_by(outbox.c.id).limit(limit)
+            if left_out:
+                candidates = select(outbox.c.id).where(pending).order_by(outbox.c.id)
+                ids = await connection.scalars(candidates.limit(limit + len(left_out)))
+                chosen = [row_id for row_id in ids if row_id not in left_out][:limit]
+                if not chosen:
+                    return []
+                query = select(*columns).where(outbox.c.id.in_(chosen)).order_by(outbox.c.id)
             return [
                 OutboxMessage(
                     id=row.id,

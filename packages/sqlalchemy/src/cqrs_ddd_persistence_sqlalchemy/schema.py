@@ -87,7 +87,12 @@ outbox = Table(
     Column("published_at", UTCDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(2000), nullable=True),
-    Index("ix_cqrs_outbox_unpublished", "published_at", "id"),
+    Index(
+        "ix_cqrs_outbox_pending",
+        "id",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
 )
 """Messages to publish, written in the transaction that produced them."""
 
