@@ -50,13 +50,13 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError, WorkHaltedError
-from cqrs_ddd_advanced_core.outbox import OutboxStore, Partition
+from cqrs_ddd_advanced_core.outbox import OutboxMessage, OutboxStore, Partition
 from cqrs_ddd_advanced_core.workers import (
     Lease,
     WorkerLoop,
@@ -268,6 +268,27 @@ class _Relay(ABC):
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s next page under ``lease``; False when there was none."""
 
+    async def publish_all(
+        self,
+        job: RelayPartition,
+        lease: Lease,
+        addressed: Iterable[tuple[MessageEnvelope, str]],
+    ) -> None:
+        """Publish each (envelope, topic) of a page, then let the page before it commit.
+
+        Should a publish fail, the page before still commits while the lease is
+        held, and the failure is raised.
+        """
+        try:
+            for envelope, topic in addressed:
+                await job.keep_lease(lease)
+                await self.publisher.publish_envelope(envelope, topic=topic)
+                self.published += 1
+        except Exception:
+            await job.committed(quietly=True)
+            raise
+        await job.committed()
+
 
 class EventLogRelay(_Relay):
     """Publishes the event log from its checkpoint (see the module docs).
@@ -311,17 +332,12 @@ class EventLogRelay(_Relay):
         read = self.event_store.read_all(after_position=page[-1].position, limit=self.batch_size)
         job.read_ahead(lease, read)
         whole_log = job.partition.count == 1
-        try:
-            for stored in page:
-                if whole_log or job.partition.holds(stored.stream_id):
-                    envelope = MessageEnvelope.of_stored(stored)
-                    await job.keep_lease(lease)
-                    await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
-                    self.published += 1
-        except Exception:
-            await job.committed(quietly=True)  # the page before, while the lease is held
-            raise
-        await job.committed()  # the page before, then this one in the background
+        envelopes = (
+            MessageEnvelope.of_stored(stored)
+            for stored in page
+            if whole_log or job.partition.holds(stored.stream_id)
+        )
+        await self.publish_all(job, lease, ((e, self.topic(e)) for e in envelopes))
         job.commit_later([], self._advance(job, lease, page[-1].position))
         return True
 
@@ -381,17 +397,12 @@ class OutboxTableRelay(_Relay):
             limit=self.batch_size, partition=job.partition, excluding=[*job.committing_ids, *ids]
         )
         job.read_ahead(lease, read)
-        try:
-            for message in messages:
-                envelope = MessageEnvelope.of_document(message.document)
-                topic = message.topic if self.topic is None else self.topic(envelope)
-                await job.keep_lease(lease)
-                await self.publisher.publish_envelope(envelope, topic=topic)
-                self.published += 1
-        except Exception:
-            await job.committed(quietly=True)  # the page before, while the lease is held
-            raise
-        await job.committed()  # the page before, then this one in the background
+
+        def addressed(message: OutboxMessage) -> tuple[MessageEnvelope, str]:
+            envelope = MessageEnvelope.of_document(message.document)
+            return envelope, message.topic if self.topic is None else self.topic(envelope)
+
+        await self.publish_all(job, lease, (addressed(message) for message in messages))
         job.commit_later(ids, self._mark(job, lease, ids))
         return True
 
