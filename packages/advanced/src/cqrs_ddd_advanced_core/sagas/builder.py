@@ -120,6 +120,7 @@ class SagaBuilder:
                     timeout=rule.timeout,
                 )
             if rule.complete:
+                saga.state.awaiting = None  # the last event came: only outcomes are left
                 saga.complete()
             else:
                 following = rules[rules.index(rule) + 1 :]

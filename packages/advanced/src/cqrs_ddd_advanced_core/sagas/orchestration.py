@@ -623,6 +623,8 @@ class Saga(Generic[TState]):
     def _note(self, what: str, step: str | None = None) -> None:
         entry = HistoryEntry(at=datetime.now(UTC), what=what, step=step)
         self.state.history = [*self.state.history, entry]
+        if self.state.status != "running" and self.state.awaiting is not None:
+            self.state.awaiting = None  # only a running instance waits for an event
 
 
 # -- TCC ---------------------------------------------------------------------------
