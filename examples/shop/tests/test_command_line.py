@@ -1,20 +1,25 @@
-"""`python -m shop` as a command line: help, settings, exit statuses, one-line errors.
+"""`python -m shop` as a command line: help, settings, exit statuses, one-line errors, serving.
 
 The command-line cases run the real command in a subprocess, in a fresh
 folder (so no `shop.sqlite` lands in the repository), with `DATABASE_URL` set
 as the case says; the settings' answer to each kind of URL is checked in this
-process. None needs a database server: a bad URL is refused before anything
-connects, and the unreachable database is a port nothing listens on.
+process. A bad URL is refused before anything connects, and the unreachable
+database is a port nothing listens on. The last cases serve the shop from a
+real uvicorn process, run the scenario over HTTP and stop it with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from shop_testing import read_until
 
 from shop.__main__ import run
 from shop.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
@@ -47,15 +52,22 @@ def the_one_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_help_describes_the_walk_through_and_its_settings_without_running_it(
-    tmp_path: Path,
-) -> None:
+def test_help_shows_the_options_and_settings_and_does_nothing_else(tmp_path: Path) -> None:
     # when
     result = shop_command(tmp_path, "--help")
     # then
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.startswith("usage: python -m shop")
-    for promised in ("order-summary projection", "DATABASE_URL", "--database-url", "exit status"):
+    for promised in (
+        "--database-url",
+        "--host",
+        "--port",
+        "--no-scenario",
+        "--order-ttl",
+        "DATABASE_URL",
+        "RABBITMQ_URL",
+        "exit status",
+    ):
         assert promised in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing ran, no database was made
 
@@ -141,17 +153,6 @@ def test_a_sqlite_file_that_cannot_be_opened_is_one_line_and_status_1(tmp_path: 
     line = the_one_line(result.stderr)
     assert "cannot use the database 'sqlite+aiosqlite:///shop.sqlite' (DATABASE_URL)" in line
     assert "unable to open database file" in line
-
-
-def test_the_walk_through_runs_on_the_default_sqlite_file_in_the_working_folder(
-    tmp_path: Path,
-) -> None:
-    # when
-    result = shop_command(tmp_path)
-    # then
-    assert (result.returncode, result.stderr) == (0, "")
-    assert "database: sqlite+aiosqlite:///shop.sqlite" in result.stdout
-    assert (tmp_path / "shop.sqlite").is_file()
 
 
 def test_settings_take_the_option_over_the_environment_and_default_to_shop_sqlite() -> None:
@@ -243,3 +244,64 @@ def test_settings_refuse_a_bad_url_when_made() -> None:
 def test_an_in_memory_sqlite_database_is_refused_as_a_setting(url: str) -> None:
     with pytest.raises(SettingsError, match="in-memory SQLite database"):
         Settings(database_url=url)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_the_service_runs_the_scenario_over_http_and_serves_until_ctrl_c(
+    tmp_path: Path, database_url: str
+) -> None:
+    port = free_port()
+    environment = {**os.environ, "DATABASE_URL": database_url}
+    for variable in ("RABBITMQ_URL", "NATS_URL", "REDIS_URL"):
+        environment.pop(variable, None)
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter running the shop
+        [sys.executable, "-m", "shop", "--port", str(port)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        output = "\n".join(read_until(process, "until Ctrl-C", within=120))
+        for seen in (
+            f"the shop serves http://127.0.0.1:{port}",
+            f"API docs: http://127.0.0.1:{port}/docs",
+            "the same order (True), placed once",
+            "undo: 2 x tea, 1 x mug, 21.00 EUR",
+            "redo: 2 x tea, 2 x mug, 33.00 EUR",
+            "merged into {'address': '1 Analytical Street', 'slot': 'mornings'}",
+            ": 409, address was changed",
+            "the fulfilment saga: completed (reserving done, charging done, confirming done)",
+            "the saga compensated: PaymentDeclinedError",
+            "the order is cancelled: the payment did not go through",
+            "the scheduled expiry ran: the order is expired",
+            "ada's orders, largest first (3 in all, the first 3)",
+            "report 20",
+            "health: ok",
+        ):
+            assert seen in output, output
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+        assert health["status"] == "ok"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors, errors
+
+
+def test_a_port_already_taken_is_one_line_and_status_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = shop_command(tmp_path, "--port", str(port), "--no-scenario")
+    assert result.returncode == RUN_FAILED
+    line = the_one_line(result.stderr)
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in line

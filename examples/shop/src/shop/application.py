@@ -1,205 +1,610 @@
-"""The shop's commands, queries, handlers and composition root."""
+"""The shop's commands and their handlers, the order-fulfilment saga and the expiry rule.
+
+The handlers receive what they use through :class:`Stores`; ``shop.wiring``
+builds the stores and registers the handlers (:func:`register_handlers`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from pydantic import BaseModel
+from sqlalchemy import and_, func, select
 
-from cqrs_ddd_advanced_core.event_sourcing import (
-    EventSourcedLoader,
-    EventSourcedMediatorFactory,
-    EventSourcedRepository,
-)
-from cqrs_ddd_advanced_core.projections import (
-    ProjectionWorker,
-    ProjectorRegistry,
-    QueryOptions,
-    SpecificationBuilder,
+from cqrs_ddd_advanced_core.conflict import FieldMergeStrategy
+from cqrs_ddd_advanced_core.cqrs import ConflictContext, ResilientCommandHandler
+from cqrs_ddd_advanced_core.event_sourcing import EventSourcedRepository
+from cqrs_ddd_advanced_core.sagas import Saga, SagaBuilder, SagaState
+from cqrs_ddd_advanced_core.scheduling import (
+    CommandSchedulerService,
+    ScheduleNotCancellableError,
+    ScheduleNotFoundError,
 )
 from cqrs_ddd_core import (
+    AggregateNotFoundError,
     Command,
-    CommandHandler,
-    EventTypeRegistry,
+    ConcurrencyError,
     HandlerRegistry,
-    LoggingBehavior,
-    Mediator,
     Query,
-    ValidationBehavior,
 )
-from cqrs_ddd_core.exceptions import FieldIssue
+from cqrs_ddd_core.cqrs.scope import current_scope
+from cqrs_ddd_core.exceptions import FieldIssue, ValidationError
 from cqrs_ddd_persistence_sqlalchemy import (
-    SQLAlchemyEventStore,
     SQLAlchemyReadModelStore,
     SQLAlchemyRepository,
     SQLAlchemyUnitOfWork,
-    upgrade_schema,
 )
 from shop.domain import (
     CENT,
-    MAX_ORDER_TOTAL,
+    CONFIRMED_LATER_PAYMENT_METHOD,
+    DECLINED_PAYMENT_METHOD,
+    DELIVERY_FIELDS,
+    MAX_PRICE,
     MAX_QUANTITY,
+    MAX_STOCK,
     Customer,
-    ItemAdded,
     Money,
     Order,
-    OrderConfirmed,
-    OrderPlaced,
+    OrderCheckedOut,
+    OrderError,
+    OrderStockReserved,
+    OutOfStockError,
+    PaymentCharged,
+    PaymentDeclinedError,
+    Product,
 )
-from shop.projections import (
-    OrderSummary,
-    OrderSummaryProjector,
-    create_read_model_tables,
-    order_summaries,
-)
+from shop.idempotency import IdempotencyKeys
+from shop.projections import orders as orders_table
+from shop.projections import reports as reports_table
+
+NAMESPACE = uuid.UUID("2f1d1e4c-4d55-4a5e-9a39-9c2f5a1f0b7e")
+"""The namespace of the shop's derived ids (expiry schedules, payment references)."""
+
+
+# ------------------------------------------------------------------- commands
+
+
+class Line(BaseModel):
+    """Units of one SKU, as an order asks for them."""
+
+    sku: str
+    quantity: int
+
+
+class RegisterCustomer(Command):
+    """Register a customer."""
+
+    customer_id: str
+    name: str
+
+
+class AddProduct(Command):
+    """Add a product to the catalogue."""
+
+    sku: str
+    name: str
+    price: Decimal
+    stock: int
+
+
+class Restock(Command):
+    """Put more units of a product on the shelf."""
+
+    sku: str
+    quantity: int
 
 
 class PlaceOrder(Command):
-    """Open an order for a customer, registering the customer on first use."""
+    """Open an order for a registered customer, with its first lines; it expires if unpaid."""
 
     customer_id: str
-    customer_name: str = "anonymous"
+    lines: list[Line] = []
     order_id: str | None = None
+    pay_within: float | None = None
+    """Seconds the order waits for its payment; the shop's ``order_ttl`` when None."""
 
 
 class AddItem(Command):
-    """Put an item into an open order."""
+    """Put units of a product into an open order, at the catalogue's price (or ``unit_price``)."""
 
     order_id: str
     sku: str
     quantity: int
-    unit_price: Decimal
+    unit_price: Decimal | None = None
+
+
+class RemoveItem(Command):
+    """Take units of a product out of an open order."""
+
+    order_id: str
+    sku: str
+    quantity: int
+
+
+class ChangeDelivery(Command):
+    """Change delivery details; ``base_version`` is the order version the client last saw."""
+
+    order_id: str
+    changes: dict[str, str]
+    base_version: int | None = None
+
+
+class CheckOut(Command):
+    """Pay for an open order: starts the order-fulfilment saga."""
+
+    order_id: str
+    payment_method: str
+
+
+class ReserveStock(Command):
+    """Hold every line of a checked-out order on the shelf (the saga's first step)."""
+
+    order_id: str
+
+
+class ReleaseStock(Command):
+    """Undo ``ReserveStock``: release what is held and cancel the unpaid order."""
+
+    order_id: str
+
+
+class ChargePayment(Command):
+    """Charge the order's total (the saga's second step)."""
+
+    order_id: str
+
+
+class ConfirmPayment(Command):
+    """The payment provider says the customer confirmed the charge of a ``card-3ds`` order."""
+
+    order_id: str
+
+
+class RefundPayment(Command):
+    """Undo ``ChargePayment``."""
+
+    order_id: str
 
 
 class ConfirmOrder(Command):
-    """Confirm an order."""
+    """Confirm a paid order (the saga's last step)."""
 
     order_id: str
 
 
-class GetOrderSummary(Query):
-    """Ask for the summary of one order, as the order-summary projection last saw it."""
+class ExpireOrder(Command):
+    """Expire an order that is still unpaid (scheduled when the order is placed)."""
 
     order_id: str
 
 
-class PlaceOrderHandler(CommandHandler[PlaceOrder]):
-    """Opens orders, and counts them on the customer, in one transaction."""
+class ShipOrder(Command):
+    """Ship a confirmed order."""
 
-    def __init__(
-        self, orders: EventSourcedRepository[Order], customers: SQLAlchemyRepository[Customer]
-    ) -> None:
-        self.orders = orders
-        self.customers = customers
-
-    async def handle(self, command: PlaceOrder) -> str:
-        """Open the order and return its id."""
-        customer = await self.customers.find(command.customer_id)
-        if customer is None:
-            customer = Customer.register(command.customer_id, command.customer_name)
-        customer.count_order()
-        await self.customers.save(customer)
-        order = Order.place(command.customer_id, command.order_id)
-        await self.orders.save(order)
-        return order.id
+    order_id: str
+    carrier: str
 
 
-class AddItemHandler(CommandHandler[AddItem]):
-    """Adds items to orders."""
+class GenerateMonthlyReport(Command):
+    """Write the report of ``month`` (``YYYY-MM``; the month before the run when empty)."""
 
-    def __init__(self, orders: EventSourcedRepository[Order]) -> None:
-        self.orders = orders
-
-    async def handle(self, command: AddItem) -> None:
-        """Load the order from its events, add the item, save the new event."""
-        order = await self.orders.get(command.order_id)
-        order.add_item(command.sku, command.quantity, Money(amount=command.unit_price))
-        await self.orders.save(order)
+    month: str = ""
 
 
-class ConfirmOrderHandler(CommandHandler[ConfirmOrder]):
-    """Confirms orders."""
-
-    def __init__(self, orders: EventSourcedRepository[Order]) -> None:
-        self.orders = orders
-
-    async def handle(self, command: ConfirmOrder) -> None:
-        """Load the order, confirm it, save the new event."""
-        order = await self.orders.get(command.order_id)
-        order.confirm()
-        await self.orders.save(order)
+# ---------------------------------------------------------------- validation
 
 
-def valid_item(command: AddItem) -> list[FieldIssue]:
-    """Refuse, before any handler runs, an item the order would refuse (see ``Order.add_item``)."""
-    issues = []
-    price = command.unit_price
-    if not price.is_finite() or price > MAX_ORDER_TOTAL:
-        issues.append(FieldIssue("unit_price", f"must be at most {MAX_ORDER_TOTAL}"))
-    elif price < 0:
-        issues.append(FieldIssue("unit_price", "must not be negative"))
-    elif price != price.quantize(CENT):
-        issues.append(FieldIssue("unit_price", "must be in whole cents"))
-    if not 1 <= command.quantity <= MAX_QUANTITY:
-        issues.append(FieldIssue("quantity", f"must be between 1 and {MAX_QUANTITY}"))
+def check_price(price: Decimal, field: str = "price") -> list[FieldIssue]:
+    """Refuse a price the catalogue and the read models could not hold."""
+    if not price.is_finite() or not 0 <= price <= MAX_PRICE:
+        return [FieldIssue(field, f"must be from 0 to {MAX_PRICE}")]
+    if price != price.quantize(CENT):
+        return [FieldIssue(field, "must be in whole cents")]
+    return []
+
+
+def check_quantity(quantity: int, field: str = "quantity") -> list[FieldIssue]:
+    """Refuse a quantity outside 1 to ``MAX_QUANTITY``."""
+    if not 1 <= quantity <= MAX_QUANTITY:
+        return [FieldIssue(field, f"must be from 1 to {MAX_QUANTITY}")]
+    return []
+
+
+def valid_product(command: AddProduct) -> list[FieldIssue]:
+    """Refuse a product whose price or stock would not fit."""
+    issues = check_price(command.price)
+    if not 0 <= command.stock <= MAX_STOCK:
+        issues.append(FieldIssue("stock", f"must be from 0 to {MAX_STOCK}"))
     return issues
 
 
-@dataclass
-class Shop:
-    """The wired application: its mediator and what it is built from."""
-
-    mediator: Mediator
-    event_store: SQLAlchemyEventStore
-    orders: EventSourcedRepository[Order]
-    customers: SQLAlchemyRepository[Customer]
-    summaries: SQLAlchemyReadModelStore
-    projections: ProjectionWorker
+def valid_restock(command: Restock) -> list[FieldIssue]:
+    """Refuse a restock outside 1 to ``MAX_STOCK``."""
+    if not 1 <= command.quantity <= MAX_STOCK:
+        return [FieldIssue("quantity", f"must be from 1 to {MAX_STOCK}")]
+    return []
 
 
-async def build_shop(engine: AsyncEngine) -> Shop:
-    """Build the shop on ``engine``: the composition root, where everything is made and wired.
+def valid_order(command: PlaceOrder) -> list[FieldIssue]:
+    """Refuse lines with a quantity out of bounds, or one SKU twice."""
+    issues = []
+    for index, line in enumerate(command.lines):
+        issues += check_quantity(line.quantity, f"lines.{index}.quantity")
+    skus = [line.sku for line in command.lines]
+    if len(set(skus)) != len(skus):
+        issues.append(FieldIssue("lines", "names a SKU twice"))
+    return issues
 
-    Brings the database schema (the library's tables and the shop's read
-    models) up to date first. The projection worker is built, not started: a
-    long-running service calls ``projections.start()`` and ``stop()``, a script
-    ``projections.catch_up()``.
+
+def valid_item(command: AddItem) -> list[FieldIssue]:
+    """Refuse a quantity or a price out of bounds."""
+    issues = check_quantity(command.quantity)
+    if command.unit_price is not None:
+        issues += check_price(command.unit_price, "unit_price")
+    return issues
+
+
+def valid_delivery(command: ChangeDelivery) -> list[FieldIssue]:
+    """Refuse a delivery field the order does not have."""
+    return [
+        FieldIssue(f"changes.{name}", f"is not a delivery field ({', '.join(DELIVERY_FIELDS)})")
+        for name in command.changes
+        if name not in DELIVERY_FIELDS
+    ]
+
+
+VALIDATORS: dict[type[Command] | type[Query], list[Callable[[Any], Iterable[FieldIssue]]]] = {
+    AddProduct: [valid_product],
+    Restock: [valid_restock],
+    PlaceOrder: [valid_order],
+    AddItem: [valid_item],
+    RemoveItem: [lambda command: check_quantity(command.quantity)],
+    ChangeDelivery: [valid_delivery],
+}
+"""What ``ValidationBehavior`` checks before a handler runs; ``ValidationError`` names the field."""
+
+
+# ---------------------------------------------------------------------- saga
+
+
+def fulfilment_saga(payment_timeout: timedelta) -> type[Saga[SagaState]]:
+    """Return the order-fulfilment saga: reserve the stock, charge, confirm.
+
+    A declined charge fails the ``charging`` step: the stock is released and
+    the order cancelled (``ReleaseStock``, the compensation of ``reserving``).
+    A charge whose outcome does not come within ``payment_timeout`` is
+    compensated the same way, and refunded in case it went through.
     """
-    await upgrade_schema(engine)
-    await create_read_model_tables(engine)
-    event_store = SQLAlchemyEventStore(engine)
-    events = EventTypeRegistry([OrderPlaced, ItemAdded, OrderConfirmed])
-    orders = EventSourcedRepository(EventSourcedLoader(Order, event_store, events))
-    customers = SQLAlchemyRepository(Customer, engine)
+    return (
+        SagaBuilder("OrderFulfilment")
+        .on(OrderCheckedOut,
+            send=lambda event: ReserveStock(order_id=event.aggregate_id),
+            step="reserving",
+            compensate=lambda event: ReleaseStock(order_id=event.aggregate_id))
+        .on(OrderStockReserved,
+            send=lambda event: ChargePayment(order_id=event.aggregate_id),
+            step="charging",
+            compensate=lambda event: RefundPayment(order_id=event.aggregate_id),
+            timeout=payment_timeout)
+        .on(PaymentCharged,
+            send=lambda event: ConfirmOrder(order_id=event.aggregate_id),
+            step="confirming",
+            complete=True)
+        .build()
+    )  # fmt: skip
 
-    summaries = SQLAlchemyReadModelStore(order_summaries, engine)
-    projectors = ProjectorRegistry([OrderSummaryProjector(summaries)], event_registry=events)
-    projections = ProjectionWorker(projectors, event_store)
 
-    registry = HandlerRegistry()
-    registry.register_command_handler(PlaceOrder, PlaceOrderHandler(orders, customers))
-    registry.register_command_handler(AddItem, AddItemHandler(orders))
-    registry.register_command_handler(ConfirmOrder, ConfirmOrderHandler(orders))
+def expiry_id(order_id: str) -> uuid.UUID:
+    """Return the id of the schedule that expires ``order_id``."""
+    return uuid.uuid5(NAMESPACE, f"expire:{order_id}")
 
-    @registry.query_handler(GetOrderSummary)
-    async def get_summary(query: GetOrderSummary) -> OrderSummary | None:
-        one_order = SpecificationBuilder().where("order_id", "==", query.order_id)
-        rows = await summaries.query(QueryOptions().with_specification(one_order))
-        return OrderSummary.from_row(rows[0]) if rows else None
 
-    factory = EventSourcedMediatorFactory(
-        event_store=event_store,
-        uow_factory=lambda: SQLAlchemyUnitOfWork(engine),
-        handler_registry=registry,
-        behaviors=[LoggingBehavior(), ValidationBehavior({AddItem: [valid_item]})],
-    )
-    factory.register_event_sourced_type(Order)
-    return Shop(
-        mediator=factory.create(),
-        event_store=event_store,
-        orders=orders,
-        customers=customers,
-        summaries=summaries,
-        projections=projections,
-    )
+# ------------------------------------------------------------------ handlers
+
+
+@dataclass
+class Stores:
+    """What the handlers read and write, built by the composition root."""
+
+    orders: EventSourcedRepository[Order]
+    products: EventSourcedRepository[Product]
+    customers: SQLAlchemyRepository[Customer]
+    order_rows: SQLAlchemyReadModelStore
+    requests: IdempotencyKeys
+    order_ttl: timedelta
+    schedules: CommandSchedulerService | None = None
+    """Set once the scheduler service is built (it takes its message types from the mediator)."""
+
+    def scheduler(self) -> CommandSchedulerService:
+        """Return the scheduler service; wiring sets it before the first command."""
+        if self.schedules is None:
+            raise RuntimeError("the shop's scheduler service is not wired yet")
+        return self.schedules
+
+
+async def product_of(stores: Stores, sku: str, field: str) -> Product:
+    """Return the product ``sku``; a SKU the catalogue lacks is invalid input naming ``field``."""
+    product = await stores.products.find(sku)
+    if product is None:
+        raise ValidationError("the order", [FieldIssue(field, f"no product {sku!r}")])
+    return product
+
+
+class UpdateDeliveryHandler(ResilientCommandHandler[ChangeDelivery]):
+    """Changes delivery details; an edit made on an older version is merged field by field.
+
+    The client sends the version it last saw (``If-Match``). When the order
+    moved on since, the edit takes the conflict path: a field nobody else
+    changed since that version takes the client's value; a field both changed
+    must agree, else the edit is refused (``UnresolvableConflictError``, 409).
+    The same holds when two edits race on one version.
+    """
+
+    max_retries = 3
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.repo = stores.orders
+
+    async def _handle_internal(self, command: ChangeDelivery) -> int:
+        order = await self.stores.orders.get(command.order_id)
+        if command.base_version is not None and command.base_version != order.version:
+            raise ConcurrencyError(
+                order.id, expected_version=command.base_version, actual_version=order.version
+            )
+        order.change_delivery(command.changes)
+        await self.stores.orders.save(order)
+        await self.stores.requests.remember(command, order.version)
+        return order.version
+
+    async def load_existing(self, command: ChangeDelivery, context: ConflictContext) -> Order:
+        """Return the order as now stored."""
+        return await self.stores.orders.get(command.order_id)
+
+    def incoming_changes(self, command: ChangeDelivery) -> dict[str, Any]:
+        """Return the edit, with the version it was made on."""
+        base = command.base_version
+        return {"changes": dict(command.changes), "base_version": base}
+
+    def resolve_conflict(self, existing: Order, incoming: dict[str, Any]) -> Order:
+        """Merge the edit into the stored order: fields changed by both sides must agree."""
+        changes: dict[str, str] = incoming["changes"]
+        base = incoming["base_version"]
+        changed_since = {
+            name
+            for name, version in existing.delivery_versions.items()
+            if base is None or version > base
+        }
+        strategy = FieldMergeStrategy(dict.fromkeys(changed_since, "refuse"), default="incoming")
+        merged = strategy.merge(existing.delivery, {**existing.delivery, **changes})
+        versions = dict.fromkeys(changes, existing.version + 1)
+        return existing.model_copy(
+            update={
+                "delivery": merged,
+                "delivery_versions": {**existing.delivery_versions, **versions},
+            }
+        )
+
+    async def handle(self, command: ChangeDelivery) -> Any:
+        """Handle ``command``; on its conflict path, :meth:`save_resolved` needs to know it."""
+        token = _resolving.set(command)
+        try:
+            return await super().handle(command)
+        finally:
+            _resolving.reset(token)
+
+    async def save_resolved(self, aggregate: Any) -> None:
+        """Save the merged order and remember the request's answer."""
+        await self.stores.orders.save(aggregate)
+        await self.stores.requests.remember(_resolving.get(), aggregate.version)
+
+
+_resolving: ContextVar[ChangeDelivery] = ContextVar("shop_resolving")
+
+
+def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noqa: PLR0915
+    """Register every command handler of the shop on ``registry``."""
+    orders, products, customers = stores.orders, stores.products, stores.customers
+    remember = stores.requests.remember
+
+    @registry.command_handler(RegisterCustomer)
+    async def register_customer(command: RegisterCustomer) -> str:
+        if await customers.find(command.customer_id) is not None:
+            raise OrderError(f"customer {command.customer_id} is registered already")
+        await customers.save(Customer.register(command.customer_id, command.name))
+        await remember(command, command.customer_id)
+        return command.customer_id
+
+    @registry.command_handler(AddProduct)
+    async def add_product(command: AddProduct) -> str:
+        if await products.find(command.sku) is not None:
+            raise OrderError(f"product {command.sku} is in the catalogue already")
+        await products.save(Product.add(command.sku, command.name, command.price, command.stock))
+        await remember(command, command.sku)
+        return command.sku
+
+    @registry.command_handler(Restock)
+    async def restock(command: Restock) -> None:
+        product = await products.get(command.sku)
+        product.restock(command.quantity)
+        await products.save(product)
+        await remember(command, None)
+
+    @registry.command_handler(PlaceOrder)
+    async def place_order(command: PlaceOrder) -> str:
+        customer = await customers.find(command.customer_id)
+        if customer is None:
+            issue = FieldIssue("customer_id", f"no customer {command.customer_id!r}")
+            raise ValidationError("the order", [issue])
+        order = Order.place(command.customer_id, command.order_id)
+        for index, line in enumerate(command.lines):
+            product = await product_of(stores, line.sku, f"lines.{index}.sku")
+            order.add_item(line.sku, product.name, line.quantity, product.price)
+        customer.count_order()
+        await customers.save(customer)
+        await orders.save(order)
+        ttl = (
+            stores.order_ttl
+            if command.pay_within is None
+            else timedelta(seconds=command.pay_within)
+        )
+        await stores.scheduler().schedule(
+            command=ExpireOrder(order_id=order.id),
+            execute_at=datetime.now(UTC) + ttl,
+            schedule_id=expiry_id(order.id),
+        )
+        await remember(command, order.id)
+        return order.id
+
+    @registry.command_handler(AddItem)
+    async def add_item(command: AddItem) -> None:
+        order = await orders.get(command.order_id)
+        product = await product_of(stores, command.sku, "sku")
+        price = product.price if command.unit_price is None else Money(amount=command.unit_price)
+        order.add_item(command.sku, product.name, command.quantity, price)
+        await orders.save(order)
+        await remember(command, None)
+
+    @registry.command_handler(RemoveItem)
+    async def remove_item(command: RemoveItem) -> None:
+        order = await orders.get(command.order_id)
+        order.remove_item(command.sku, command.quantity)
+        await orders.save(order)
+        await remember(command, None)
+
+    registry.register_command_handler(ChangeDelivery, UpdateDeliveryHandler(stores))
+
+    @registry.command_handler(CheckOut)
+    async def check_out(command: CheckOut) -> None:
+        order = await orders.get(command.order_id)
+        for sku, quantity in order.lines.items():  # the saga holds the stock; refuse early
+            product = await products.get(sku)
+            if product.stock < quantity:
+                raise OutOfStockError(f"product {sku} has {product.stock} unit(s) left")
+        order.check_out(command.payment_method)
+        await orders.save(order)
+        await remember(command, None)
+
+    @registry.command_handler(ReserveStock)
+    async def reserve_stock(command: ReserveStock) -> None:
+        order = await orders.get(command.order_id)
+        if order.status != "checked_out":  # sent again after a crash, or the order expired
+            return
+        for sku, quantity in order.lines.items():
+            product = await products.get(sku)
+            product.hold(order.id, quantity)
+            await products.save(product)
+        order.stock_reserved()
+        await orders.save(order)
+
+    @registry.command_handler(ReleaseStock)
+    async def release_stock(command: ReleaseStock) -> None:
+        order = await orders.get(command.order_id)
+        for sku in order.lines:
+            product = await products.get(sku)
+            product.release(order.id)
+            await products.save(product)
+        order.cancel("the payment did not go through; the stock was released")
+        await orders.save(order)
+
+    @registry.command_handler(ChargePayment)
+    async def charge_payment(command: ChargePayment) -> None:
+        order = await orders.get(command.order_id)
+        if order.status != "reserved":  # charged already (sent again), or the order expired
+            if order.status in {"paid", "confirmed", "shipped"}:
+                return
+            raise OrderError(f"order {order.id} is {order.status}; it cannot be charged")
+        if order.payment_method == DECLINED_PAYMENT_METHOD:
+            raise PaymentDeclinedError(f"the card of order {order.id} was declined")
+        if order.payment_method == CONFIRMED_LATER_PAYMENT_METHOD:
+            return  # the provider confirms later: ConfirmPayment
+        order.charge(reference=str(uuid.uuid5(NAMESPACE, f"charge:{command.command_id}")))
+        await orders.save(order)
+        with contextlib.suppress(ScheduleNotCancellableError, ScheduleNotFoundError):
+            await stores.scheduler().cancel(expiry_id(order.id))  # paid: it no longer expires
+
+    @registry.command_handler(ConfirmPayment)
+    async def confirm_payment(command: ConfirmPayment) -> None:
+        order = await orders.get(command.order_id)
+        if order.payment_method != CONFIRMED_LATER_PAYMENT_METHOD:
+            raise OrderError(f"order {order.id} is not waiting for a payment confirmation")
+        order.charge(reference=str(uuid.uuid5(NAMESPACE, f"charge:{command.command_id}")))
+        await orders.save(order)
+        with contextlib.suppress(ScheduleNotCancellableError, ScheduleNotFoundError):
+            await stores.scheduler().cancel(expiry_id(order.id))  # paid: it no longer expires
+        await remember(command, None)
+
+    @registry.command_handler(RefundPayment)
+    async def refund_payment(command: RefundPayment) -> None:
+        order = await orders.get(command.order_id)
+        order.refund()
+        await orders.save(order)
+
+    @registry.command_handler(ConfirmOrder)
+    async def confirm_order(command: ConfirmOrder) -> None:
+        order = await orders.get(command.order_id)
+        if order.status == "paid":
+            order.confirm()
+            await orders.save(order)
+
+    @registry.command_handler(ExpireOrder)
+    async def expire_order(command: ExpireOrder) -> None:
+        try:
+            order = await orders.get(command.order_id)
+        except AggregateNotFoundError:
+            return
+        if order.status == "reserved":
+            for sku in order.lines:
+                product = await products.get(sku)
+                product.release(order.id)
+                await products.save(product)
+        order.expire()
+        await orders.save(order)
+
+    @registry.command_handler(ShipOrder)
+    async def ship_order(command: ShipOrder) -> None:
+        order = await orders.get(command.order_id)
+        order.ship(command.carrier)
+        await orders.save(order)
+        await remember(command, None)
+
+    @registry.command_handler(GenerateMonthlyReport)
+    async def generate_report(command: GenerateMonthlyReport) -> str:
+        month = command.month or previous_month(datetime.now(UTC))
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+        end = (start + timedelta(days=32)).replace(day=1)
+        uow = current_scope().uow
+        if not isinstance(uow, SQLAlchemyUnitOfWork):
+            raise TypeError("the monthly report runs in a SQLAlchemy unit of work")
+        fulfilled = and_(
+            orders_table.c.placed_at >= start,
+            orders_table.c.placed_at < end,
+            orders_table.c.status.in_(("confirmed", "shipped")),
+        )
+        count, revenue = (
+            await uow.connection.execute(
+                select(func.count(), func.coalesce(func.sum(orders_table.c.total_cents), 0)).where(
+                    fulfilled
+                )
+            )
+        ).one()
+        report = {"month": month, "orders": count, "revenue_cents": int(revenue)}
+        await uow.connection.execute(reports_table.delete().where(reports_table.c.month == month))
+        await uow.connection.execute(
+            reports_table.insert().values(**report, created_at=datetime.now(UTC))
+        )
+        await remember(command, month)
+        return month
+
+
+def previous_month(now: datetime) -> str:
+    """Return the month before ``now`` as ``YYYY-MM``."""
+    last_of_previous = now.replace(day=1) - timedelta(days=1)
+    return last_of_previous.strftime("%Y-%m")
