@@ -8,6 +8,7 @@ that routes events to instances, stores their decisions and runs their
 commands, confirmations and compensations, the branch barrier of TCC
 (:mod:`~.barrier`), step timeouts and saga deadlines as scheduled commands
 (:mod:`~.timeouts`), ``bootstrap_sagas`` with its ``SagaRecoveryWorker``, and
+the ``SagaFeed`` that delivers the event log to the manager at least once, and
 the repository port (``InMemorySagaRepository``; ``SQLAlchemySagaRepository``
 in ``cqrs_ddd_persistence_sqlalchemy``). The guide is the ``README.md`` beside
 this module; the saga test kit is ``cqrs_ddd_testing.sagas``.
@@ -29,6 +30,7 @@ from cqrs_ddd_advanced_core.sagas.bootstrap import (
     bootstrap_sagas,
 )
 from cqrs_ddd_advanced_core.sagas.builder import SagaBuilder
+from cqrs_ddd_advanced_core.sagas.feed import SagaFeed
 from cqrs_ddd_advanced_core.sagas.manager import CommandBus, SagaManager
 from cqrs_ddd_advanced_core.sagas.orchestration import (
     BranchCommand,
@@ -65,6 +67,7 @@ __all__ = [
     "SagaBuilder",
     "SagaDefinitionError",
     "SagaError",
+    "SagaFeed",
     "SagaManager",
     "SagaRecoveryWorker",
     "SagaRepository",

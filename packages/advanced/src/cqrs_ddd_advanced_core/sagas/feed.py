@@ -1,0 +1,208 @@
+"""``SagaFeed``: the event log delivered to the saga manager, at least once, from a checkpoint.
+
+The mediator dispatches a command's events to the saga manager in process,
+after the commit. A process that dies in between loses that delivery: a saga
+that should have started never does, or a step's reply never reaches it. The
+feed closes that window the way a projection does: it reads the event log
+after its checkpoint (``EventStore.read_all``, which never skips an event
+committed late), hands every event a saga listens to to
+:meth:`SagaManager.handle`, and then advances its checkpoint in a transaction
+fenced by its lease. An event the in-process dispatch delivered already is
+recognised by its id and changes nothing, so the two run side by side: the
+dispatch for speed, the feed for certainty.
+
+A stored event that no longer decodes (its type is unknown, its payload
+refused, an upcaster failed) is set aside as a dead letter of the feed, with
+the error, and the feed goes on. Any other failure (the database, a saga's
+store) is retried with back-off, from the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from cqrs_ddd_advanced_core.domain.exceptions import UpcastingError, WorkHaltedError
+from cqrs_ddd_advanced_core.sagas.manager import SagaManager
+from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
+from cqrs_ddd_advanced_core.workers.lease import Lease
+from cqrs_ddd_advanced_core.workers.loop import WorkerLoop
+from cqrs_ddd_advanced_core.workers.status import WorkerStatus
+from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
+from cqrs_ddd_advanced_core.workers.wakeup import Wakeup
+from cqrs_ddd_core.domain.events import DomainEvent
+from cqrs_ddd_core.exceptions import EventTypeError, ValidationError
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
+from cqrs_ddd_core.serialization.registry import EventTypeRegistry
+
+logger = logging.getLogger("cqrs_ddd_advanced_core.sagas")
+
+UNDECODABLE = (EventTypeError, UpcastingError, ValidationError)
+"""What a stored event that can never be decoded raises: it becomes a dead letter."""
+
+
+class SagaFeed:
+    """Feeds the event log to ``manager`` in the background (see the module docs).
+
+    ``decoder`` reads the stored events (give it the upcasters of the sagas'
+    events); by default it knows exactly the event types the sagas listen to.
+    ``storage`` keeps the feed's lease, checkpoint and dead letters under
+    ``name``; processes running the same feed share it through the lease,
+    one delivering at a time. ``owner`` names this process in the lease.
+    """
+
+    def __init__(
+        self,
+        manager: SagaManager,
+        event_store: EventStore,
+        storage: WorkerStorage,
+        *,
+        owner: str,
+        name: str = "sagas",
+        decoder: EventDecoder | None = None,
+        batch_size: int = 100,
+        lease_ttl: float = 15.0,
+        poll_interval: float = 1.0,
+        retry_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.manager = manager
+        self.event_store = event_store
+        self.storage = storage
+        self.decoder = decoder or EventDecoder(EventTypeRegistry(list(manager.event_types)))
+        self.batch_size = batch_size
+        self.lease_ttl = lease_ttl
+        self._name = name
+        self._wanted = {event_type.event_type for event_type in manager.event_types}
+        self.position = 0
+        self.loop = WorkerLoop(
+            self,
+            storage.leases,
+            owner=owner,
+            nudge=Wakeup(),
+            lease_ttl=lease_ttl,
+            poll_interval=poll_interval,
+            retry_backoff=retry_backoff,
+            max_backoff=max_backoff,
+            logger=logger,
+        )
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the job the loop runs --------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The feed's lease, checkpoint and dead-letter key."""
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        """Always ``"saga-feed"``."""
+        return "saga-feed"
+
+    def leased(self, lease: Lease) -> None:
+        """Resume from the checkpoint the lease was taken at."""
+        self.position = lease.position
+
+    async def step(self, lease: Lease) -> bool:
+        """Deliver the next page of the log, then advance the checkpoint past it."""
+        page = await self.event_store.read_all(after_position=self.position, limit=self.batch_size)
+        if not page:
+            return False
+        undecodable: list[tuple[StoredEvent, Exception]] = []
+        for stored in page:
+            if stored.event_type not in self._wanted:
+                continue
+            try:
+                event: DomainEvent = self.decoder.decode(stored)
+            except UNDECODABLE as refused:
+                undecodable.append((stored, refused))
+                continue
+            await self.manager.handle(event)
+        position = page[-1].position
+        async with self.storage.batch(lease, self.lease_ttl) as transaction:
+            for stored, problem in undecodable:
+                await self.storage.letters.quarantine(transaction, self._letter(stored, problem))
+            transaction.advance(position)
+        for stored, problem in undecodable:
+            logger.error(
+                "saga feed %r set aside %s at position %s (stream %r, version %s): %s",
+                self.name,
+                stored.event_type,
+                stored.position,
+                stored.stream_id,
+                stored.version,
+                problem,
+            )
+        self.position = position
+        return True
+
+    async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
+        """Log why the feed stopped."""
+        logger.error("saga feed %r halted: %s", self.name, error)
+
+    def _letter(self, stored: StoredEvent, error: Exception) -> DeadLetter:
+        now = datetime.now(UTC)
+        return DeadLetter(
+            projection=self.name,
+            position=stored.position or 0,
+            stream_id=stored.stream_id,
+            version=stored.version,
+            event_type=stored.event_type,
+            event_id=stored.event_id,
+            error_class=type(error).__name__,
+            error_message=str(error),
+            attempts=1,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+
+    # -- running it ---------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the feed runs in the background."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start feeding in the background; starting a running feed does nothing."""
+        if self.running:
+            return
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(
+            self.loop.run(self._stopping), name=f"saga-feed-{self.name}"
+        )
+
+    async def stop(self) -> None:
+        """Stop after the page under way, and give the lease back."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def drain(self) -> None:
+        """Deliver everything committed so far, then return (for scripts and tests)."""
+        await self.loop.drain()
+
+    async def status(self) -> WorkerStatus:
+        """Return where the feed is: checkpoint, head, lag, lease and dead letters."""
+        record = await self.storage.record(self.name)
+        head = await self.event_store.current_position()
+        lag = max(0, head - record.position)
+        letters = await self.storage.letters.count(self.name)
+        return WorkerStatus(
+            name=self.name,
+            state=self.loop.state,
+            checkpoint=record.position,
+            head_position=head,
+            lag_events=lag,
+            lag_seconds=0.0,
+            owner=record.owner,
+            epoch=record.epoch,
+            dead_letters=letters,
+            last_error=self.loop.last_error,
+            kind=self.kind,
+        )

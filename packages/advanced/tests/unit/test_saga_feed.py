@@ -1,0 +1,138 @@
+"""``SagaFeed``: sagas hear every stored event, even one whose in-process dispatch was lost."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import pytest
+
+from cqrs_ddd_advanced_core.adapters.memory import (
+    InMemoryEventStore,
+    InMemorySagaRepository,
+    InMemoryWorkerStorage,
+)
+from cqrs_ddd_advanced_core.sagas import SagaBuilder, SagaFeed, bootstrap_sagas
+from cqrs_ddd_core import (
+    Command,
+    DomainEvent,
+    EventDispatcher,
+    HandlerRegistry,
+    InMemoryUnitOfWork,
+    Mediator,
+    MessageTypeRegistry,
+)
+
+
+class OrderCreated(DomainEvent):
+    order_id: str
+
+
+class OrderCreatedWithoutId(DomainEvent):  # what an older writer stored: no order_id
+    event_type: ClassVar[str] = "OrderCreated"
+
+
+class ReserveItems(Command):
+    order_id: str
+
+
+Fulfilment = (
+    SagaBuilder("Fulfilment")
+    .on(OrderCreated, send=lambda e: ReserveItems(order_id=e.order_id), step="reserving",
+        complete=True)
+    .build()
+)  # fmt: skip
+
+
+class World:
+    """A saga, its store, an event store the dispatcher never hears from, and the feed."""
+
+    def __init__(self) -> None:
+        self.reserved: list[str] = []
+        handlers = HandlerRegistry()
+
+        @handlers.command_handler(ReserveItems)
+        async def reserve(command: ReserveItems) -> None:
+            self.reserved.append(command.order_id)
+
+        self.dispatcher = EventDispatcher()
+        self.sagas = InMemorySagaRepository()
+        self.events = InMemoryEventStore()
+        self.storage = InMemoryWorkerStorage()
+        mediator = Mediator(
+            registry=handlers, uow_factory=InMemoryUnitOfWork, event_dispatcher=self.dispatcher
+        )
+        self.boot = bootstrap_sagas(
+            sagas=[Fulfilment],
+            repository=self.sagas,
+            command_bus=mediator,
+            message_registry=MessageTypeRegistry([ReserveItems]),
+            event_dispatcher=self.dispatcher,
+        )
+        self.feed = SagaFeed(self.boot.manager, self.events, self.storage, owner="test")
+
+    async def store(self, event: DomainEvent) -> DomainEvent:
+        """Commit ``event`` to the log, as a command would, without dispatching it."""
+        await self.events.append(event.aggregate_id or "", [event], expected_version=0)
+        return event
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_a_stored_event_whose_dispatch_was_lost_still_starts_its_saga(world: World) -> None:
+    await world.store(OrderCreated(order_id="o1", aggregate_id="o1"))
+    assert world.reserved == []  # nobody dispatched it: the process died after the commit
+
+    await world.feed.drain()
+
+    state = await world.sagas.find("Fulfilment", "o1")
+    assert state is not None
+    assert state.status == "completed"
+    assert world.reserved == ["o1"]
+    assert (await world.feed.status()).lag_events == 0
+
+
+async def test_an_event_dispatched_and_fed_is_handled_once(world: World) -> None:
+    event = await world.store(OrderCreated(order_id="o2", aggregate_id="o2"))
+    await world.dispatcher.dispatch([event])  # the in-process delivery did happen
+    await world.feed.drain()
+    await world.feed.drain()
+    assert world.reserved == ["o2"]
+
+
+async def test_an_event_that_no_longer_decodes_is_set_aside_and_the_feed_goes_on(
+    world: World,
+) -> None:
+    bad = await world.store(OrderCreatedWithoutId(aggregate_id="old-1"))
+    await world.store(OrderCreated(order_id="o3", aggregate_id="o3"))
+
+    await world.feed.drain()
+
+    assert world.reserved == ["o3"]
+    (letter,) = await world.storage.dead_letters("sagas")
+    assert (letter.event_id, letter.event_type, letter.stream_id) == (
+        bad.event_id,
+        "OrderCreated",
+        "old-1",
+    )
+    assert letter.error_class == "EventDeserializationError"
+    assert "order_id" in letter.error_message
+    status = await world.feed.status()
+    assert (status.checkpoint, status.dead_letters, status.kind) == (2, 1, "saga-feed")
+
+
+async def test_the_feed_runs_in_the_background_until_stopped(world: World) -> None:
+    await world.feed.start()
+    try:
+        await world.store(OrderCreated(order_id="o4", aggregate_id="o4"))
+        for _ in range(200):
+            if world.reserved:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await world.feed.stop()
+    assert world.reserved == ["o4"]
+    assert not world.feed.running
