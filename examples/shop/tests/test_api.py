@@ -381,7 +381,7 @@ async def test_health_reports_the_database_and_each_worker(service: Service) -> 
     health = await service.json("GET", "/health", 200)
     assert health["status"] == "ok"
     assert health["database"]["ok"] is True
-    assert set(health["workers"]) == {"projections", "sagas", "scheduler"}
+    assert set(health["workers"]) == {"projections", "sagas", "saga_feed", "scheduler"}
     assert all(worker["running"] for worker in health["workers"].values())
     names = {p["name"] for p in health["workers"]["projections"]["projections"]}
     assert names == {"shop.orders", "shop.products"}

@@ -808,6 +808,7 @@ async def worker_health(shop: Shop) -> dict[str, Any]:
             ],
         },
         "sagas": {"running": shop.sagas.worker.running},
+        "saga_feed": await feed_health(shop),
         "scheduler": {
             "running": shop.scheduler_worker.running,
             "failed": len(await shop.schedules.dead_letters()),
@@ -824,6 +825,19 @@ async def worker_health(shop: Shop) -> dict[str, Any]:
             "last_error": relay.last_error,
         }
     return workers
+
+
+async def feed_health(shop: Shop) -> dict[str, Any]:
+    """Return where the saga feed is in the event log."""
+    feed = await shop.saga_feed.status()
+    return {
+        "running": shop.saga_feed.running,
+        "state": feed.state,
+        "checkpoint": feed.checkpoint,
+        "lag": feed.lag_events,
+        "dead_letters": feed.dead_letters,
+        "last_error": feed.last_error,
+    }
 
 
 def aware(moment: datetime) -> datetime:

@@ -26,11 +26,11 @@ from cqrs_ddd_advanced_core.event_sourcing import (
     EventSourcedRepository,
 )
 from cqrs_ddd_advanced_core.projections import ProjectionWorker, ProjectorRegistry
-from cqrs_ddd_advanced_core.sagas import SagaBootstrap, bootstrap_sagas
+from cqrs_ddd_advanced_core.sagas import SagaBootstrap, SagaFeed, bootstrap_sagas
 from cqrs_ddd_advanced_core.scheduling import CommandSchedulerService, CommandSchedulerWorker
 from cqrs_ddd_advanced_core.snapshots import EveryNEventsStrategy, SnapshotStore
 from cqrs_ddd_advanced_core.undo import UndoExecutorRegistry, UndoService, executor
-from cqrs_ddd_advanced_core.upcasting import UpcasterRegistry
+from cqrs_ddd_advanced_core.upcasting import EventDecoder, UpcasterRegistry
 from cqrs_ddd_core import (
     Command,
     DomainEvent,
@@ -162,6 +162,7 @@ class Shop:
     stores: Stores
     event_store: SQLAlchemyEventStore
     sagas: SagaBootstrap
+    saga_feed: SagaFeed
     saga_repository: SQLAlchemySagaRepository
     projections: ProjectionWorker
     schedules: CommandSchedulerService
@@ -180,6 +181,7 @@ class Shop:
             MONTHLY_REPORT, GenerateMonthlyReport(), cron=MONTHLY_REPORT_CRON
         )
         await self.sagas.worker.start()
+        await self.saga_feed.start()
         await self.projections.start()
         await self.scheduler_worker.start()
         if self.relay is not None and self.publisher is not None:
@@ -194,6 +196,7 @@ class Shop:
             await self.publisher.close()
         await self.scheduler_worker.stop()
         await self.projections.stop()
+        await self.saga_feed.stop()
         await self.sagas.worker.stop()
         self.started = False
 
@@ -290,6 +293,15 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
         recovery_interval=options.recovery_interval,
         scheduler=scheduler,
     )
+    owner = f"shop-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    saga_feed = SagaFeed(  # the sagas also read the event log: a lost dispatch is made up
+        saga_result.manager,
+        event_store,
+        SQLAlchemyWorkerStorage(engine),
+        owner=owner,
+        name="shop.sagas",
+        decoder=EventDecoder(EventTypeRegistry(ORDER_EVENTS), upcasters),
+    )
 
     # 3. Projections: the read models, kept from the event log by a background worker
     projector_registry = ProjectorRegistry(
@@ -322,7 +334,7 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
                 publisher=publisher,
                 topic=options.broker.topic,
             ),
-            owner=f"shop-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            owner=owner,
         )
 
     undo = UndoService(
@@ -335,6 +347,7 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
         stores=stores,
         event_store=event_store,
         sagas=saga_result,
+        saga_feed=saga_feed,
         saga_repository=saga_repository,
         projections=projection_worker,
         schedules=schedules,
