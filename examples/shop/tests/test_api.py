@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from shop_testing import Service
 
+from cqrs_ddd_core import DomainEvent
 from shop.application import expiry_id
+from shop.domain import Money
 from shop.wiring import MONTHLY_REPORT
 
 TEA_AND_MUG = [{"sku": "tea", "quantity": 2}, {"sku": "mug", "quantity": 1}]
@@ -391,3 +393,72 @@ async def test_the_api_is_described_by_openapi_at_docs(service: Service) -> None
     schema = await service.json("GET", "/openapi.json", 200)
     assert {"/orders", "/orders/{order_id}/checkout", "/health"} <= set(schema["paths"])
     assert (await service.client.get("/docs")).status_code == 200
+
+
+class ItemAddedV1(DomainEvent):
+    """``ItemAdded`` as the shop's first release wrote it: no product name."""
+
+    event_type: ClassVar[str] = "ItemAdded"
+    schema_version: ClassVar[int] = 1
+    sku: str
+    quantity: int
+    unit_price: Money
+
+
+async def test_an_item_added_by_the_first_release_is_still_read_everywhere(
+    service: Service,
+) -> None:
+    order_id = await place(service, [])
+    old = ItemAddedV1(
+        sku="tea",
+        quantity=4,
+        unit_price=Money(amount=Decimal("4.50")),
+        aggregate_id=order_id,
+        aggregate_type="Order",
+    )
+    await service.shop.event_store.append(order_id, [old], expected_version=1)
+
+    order = await service.json("GET", f"/orders/{order_id}", 200)
+    assert (order["lines"], order["total"], order["version"]) == (
+        [{"sku": "tea", "quantity": 4, "unit_price": "4.50"}],
+        "18.00",
+        2,
+    )
+    loaded = await service.shop.stores.orders.get(order_id)
+    assert loaded.version == 2
+    await service.shop.projections.wait_until_caught_up(within=10.0)
+    rows = await service.json("GET", "/orders?min_total=18", 200)
+    assert [(row["order_id"], row["items"]) for row in rows["items"]] == [(order_id, 4)]
+    assert all(s.dead_letters == 0 for s in await service.shop.projections.status())
+    (stored,) = [e for e in await service.shop.event_store.load_stream(order_id) if e.version == 2]
+    assert (stored.schema_version, "product_name" in stored.payload) == (1, False)  # untouched
+
+
+async def test_a_long_lived_product_is_loaded_from_its_snapshot(service: Service) -> None:
+    for _ in range(55):
+        await service.json("POST", "/products/tea/deliveries", 200, json={"quantity": 1})
+    snapshot = await service.shop.snapshots.repository.latest("tea")
+    assert snapshot is not None
+    assert (snapshot.version, snapshot.state["stock"]) == (50, 59)  # 10 + 49 deliveries
+    tea = await service.json("GET", "/products/tea", 200)
+    assert tea["stock"] == 65
+    assert not service.shop.snapshots.unusable
+
+
+async def test_concurrent_checkouts_never_sell_more_than_the_shelf_holds(
+    service: Service,
+) -> None:
+    orders = [await place(service, [{"sku": "mug", "quantity": 1}]) for _ in range(8)]
+    answers = await asyncio.gather(
+        *(
+            service.client.post(f"/orders/{order}/checkout", json={"payment_method": "card"})
+            for order in orders
+        )
+    )
+    assert {answer.status_code for answer in answers} <= {202, 409}
+    statuses = [(await service.json("GET", f"/orders/{order}", 200))["status"] for order in orders]
+    assert statuses.count("confirmed") == 5  # the five mugs, sold once each
+    mug = await service.json("GET", "/products/mug", 200)
+    assert (mug["stock"], mug["held"]) == (0, 5)
+    refused = [a for a in answers if a.status_code == 409]
+    assert all("unit(s) left" in answer.json()["detail"] for answer in refused)
