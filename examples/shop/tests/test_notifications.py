@@ -24,7 +24,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import select
 
 from cqrs_ddd_infrastructure_messaging import EventLogRelay, OutboxWorker
-from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyWorkerStorage
+from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyOutboxStore, SQLAlchemyWorkerStorage
 from cqrs_ddd_testing import NatsNamespace, RabbitMQNamespace, RedisNamespace
 from shop.broker import BROKER_VARIABLES, Broker, BrokerKind
 from shop.notifications import notifications
@@ -97,6 +97,13 @@ async def test_each_event_reaches_the_notification_service_once_through_each_bro
             assert sorted(rows) == sorted(
                 [(paid, "confirmed"), (paid, "shipped"), (declined, "cancelled")]
             )
+            # the customer's event (state-stored: the outbox table) went out too
+            health = await service.eventually(
+                "/health", lambda h: h["workers"]["relay.outbox"]["lag"] == 0
+            )
+            assert health["workers"]["relay.events"]["running"]
+            backlog = await SQLAlchemyOutboxStore(service.shop.engine).backlog()
+            assert backlog.count == 0
             async with broker.publisher() as publisher:
                 again = EventLogRelay(
                     name="shop.events.again",

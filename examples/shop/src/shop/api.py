@@ -814,9 +814,9 @@ async def worker_health(shop: Shop) -> dict[str, Any]:
             "failed": len(await shop.schedules.dead_letters()),
         },
     }
-    if shop.relay is not None:
-        relay = await shop.relay.status()
-        workers["relay"] = {
+    for name, worker in shop.relays.items():
+        relay = await worker.status()
+        workers[f"relay.{name}"] = {
             "running": relay.state not in {"halted", "stopped"},
             "state": relay.state,
             "position": relay.checkpoint,

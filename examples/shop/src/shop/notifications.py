@@ -37,6 +37,7 @@ from cqrs_ddd_persistence_sqlalchemy import (
 from shop.broker import Broker
 from shop.domain import (
     MAX_ID_LENGTH,
+    CustomerRegistered,
     ItemAddedV1ToV2,
     OrderCancelled,
     OrderConfirmed,
@@ -88,7 +89,8 @@ def build_consumer(engine: AsyncEngine, notified: asyncio.Queue[str]) -> InboxCo
     consumer = InboxConsumer(
         "notifications",
         decoder=EventDecoder(
-            EventTypeRegistry(ORDER_EVENTS + PRODUCT_EVENTS), UpcasterRegistry([ItemAddedV1ToV2()])
+            EventTypeRegistry([*ORDER_EVENTS, *PRODUCT_EVENTS, CustomerRegistered]),
+            UpcasterRegistry([ItemAddedV1ToV2()]),
         ),
         inbox=SQLAlchemyInbox(engine),
         uow_factory=lambda: SQLAlchemyUnitOfWork(engine),

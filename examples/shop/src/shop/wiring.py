@@ -4,7 +4,8 @@
 the event-sourced mediator from ``EventSourcedMediatorFactory``, (2) the sagas
 from ``bootstrap_sagas``, (3) the ``ProjectionWorker``, (4) the
 ``CommandSchedulerWorker`` around a ``CommandSchedulerService``; and, when a
-broker is configured, (5) the relay publishing the event log. :class:`Shop`
+broker is configured, (5) the relays publishing the event log (the orders' and
+products' events) and the outbox table (the customers' events). :class:`Shop`
 starts and stops them all (``shop.api`` does so in the FastAPI lifespan).
 """
 
@@ -42,11 +43,12 @@ from cqrs_ddd_core import (
     MessageTypeRegistry,
     ValidationBehavior,
 )
-from cqrs_ddd_infrastructure_messaging import EventLogRelay, OutboxWorker
+from cqrs_ddd_infrastructure_messaging import EventLogRelay, OutboxTableRelay, OutboxWorker
 from cqrs_ddd_infrastructure_messaging.publishing import BrokerPublisher
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyCommandScheduler,
     SQLAlchemyEventStore,
+    SQLAlchemyOutboxStore,
     SQLAlchemyReadModelStore,
     SQLAlchemyRepository,
     SQLAlchemySagaRepository,
@@ -149,7 +151,7 @@ class ShopOptions:
     recovery_interval: float = 60.0
     """How often the saga recovery worker resumes sagas a crash left in flight."""
     broker: Broker | None = None
-    """Where the relay publishes the event log; None publishes nothing."""
+    """Where the relays publish the events; None publishes nothing."""
 
 
 @dataclass
@@ -171,7 +173,8 @@ class Shop:
     order_rows: SQLAlchemyReadModelStore
     product_rows: SQLAlchemyReadModelStore
     snapshots: SnapshotStore
-    relay: OutboxWorker | None = None
+    relays: dict[str, OutboxWorker] = field(default_factory=dict)
+    """The relays by what they publish (``events``, ``outbox``); none without a broker."""
     publisher: BrokerPublisher | None = None
     started: bool = field(default=False, init=False)
 
@@ -184,15 +187,17 @@ class Shop:
         await self.saga_feed.start()
         await self.projections.start()
         await self.scheduler_worker.start()
-        if self.relay is not None and self.publisher is not None:
+        if self.publisher is not None:
             await self.publisher.start()  # BrokerUnavailableError, naming the URL, if it is down
-            await self.relay.start()
+        for relay in self.relays.values():
+            await relay.start()
         self.started = True
 
     async def stop(self) -> None:
         """Stop every worker, the last started first."""
-        if self.relay is not None and self.publisher is not None:
-            await self.relay.stop()
+        for relay in self.relays.values():
+            await relay.stop()
+        if self.publisher is not None:
             await self.publisher.close()
         await self.scheduler_worker.stop()
         await self.projections.stop()
@@ -322,15 +327,27 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
     )
     stores.schedules = schedules
 
-    # 5. The relay: the event log to the broker, when one is configured
-    relay = publisher = None
+    # 5. The relays: the event log and the outbox table to the broker, when one is configured
+    relays: dict[str, OutboxWorker] = {}
+    publisher = None
     if options.broker is not None:
         publisher = options.broker.publisher()
-        relay = OutboxWorker(
+        storage = SQLAlchemyWorkerStorage(engine)
+        relays["events"] = OutboxWorker(
             EventLogRelay(
                 name="shop.events",
                 event_store=event_store,
-                storage=SQLAlchemyWorkerStorage(engine),
+                storage=storage,
+                publisher=publisher,
+                topic=options.broker.topic,
+            ),
+            owner=owner,
+        )
+        relays["outbox"] = OutboxWorker(
+            OutboxTableRelay(
+                name="shop.outbox",
+                outbox=SQLAlchemyOutboxStore(engine),
+                storage=storage,
                 publisher=publisher,
                 topic=options.broker.topic,
             ),
@@ -356,7 +373,7 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
         order_rows=order_rows,
         product_rows=product_rows,
         snapshots=snapshots,
-        relay=relay,
+        relays=relays,
         publisher=publisher,
     )
 
