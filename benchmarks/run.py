@@ -1,7 +1,7 @@
 """The benchmark command: every workload on SQLite, then on PostgreSQL, then the writers.
 
 ``python -m benchmarks [--quick] [--repeats N]
-[--only sqlite|postgres|writers|snapshots|projections|scheduling|sagas|relay]
+[--only sqlite|postgres|writers|snapshots|projections|scheduling|sagas|relay|shop]
 [--profile]``
 (``bash scripts/bench.sh`` syncs the ``bench`` dependency group first). Progress
 goes to stderr; the tables go to stdout.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,14 @@ from benchmarks.settings import durability
 from benchmarks.snapshots import SnapshotTarget, bench_snapshots, summary_text
 from benchmarks.theirs import TheirBank
 from benchmarks.timing import Sample, Workload, compare
+
+STANDALONE = {
+    "scheduling": "benchmarks.scheduling",
+    "sagas": "benchmarks.sagas",
+    "relay": "benchmarks.relay",
+    "shop": "benchmarks.shop",
+}
+"""``--only`` choices run by their module's ``main`` (each takes ``--quick``)."""
 
 
 def progress(message: str) -> None:
@@ -302,11 +311,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "scheduling",
             "sagas",
             "relay",
+            "shop",
         ),
         help="one backend only ('writers': only (e), on PostgreSQL; 'snapshots': only (f), (g); "
         "'projections': only (h), on both backends; 'scheduling': only (i), ours against "
         "procrastinate, on PostgreSQL; 'sagas': only (j), sagas against the bare commands; "
-        "'relay': only (k), the relay against the bare broker clients)",
+        "'relay': only (k), the relay against the bare broker clients; 'shop': only (l), the "
+        "example shop under load over HTTP against the same commands sent bare)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our path, print top costs")
     parser.add_argument(
@@ -321,20 +332,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         asyncio.run(breakdown())
         return
-    if args.only == "relay":
-        from benchmarks.relay import main as relay  # noqa: PLC0415 - only when asked
-
-        relay(["--quick"] if args.quick else [])
-        return
-    if args.only == "sagas":
-        from benchmarks.sagas import main as sagas  # noqa: PLC0415 - only when asked
-
-        sagas(["--quick"] if args.quick else [])
-        return
-    if args.only == "scheduling":
-        from benchmarks.scheduling import main as scheduling  # noqa: PLC0415 - only when asked
-
-        scheduling(["--quick"] if args.quick else [])
+    if args.only in STANDALONE:  # workloads with a command of their own, imported when asked
+        importlib.import_module(STANDALONE[args.only]).main(["--quick"] if args.quick else [])
         return
     if args.profile:
         from benchmarks.profiling import profile_ours  # noqa: PLC0415 - only when asked
