@@ -59,7 +59,7 @@ class World:
         self.sagas = InMemorySagaRepository()
         self.events = InMemoryEventStore()
         self.storage = InMemoryWorkerStorage()
-        mediator = Mediator(
+        self.mediator = mediator = Mediator(
             registry=handlers, uow_factory=InMemoryUnitOfWork, event_dispatcher=self.dispatcher
         )
         self.boot = bootstrap_sagas(
@@ -136,3 +136,63 @@ async def test_the_feed_runs_in_the_background_until_stopped(world: World) -> No
         await world.feed.stop()
     assert world.reserved == ["o4"]
     assert not world.feed.running
+
+
+class Explodes(DomainEvent):
+    order_id: str
+
+
+async def test_an_event_a_saga_keeps_failing_on_is_set_aside_after_its_attempts() -> None:
+    world = World()
+
+    def refuse(event: Explodes) -> ReserveItems:
+        raise RuntimeError(f"cannot reserve for {event.order_id}")
+
+    failing = SagaBuilder("Failing").on(Explodes, send=refuse, step="reserving").build()
+    boot = bootstrap_sagas(
+        sagas=[Fulfilment, failing],
+        repository=world.sagas,
+        command_bus=world.mediator,
+        message_registry=MessageTypeRegistry([ReserveItems]),
+    )
+    feed = SagaFeed(
+        boot.manager, world.events, world.storage, owner="test", retry_backoff=0.001, max_attempts=3
+    )
+    await world.store(OrderCreated(order_id="before", aggregate_id="before"))
+    poison = await world.store(Explodes(order_id="x", aggregate_id="x"))
+    await world.store(OrderCreated(order_id="after", aggregate_id="after"))
+
+    await feed.start()  # the background loop retries a failed step, with back-off
+    try:
+        for _ in range(500):
+            if "after" in world.reserved:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await feed.stop()
+
+    assert world.reserved == ["before", "after"]  # each once, the poison between them set aside
+    (letter,) = await world.storage.dead_letters("sagas")
+    assert (letter.event_id, letter.error_class, letter.attempts) == (
+        poison.event_id,
+        "RuntimeError",
+        3,
+    )
+    assert "cannot reserve for x" in letter.error_message
+    assert (await feed.status()).checkpoint == 3
+
+
+async def test_a_grace_period_leaves_fresh_events_to_the_in_process_dispatch(world: World) -> None:
+    feed = SagaFeed(world.boot.manager, world.events, world.storage, owner="t", grace=60.0)
+    await world.store(OrderCreated(order_id="fresh", aggregate_id="fresh"))
+    await feed.drain()
+    assert world.reserved == []
+    assert (await feed.status()).checkpoint == 0
+
+
+async def test_a_new_feed_can_start_at_the_head_of_an_existing_log(world: World) -> None:
+    await world.store(OrderCreated(order_id="old", aggregate_id="old"))
+    await world.feed.start_at_head()
+    await world.store(OrderCreated(order_id="new", aggregate_id="new"))
+    await world.feed.drain()
+    assert world.reserved == ["new"]

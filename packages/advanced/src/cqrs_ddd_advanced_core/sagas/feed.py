@@ -11,17 +11,31 @@ fenced by its lease. An event the in-process dispatch delivered already is
 recognised by its id and changes nothing, so the two run side by side: the
 dispatch for speed, the feed for certainty.
 
+With ``grace`` (seconds), the feed leaves an event alone until it is that
+old: the in-process dispatch, which runs the saga inside the request that
+committed the event, then does the work first, and the feed only makes up for
+the deliveries it lost.
+
 A stored event that no longer decodes (its type is unknown, its payload
 refused, an upcaster failed) is set aside as a dead letter of the feed, with
-the error, and the feed goes on. Any other failure (the database, a saga's
-store) is retried with back-off, from the same checkpoint.
+the error, and the feed goes on. A failure while the manager handles an event
+(the database, a saga's store) is retried with back-off from that event (the
+checkpoint first advances past the events before it); an event that fails
+``max_attempts`` times in a row is set aside as a dead letter too.
+
+A feed that starts with no checkpoint reads the log from its beginning:
+starting events of sagas that never ran then start them. Give a new feed
+on an existing log a checkpoint first (``start_at_head()``) when that is not
+wanted. A page that outlasts ``lease_ttl`` may be delivered again by another
+process that took the lease over: the sagas handle each event once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import takewhile
 
 from cqrs_ddd_advanced_core.domain.exceptions import UpcastingError, WorkHaltedError
 from cqrs_ddd_advanced_core.sagas.manager import SagaManager
@@ -63,6 +77,8 @@ class SagaFeed:
         name: str = "sagas",
         decoder: EventDecoder | None = None,
         batch_size: int = 100,
+        grace: float = 0.0,
+        max_attempts: int = 3,
         lease_ttl: float = 15.0,
         poll_interval: float = 1.0,
         retry_backoff: float = 0.5,
@@ -73,7 +89,10 @@ class SagaFeed:
         self.storage = storage
         self.decoder = decoder or EventDecoder(EventTypeRegistry(list(manager.event_types)))
         self.batch_size = batch_size
+        self.grace = grace
+        self.max_attempts = max_attempts
         self.lease_ttl = lease_ttl
+        self._failures: dict[int, int] = {}
         self._name = name
         self._wanted = {event_type.event_type for event_type in manager.event_types}
         self.position = 0
@@ -110,24 +129,64 @@ class SagaFeed:
     async def step(self, lease: Lease) -> bool:
         """Deliver the next page of the log, then advance the checkpoint past it."""
         page = await self.event_store.read_all(after_position=self.position, limit=self.batch_size)
+        if self.grace:
+            settled = datetime.now(UTC) - timedelta(seconds=self.grace)
+            page = list(takewhile(lambda stored: stored.occurred_at <= settled, page))
         if not page:
             return False
-        undecodable: list[tuple[StoredEvent, Exception]] = []
+        set_aside: list[tuple[StoredEvent, Exception]] = []
+        done = self.position
         for stored in page:
-            if stored.event_type not in self._wanted:
-                continue
-            try:
-                event: DomainEvent = self.decoder.decode(stored)
-            except UNDECODABLE as refused:
-                undecodable.append((stored, refused))
-                continue
+            problem = await self._deliver(stored)
+            if problem is not None:
+                if not self._gives_up(stored, problem):
+                    await self._advance(lease, done, set_aside)
+                    raise problem
+                set_aside.append((stored, problem))
+            done = stored.position or done
+        await self._advance(lease, done, set_aside)
+        return True
+
+    async def _deliver(self, stored: StoredEvent) -> Exception | None:
+        """Hand ``stored`` to the manager when a saga listens to it; return what went wrong."""
+        if stored.event_type not in self._wanted:
+            return None
+        try:
+            event: DomainEvent = self.decoder.decode(stored)
+        except UNDECODABLE as refused:
+            self._failures[stored.position or 0] = self.max_attempts  # never decodes: no retry
+            return refused
+        try:
             await self.manager.handle(event)
-        position = page[-1].position
+        except Exception as failure:  # noqa: BLE001 - counted, retried, then set aside
+            return failure
+        self._failures.pop(stored.position or 0, None)
+        return None
+
+    def _gives_up(self, stored: StoredEvent, problem: Exception) -> bool:
+        position = stored.position or 0
+        attempts = self._failures.get(position, 0)
+        attempts = attempts if isinstance(problem, UNDECODABLE) else attempts + 1
+        self._failures[position] = attempts
+        if attempts < self.max_attempts:
+            logger.warning(
+                "saga feed %r: %s at position %s failed (attempt %s of %s): %s",
+                self.name, stored.event_type, position, attempts, self.max_attempts, problem,
+            )  # fmt: skip
+            return False
+        self._failures.pop(position, None)
+        return True
+
+    async def _advance(
+        self, lease: Lease, position: int, set_aside: list[tuple[StoredEvent, Exception]]
+    ) -> None:
+        if position == self.position and not set_aside:
+            return
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
-            for stored, problem in undecodable:
+            for stored, problem in set_aside:
                 await self.storage.letters.quarantine(transaction, self._letter(stored, problem))
             transaction.advance(position)
-        for stored, problem in undecodable:
+        for stored, problem in set_aside:
             logger.error(
                 "saga feed %r set aside %s at position %s (stream %r, version %s): %s",
                 self.name,
@@ -138,7 +197,20 @@ class SagaFeed:
                 problem,
             )
         self.position = position
-        return True
+
+    async def start_at_head(self) -> None:
+        """Give a feed that never ran the log's current end as its checkpoint (nothing older)."""
+        head = await self.event_store.current_position()
+        record = await self.storage.record(self.name)
+        if record.position == 0 and head:
+            lease = await self.storage.acquire(self.name, self.loop.owner, self.lease_ttl)
+            if lease is None:
+                return
+            try:
+                async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                    transaction.advance(head)
+            finally:
+                await self.storage.release(lease)
 
     async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
         """Log why the feed stopped."""
@@ -155,7 +227,7 @@ class SagaFeed:
             event_id=stored.event_id,
             error_class=type(error).__name__,
             error_message=str(error),
-            attempts=1,
+            attempts=self.max_attempts,
             first_seen_at=now,
             last_seen_at=now,
         )
