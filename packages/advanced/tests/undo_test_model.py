@@ -416,6 +416,18 @@ async def check_undoing_newest_first_goes_all_the_way_down(cart: Cart) -> None:
     assert await cart.items("order_123") == ["Gadget", "Widget"]
 
 
+async def check_undo_last_retried_with_its_operation_id_undoes_once(cart: Cart) -> None:
+    """A retried ``undo_last`` (same operation id) answers the first token and undoes no more."""
+    from uuid import uuid4
+
+    tokens = [await cart.undo_service.execute(add(item)) for item in ("Widget", "Gadget")]
+    operation = uuid4()
+    first = await cart.undo_service.undo_last(aggregate_id="order_123", operation_id=operation)
+    again = await cart.undo_service.undo_last(aggregate_id="order_123", operation_id=operation)
+    assert first == again == tokens[-1]
+    assert await cart.items("order_123") == ["Widget"]
+
+
 async def check_an_operation_id_belongs_to_one_token_and_action(cart: Cart) -> None:
     from uuid import uuid4
 

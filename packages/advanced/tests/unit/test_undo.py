@@ -19,6 +19,7 @@ from undo_test_model import (
     check_the_log_alone_lets_one_of_two_simultaneous_undos_through,
     check_the_rules,
     check_the_spec_example,
+    check_undo_last_retried_with_its_operation_id_undoes_once,
     check_undoing_newest_first_goes_all_the_way_down,
 )
 
@@ -104,3 +105,7 @@ async def test_a_command_the_log_could_not_join_gives_no_token() -> None:
     service = UndoService(Bare(), cart.undo_service.executors, InMemoryUndoLog())
     with pytest.raises(UndoError, match="it was not logged and cannot be undone"):
         await service.execute(add("Widget"))
+
+
+async def test_undo_last_retried_with_its_operation_id_undoes_once() -> None:
+    await check_undo_last_retried_with_its_operation_id_undoes_once(in_memory())

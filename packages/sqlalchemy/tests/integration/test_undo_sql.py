@@ -25,6 +25,7 @@ from undo_test_model import (
     check_the_log_alone_lets_one_of_two_simultaneous_undos_through,
     check_the_rules,
     check_the_spec_example,
+    check_undo_last_retried_with_its_operation_id_undoes_once,
     check_undoing_newest_first_goes_all_the_way_down,
 )
 
@@ -147,3 +148,7 @@ async def test_the_log_alone_lets_one_of_two_simultaneous_undos_through(
     engine: AsyncEngine,
 ) -> None:
     await check_the_log_alone_lets_one_of_two_simultaneous_undos_through(cart_on(engine))
+
+
+async def test_undo_last_retried_with_its_operation_id_undoes_once(engine: AsyncEngine) -> None:
+    await check_undo_last_retried_with_its_operation_id_undoes_once(cart_on(engine))

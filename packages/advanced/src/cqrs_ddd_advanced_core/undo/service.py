@@ -186,14 +186,30 @@ class UndoService:
         """Return the entries of one aggregate and/or one user, newest first."""
         return await self.log.history(aggregate_id=aggregate_id, user=user, limit=limit)
 
-    async def undo_last(self, *, aggregate_id: str, user: str | None = None) -> UUID | None:
-        """Undo the newest entry in effect on ``aggregate_id`` (of ``user``); return its token."""
+    async def undo_last(
+        self,
+        *,
+        aggregate_id: str,
+        user: str | None = None,
+        operation_id: UUID | None = None,
+        search: int = 50,
+    ) -> UUID | None:
+        """Undo the newest entry in effect on ``aggregate_id`` (of ``user``); return its token.
+
+        With ``operation_id``, a retry (the client never saw the answer) undoes
+        nothing more: when one of the aggregate's ``search`` newest entries was
+        undone by that operation already, its token is returned as it is.
+        """
+        if operation_id is not None:
+            for entry in await self.log.history(aggregate_id=aggregate_id, user=user, limit=search):
+                if _operation_key(operation_id, entry.token, "undo") in entry.operations:
+                    return entry.token
         (newest,) = await self.log.history(
             aggregate_id=aggregate_id, user=user, limit=1, statuses=("done", "redone")
         ) or (None,)
         if newest is None:
             return None
-        await self.undo(newest.token, user=user)
+        await self.undo(newest.token, operation_id=operation_id, user=user)
         return newest.token
 
     # -- inside -----------------------------------------------------------------------------------
