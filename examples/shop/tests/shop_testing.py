@@ -22,6 +22,7 @@ TEST_OPTIONS = ShopOptions(
     order_ttl=timedelta(minutes=10),
     payment_timeout=timedelta(seconds=1),
     recovery_interval=1.0,
+    saga_feed_grace=0.5,
 )
 """Short saga timeouts and recovery for the tests; the orders' own TTL stays long."""
 

@@ -51,11 +51,13 @@ from shop.application import (
     RemoveItem,
     Restock,
     ShipOrder,
+    VersionMismatchError,
 )
 from shop.domain import (
     MAX_DELIVERY_TEXT,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
+    MAX_ORDER_TOTAL,
     MAX_PRICE,
     MAX_QUANTITY,
     MAX_STOCK,
@@ -80,6 +82,8 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 Price = Annotated[Decimal, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
 DeliveryText = Annotated[str, Field(max_length=MAX_DELIVERY_TEXT)]
+MAX_OFFSET = 1_000_000_000
+"""The furthest a list may be paged (64-bit columns hold its arithmetic)."""
 MAX_PAY_WITHIN = 7 * 24 * 3600
 """The longest an order may wait for its payment, in seconds (a week)."""
 IdempotencyKey = Annotated[
@@ -98,7 +102,7 @@ class NewCustomer(BaseModel):
 
 
 class CustomerOut(BaseModel):
-    """A customer."""
+    """A customer, and how many orders the order list (a read model) holds for them."""
 
     customer_id: str
     name: str
@@ -329,6 +333,11 @@ def create_app(settings: Settings, options: ShopOptions | None = None) -> FastAP
     return app
 
 
+def path_part(part: str) -> str | int:
+    """Return a part of a field's path as pydantic writes it (list indices as numbers)."""
+    return int(part) if part.isdigit() else part
+
+
 def shop_of(request: Request) -> Shop:
     """Return the shop the app's lifespan built."""
     shop: Shop = request.app.state.shop
@@ -348,9 +357,13 @@ def add_error_handlers(app: FastAPI) -> None:
     def fields(error: Exception) -> list[dict[str, Any]]:
         assert isinstance(error, ValidationError)
         return [
-            {"loc": ["body", *issue.field.split(".")], "msg": issue.message, "type": "value_error"}
+            {"loc": ["body", *map(path_part, issue.field.split("."))], "msg": issue.message,
+             "type": "value_error"}
             for issue in error.issues
-        ]
+        ]  # fmt: skip
+
+    def reused_key(error: Exception) -> list[dict[str, Any]]:
+        return [{"loc": ["header", "Idempotency-Key"], "msg": str(error), "type": "value_error"}]
 
     def unresolvable(error: Exception) -> str:
         assert isinstance(error, UnresolvableConflictError)
@@ -360,7 +373,8 @@ def add_error_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(ValidationError, answer(422, fields))
-    app.add_exception_handler(IdempotencyKeyReusedError, answer(422, str))
+    app.add_exception_handler(IdempotencyKeyReusedError, answer(422, reused_key))
+    app.add_exception_handler(VersionMismatchError, answer(412, str))
     app.add_exception_handler(NotFoundError, answer(404, str))
     app.add_exception_handler(UnknownUndoTokenError, answer(404, str))
     app.add_exception_handler(AggregateNotFoundError, answer(404, str))
@@ -466,12 +480,13 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
     @app.get("/customers/{customer_id}", response_model=CustomerOut, tags=["customers"])
     async def get_customer(customer_id: str, request: Request) -> CustomerOut:
         """Return a customer."""
-        customer = await shop_of(request).stores.customers.find(customer_id)
+        shop = shop_of(request)
+        customer = await shop.stores.customers.find(customer_id)
         if customer is None:
             raise NotFoundError(f"no customer {customer_id!r}")
-        return CustomerOut(
-            customer_id=customer.id, name=customer.name, orders_placed=customer.orders_placed
-        )
+        theirs = SpecificationBuilder().where("customer_id", "==", customer_id).build()
+        placed = await shop.order_rows.count(theirs)
+        return CustomerOut(customer_id=customer.id, name=customer.name, orders_placed=placed)
 
     @app.post("/products", status_code=201, response_model=ProductOut, tags=["catalogue"])
     async def add_product(
@@ -507,7 +522,7 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
         order_by: Literal["sku", "name", "price_cents", "stock"] = "sku",
         desc: bool = False,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Page[ProductRow]:
         """List the catalogue (a read model), filtered, ordered and paged."""
         rows_of = shop_of(request).product_rows
@@ -548,11 +563,11 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
         *,
         status: str | None = None,
         customer_id: str | None = None,
-        min_total: Annotated[Decimal | None, Query(ge=0)] = None,
+        min_total: Annotated[Decimal | None, Query(ge=0, le=MAX_ORDER_TOTAL)] = None,
         order_by: Literal["placed_at", "total_cents", "items", "order_id"] = "placed_at",
         desc: bool = False,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Page[OrderRow]:
         """List orders (a read model), filtered, ordered and paged."""
         rows_of = shop_of(request).order_rows
@@ -613,6 +628,13 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
         command = RemoveItem(order_id=order_id, sku=sku, quantity=quantity)
         return await cart_change(request, command, key)
 
+    async def token_of(shop: Shop, order_id: str, token: uuid.UUID) -> uuid.UUID:
+        """Return ``token`` when it undoes a change of ``order_id``; else 404."""
+        entry = await shop.undo.log.get(token)
+        if entry is None or order_id not in entry.aggregates:
+            raise NotFoundError(f"order {order_id!r} has no change with the undo token {token}")
+        return token
+
     @app.post("/orders/{order_id}/undo", response_model=UndoOut, tags=["cart"])
     async def undo(
         order_id: str,
@@ -620,17 +642,21 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
         what: Annotated[UndoRequest | None, Body()] = None,
         key: IdempotencyKey = None,
     ) -> UndoOut:
-        """Undo a cart change: the one of ``token``, else the newest one still in effect."""
+        """Undo a cart change: the one of ``token``, else the newest one still in effect.
+
+        With an ``Idempotency-Key``, a retry undoes nothing more: the key is
+        the undo's operation id, which the undo log keeps with the entry.
+        """
         shop = shop_of(request)
         await order_out(shop, order_id)
         operation = None if key is None else uuid.uuid5(uuid.NAMESPACE_URL, f"undo:{key}")
         token = what.token if what is not None else None
         if token is None:
-            token = await shop.undo.undo_last(aggregate_id=order_id)
+            token = await shop.undo.undo_last(aggregate_id=order_id, operation_id=operation)
             if token is None:
                 raise OrderError(f"order {order_id} has no change left to undo")
         else:
-            await shop.undo.undo(token, operation_id=operation)
+            await shop.undo.undo(await token_of(shop, order_id, token), operation_id=operation)
         return UndoOut(token=token, order=await order_out(shop, order_id))
 
     @app.post("/orders/{order_id}/redo", response_model=UndoOut, tags=["cart"])
@@ -641,7 +667,7 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
         shop = shop_of(request)
         await order_out(shop, order_id)
         operation = None if key is None else uuid.uuid5(uuid.NAMESPACE_URL, f"redo:{key}")
-        await shop.undo.redo(what.token, operation_id=operation)
+        await shop.undo.redo(await token_of(shop, order_id, what.token), operation_id=operation)
         return UndoOut(token=what.token, order=await order_out(shop, order_id))
 
     @app.patch("/orders/{order_id}/delivery", response_model=OrderOut, tags=["orders"])
@@ -785,7 +811,9 @@ def add_routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every r
         except Exception as error:  # noqa: BLE001 - any failure is what health reports
             database.update(ok=False, error=" ".join(str(error).split())[:300])
         workers = await worker_health(shop) if database["ok"] else {}
-        healthy = database["ok"] and all(worker.get("running") for worker in workers.values())
+        healthy = database["ok"] and all(
+            worker.get("running") and not worker.get("last_error") for worker in workers.values()
+        )
         response.status_code = 200 if healthy else 503
         return Health(status="ok" if healthy else "degraded", database=database, workers=workers)
 

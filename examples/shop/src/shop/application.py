@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +50,7 @@ from shop.domain import (
     MAX_QUANTITY,
     MAX_STOCK,
     Customer,
+    LimitExceededError,
     Money,
     Order,
     OrderCheckedOut,
@@ -252,7 +253,9 @@ def valid_item(command: AddItem) -> list[FieldIssue]:
 
 
 def valid_delivery(command: ChangeDelivery) -> list[FieldIssue]:
-    """Refuse a delivery field the order does not have."""
+    """Refuse an empty change, and a delivery field the order does not have."""
+    if not command.changes:
+        return [FieldIssue("changes", f"names no field to change ({', '.join(DELIVERY_FIELDS)})")]
     return [
         FieldIssue(f"changes.{name}", f"is not a delivery field ({', '.join(DELIVERY_FIELDS)})")
         for name in command.changes
@@ -277,12 +280,14 @@ VALIDATORS: dict[type[Command] | type[Query], list[Callable[[Any], Iterable[Fiel
 def fulfilment_saga(payment_timeout: timedelta) -> type[Saga[SagaState]]:
     """Return the order-fulfilment saga: reserve the stock, charge, confirm.
 
-    A declined charge fails the ``charging`` step: the stock is released and
-    the order cancelled (``ReleaseStock``, the compensation of ``reserving``).
-    A charge whose outcome does not come within ``payment_timeout`` is
-    compensated the same way, and refunded in case it went through.
+    A step that fails is compensated too (``cancel_failed_steps``), latest
+    first: a declined charge is refunded (there is nothing to refund) and the
+    reservation released, which cancels the order; a reservation that fails
+    (the shelf emptied since the checkout's own check, or it kept losing the
+    race for a busy product) cancels the order the same way. A charge whose
+    outcome does not come within ``payment_timeout`` is compensated alike.
     """
-    return (
+    declared = (
         SagaBuilder("OrderFulfilment")
         .on(OrderCheckedOut,
             send=lambda event: ReserveStock(order_id=event.aggregate_id),
@@ -299,6 +304,12 @@ def fulfilment_saga(payment_timeout: timedelta) -> type[Saga[SagaState]]:
             complete=True)
         .build()
     )  # fmt: skip
+    saga: type[Saga[SagaState]] = type(
+        "OrderFulfilment",
+        (declared,),
+        {"name": "OrderFulfilment", "cancel_failed_steps": True, "__doc__": declared.__doc__},
+    )
+    return saga
 
 
 def expiry_id(order_id: str) -> uuid.UUID:
@@ -337,6 +348,10 @@ async def product_of(stores: Stores, sku: str, field: str) -> Product:
     return product
 
 
+class VersionMismatchError(OrderError):
+    """``If-Match`` names a version the order never had."""
+
+
 class UpdateDeliveryHandler(ResilientCommandHandler[ChangeDelivery]):
     """Changes delivery details; an edit made on an older version is merged field by field.
 
@@ -355,6 +370,10 @@ class UpdateDeliveryHandler(ResilientCommandHandler[ChangeDelivery]):
 
     async def _handle_internal(self, command: ChangeDelivery) -> int:
         order = await self.stores.orders.get(command.order_id)
+        if command.base_version is not None and command.base_version > order.version:
+            raise VersionMismatchError(
+                f"order {order.id} is at version {order.version}, not {command.base_version}"
+            )
         if command.base_version is not None and command.base_version != order.version:
             raise ConcurrencyError(
                 order.id, expected_version=command.base_version, actual_version=order.version
@@ -365,22 +384,22 @@ class UpdateDeliveryHandler(ResilientCommandHandler[ChangeDelivery]):
         return order.version
 
     async def load_existing(self, command: ChangeDelivery, context: ConflictContext) -> Order:
-        """Return the order as now stored."""
+        """Return the order as now stored; remember the version the edit was made on."""
+        _conflict_base.set(context.conflict.expected_version)
         return await self.stores.orders.get(command.order_id)
 
     def incoming_changes(self, command: ChangeDelivery) -> dict[str, Any]:
-        """Return the edit, with the version it was made on."""
+        """Return the edit, with the version it was made on (``If-Match``, else the one it lost)."""
         base = command.base_version
-        return {"changes": dict(command.changes), "base_version": base}
+        return {"changes": dict(command.changes), "base_version": base or _conflict_base.get()}
 
     def resolve_conflict(self, existing: Order, incoming: dict[str, Any]) -> Order:
         """Merge the edit into the stored order: fields changed by both sides must agree."""
         changes: dict[str, str] = incoming["changes"]
-        base = incoming["base_version"]
+        base: int = incoming["base_version"]
+        existing.check_delivery_open()
         changed_since = {
-            name
-            for name, version in existing.delivery_versions.items()
-            if base is None or version > base
+            name for name, version in existing.delivery_versions.items() if version > base
         }
         strategy = FieldMergeStrategy(dict.fromkeys(changed_since, "refuse"), default="incoming")
         merged = strategy.merge(existing.delivery, {**existing.delivery, **changes})
@@ -407,6 +426,7 @@ class UpdateDeliveryHandler(ResilientCommandHandler[ChangeDelivery]):
 
 
 _resolving: ContextVar[ChangeDelivery] = ContextVar("shop_resolving")
+_conflict_base: ContextVar[int] = ContextVar("shop_conflict_base", default=0)
 
 
 def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noqa: PLR0915
@@ -433,7 +453,8 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
     @registry.command_handler(Restock)
     async def restock(command: Restock) -> None:
         product = await products.get(command.sku)
-        product.restock(command.quantity)
+        with invalid_past_limits():
+            product.restock(command.quantity)
         await products.save(product)
         await remember(command, None)
 
@@ -446,9 +467,8 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
         order = Order.place(command.customer_id, command.order_id)
         for index, line in enumerate(command.lines):
             product = await product_of(stores, line.sku, f"lines.{index}.sku")
-            order.add_item(line.sku, product.name, line.quantity, product.price)
-        customer.count_order()
-        await customers.save(customer)
+            with invalid_past_limits(f"lines.{index}."):
+                order.add_item(line.sku, product.name, line.quantity, product.price)
         await orders.save(order)
         ttl = (
             stores.order_ttl
@@ -468,7 +488,8 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
         order = await orders.get(command.order_id)
         product = await product_of(stores, command.sku, "sku")
         price = product.price if command.unit_price is None else Money(amount=command.unit_price)
-        order.add_item(command.sku, product.name, command.quantity, price)
+        with invalid_past_limits():
+            order.add_item(command.sku, product.name, command.quantity, price)
         await orders.save(order)
         await remember(command, None)
 
@@ -497,7 +518,7 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
         order = await orders.get(command.order_id)
         if order.status != "checked_out":  # sent again after a crash, or the order expired
             return
-        for sku, quantity in order.lines.items():
+        for sku, quantity in sorted(order.lines.items()):
             product = await products.get(sku)
             product.hold(order.id, quantity)
             await products.save(product)
@@ -507,11 +528,14 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
     @registry.command_handler(ReleaseStock)
     async def release_stock(command: ReleaseStock) -> None:
         order = await orders.get(command.order_id)
-        for sku in order.lines:
+        if order.status in {"confirmed", "shipped"}:
+            return  # fulfilled: nothing of it is undone
+        for sku in sorted(order.lines):
             product = await products.get(sku)
             product.release(order.id)
             await products.save(product)
-        order.cancel("the payment did not go through; the stock was released")
+        # a charge that came in while the saga compensated is refunded by the cancellation
+        order.cancel("the order could not be fulfilled; its stock was released")
         await orders.save(order)
 
     @registry.command_handler(ChargePayment)
@@ -572,6 +596,10 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
     async def ship_order(command: ShipOrder) -> None:
         order = await orders.get(command.order_id)
         order.ship(command.carrier)
+        for sku in sorted(order.lines):
+            product = await products.get(sku)
+            product.dispatch(order.id)
+            await products.save(product)
         await orders.save(order)
         await remember(command, None)
 
@@ -602,6 +630,17 @@ def register_handlers(registry: HandlerRegistry, stores: Stores) -> None:  # noq
         )
         await remember(command, month)
         return month
+
+
+@contextlib.contextmanager
+def invalid_past_limits(prefix: str = "") -> Iterator[None]:
+    """Report a quantity that would pass a limit as invalid input naming its field."""
+    try:
+        yield
+    except LimitExceededError as error:
+        raise ValidationError(
+            "the request", [FieldIssue(prefix + error.field, str(error))]
+        ) from None
 
 
 def previous_month(now: datetime) -> str:

@@ -32,6 +32,17 @@ class OutOfStockError(OrderError):
     """A product has fewer units left than an order asks for."""
 
 
+class LimitExceededError(OrderError):
+    """A quantity would take a total or a stock past what the shop (and its read models) hold.
+
+    ``field`` names the input that did it; the handlers report it as invalid input.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class PaymentDeclinedError(Exception):
     """The payment provider refused the charge."""
 
@@ -111,6 +122,13 @@ class StockReleased(DomainEvent):
     quantity: int
 
 
+class StockDispatched(DomainEvent):
+    """Units set aside for an order left with its shipment."""
+
+    order_id: str
+    quantity: int
+
+
 class Product(EventSourcedAggregateMixin, AggregateRoot):
     """A product of the catalogue; its id is its SKU.
 
@@ -133,7 +151,9 @@ class Product(EventSourcedAggregateMixin, AggregateRoot):
     def restock(self, quantity: int) -> None:
         """Put ``quantity`` more units on the shelf."""
         if self.stock + quantity > MAX_STOCK:
-            raise OrderError(f"product {self.id} would hold more than {MAX_STOCK} units")
+            raise LimitExceededError(
+                "quantity", f"product {self.id} would hold more than {MAX_STOCK} units"
+            )
         self.trigger_event(ProductRestocked(quantity=quantity))
 
     def hold(self, order_id: str, quantity: int) -> None:
@@ -151,6 +171,11 @@ class Product(EventSourcedAggregateMixin, AggregateRoot):
         if order_id in self.held:
             self.trigger_event(StockReleased(order_id=order_id, quantity=self.held[order_id]))
 
+    def dispatch(self, order_id: str) -> None:
+        """Let what was set aside for ``order_id`` leave the warehouse (once)."""
+        if order_id in self.held:
+            self.trigger_event(StockDispatched(order_id=order_id, quantity=self.held[order_id]))
+
     @aggregate_event_handler
     def _added(self, event: ProductAdded) -> None:
         self.name, self.price, self.stock = event.name, event.price, event.stock
@@ -167,6 +192,10 @@ class Product(EventSourcedAggregateMixin, AggregateRoot):
     @aggregate_event_handler
     def _released(self, event: StockReleased) -> None:
         self.stock += event.quantity
+        self.held = {key: value for key, value in self.held.items() if key != event.order_id}
+
+    @aggregate_event_handler
+    def _dispatched(self, event: StockDispatched) -> None:
         self.held = {key: value for key, value in self.held.items() if key != event.order_id}
 
 
@@ -299,7 +328,9 @@ class Order(EventSourcedAggregateMixin, AggregateRoot):
         if sku in self.prices and self.prices[sku] != unit_price:
             raise OrderError(f"{sku} is in the cart at {self.prices[sku].amount} already")
         if self.total.amount + unit_price.amount * quantity > MAX_ORDER_TOTAL:
-            raise OrderError(f"order {self.id} would pass the largest total, {MAX_ORDER_TOTAL}")
+            raise LimitExceededError(
+                "quantity", f"order {self.id} would pass the largest total, {MAX_ORDER_TOTAL}"
+            )
         self.trigger_event(
             ItemAdded(sku=sku, product_name=name, quantity=quantity, unit_price=unit_price)
         )
@@ -313,9 +344,13 @@ class Order(EventSourcedAggregateMixin, AggregateRoot):
 
     def change_delivery(self, changes: dict[str, str]) -> None:
         """Change the delivery details named in ``changes``."""
+        self.check_delivery_open()
+        self.trigger_event(DeliveryChanged(changes=changes))
+
+    def check_delivery_open(self) -> None:
+        """Refuse a change of delivery once the order shipped or ended."""
         if self.status in {"shipped", "cancelled", "expired"}:
             raise OrderError(f"order {self.id} is {self.status}; its delivery is settled")
-        self.trigger_event(DeliveryChanged(changes=changes))
 
     def check_out(self, payment_method: str) -> None:
         """Ask to pay for the order with ``payment_method``."""
@@ -349,8 +384,9 @@ class Order(EventSourcedAggregateMixin, AggregateRoot):
         self.trigger_event(OrderConfirmed(total=self.total))
 
     def cancel(self, reason: str) -> None:
-        """Cancel an order not paid yet (nothing when it ended already)."""
+        """Cancel an order not confirmed yet, refunding a charge first (nothing once it ended)."""
         if self.status in OPEN_STATES or self.status == "paid":
+            self.refund()
             self.trigger_event(OrderCancelled(reason=reason))
 
     def expire(self) -> None:
@@ -438,7 +474,6 @@ class Customer(AggregateRoot):
     """A customer, stored as its current state (its events go to the outbox)."""
 
     name: str = ""
-    orders_placed: int = 0
 
     @classmethod
     def register(cls, customer_id: str, name: str) -> Customer:
@@ -446,7 +481,3 @@ class Customer(AggregateRoot):
         customer = cls(id=customer_id, name=name)
         customer.record_event(CustomerRegistered(name=name))
         return customer
-
-    def count_order(self) -> None:
-        """Note one more order placed by this customer."""
-        self.orders_placed += 1

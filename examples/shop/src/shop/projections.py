@@ -39,6 +39,7 @@ from shop.domain import (
     PaymentCharged,
     ProductAdded,
     ProductRestocked,
+    StockDispatched,
     StockHeld,
     StockReleased,
 )
@@ -68,7 +69,7 @@ products = Table(
     Column("stock", BigInteger, nullable=False),
     Column("held", BigInteger, nullable=False),
 )
-"""One row per product: its price, the units on the shelf and those held for orders."""
+"""One row per product: its price, the units on the shelf and those held for orders not shipped."""
 
 reports = Table(
     "shop_reports",
@@ -213,6 +214,11 @@ class ProductProjector(Projector):
     async def released(self, event: StockReleased, context: ProjectionContext) -> None:
         """Move units back from held to the shelf."""
         await self._shift_units(context, shelf=event.quantity, held=-event.quantity)
+
+    @projects(StockDispatched)
+    async def dispatched(self, event: StockDispatched, context: ProjectionContext) -> None:
+        """Units held for an order left with its shipment."""
+        await self._shift_units(context, shelf=0, held=-event.quantity)
 
     async def _shift_units(self, context: ProjectionContext, *, shelf: int, held: int) -> None:
         row = await self.read_model.get(context.connection, context.stream_id)

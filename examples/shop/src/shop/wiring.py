@@ -93,6 +93,7 @@ from shop.domain import (
     Product,
     ProductAdded,
     ProductRestocked,
+    StockDispatched,
     StockHeld,
     StockReleased,
 )
@@ -127,6 +128,7 @@ PRODUCT_EVENTS: tuple[type[DomainEvent], ...] = (
     ProductRestocked,
     StockHeld,
     StockReleased,
+    StockDispatched,
 )
 
 MONTHLY_REPORT = "monthly-report"
@@ -150,6 +152,8 @@ class ShopOptions:
     """How often the scheduler worker looks for due commands without being woken."""
     recovery_interval: float = 60.0
     """How often the saga recovery worker resumes sagas a crash left in flight."""
+    saga_feed_grace: float = 2.0
+    """How old an event is before the saga feed delivers it (the request's dispatch goes first)."""
     broker: Broker | None = None
     """Where the relays publish the events; None publishes nothing."""
 
@@ -220,7 +224,7 @@ def undo_executors() -> UndoExecutorRegistry:
         )
 
     def other_cart_changes(command: Command, intervening: object) -> bool:
-        cart_events = {"ItemAdded", "ItemRemoved", "DeliveryChanged"}
+        cart_events = {"ItemAdded", "ItemRemoved", "DeliveryChanged", "ConflictResolved"}
         return all(event.event_type in cart_events for event in intervening)  # type: ignore[attr-defined]
 
     executors = UndoExecutorRegistry()
@@ -277,7 +281,7 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
         behaviors=[
             LoggingBehavior(),
             ValidationBehavior(VALIDATORS),
-            RetryBehavior(max_retries=5, retry_delay=0.01),  # a lost race runs again, fresh
+            RetryBehavior(max_retries=10, retry_delay=0.005),  # a lost race runs again, fresh
         ],
     )
     factory.register_event_sourced_type("Order")
@@ -306,6 +310,7 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
         owner=owner,
         name="shop.sagas",
         decoder=EventDecoder(EventTypeRegistry(ORDER_EVENTS), upcasters),
+        grace=options.saga_feed_grace,
     )
 
     # 3. Projections: the read models, kept from the event log by a background worker
