@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 from shop_testing import Service
 
 from cqrs_ddd_core import DomainEvent
-from shop.application import expiry_id
+from shop.application import (
+    expiry_id,
+)
 from shop.domain import Money
 from shop.wiring import MONTHLY_REPORT
 

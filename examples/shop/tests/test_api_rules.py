@@ -16,7 +16,13 @@ from shop_testing import Service
 from sqlalchemy import update
 
 from cqrs_ddd_persistence_sqlalchemy.schema import events
-from shop.application import ReleaseStock, expiry_id, previous_month
+from shop.application import (
+    expiry_id,
+    previous_month,
+)
+from shop.commands import (
+    ReleaseStock,
+)
 from shop.domain import OrderCheckedOut, PaymentCharged
 
 
@@ -181,7 +187,7 @@ async def test_a_checkout_whose_dispatch_was_lost_is_fulfilled_from_the_event_lo
 async def test_the_monthly_report_when_the_schedule_fires_covers_the_month_before(
     service: Service,
 ) -> None:
-    from shop.application import GenerateMonthlyReport
+    from shop.commands import GenerateMonthlyReport
 
     month = (await service.shop.mediator.send(GenerateMonthlyReport())).result
     assert month == previous_month(datetime.now(UTC))

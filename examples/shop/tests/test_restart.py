@@ -26,7 +26,9 @@ from shop_testing import read_until
 from test_command_line import free_port
 
 from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyCommandScheduler, create_engine
-from shop.application import expiry_id
+from shop.application import (
+    expiry_id,
+)
 
 IN_FLIGHT = {"checked_out", "reserved", "paid"}
 STOCK = 1000

@@ -59,21 +59,22 @@ from cqrs_ddd_persistence_sqlalchemy import (
     upgrade_schema,
 )
 from shop.application import (
-    VALIDATORS,
-    AddItem,
-    ChargePayment,
-    ConfirmOrder,
-    ExpireOrder,
-    GenerateMonthlyReport,
-    RefundPayment,
-    ReleaseStock,
-    RemoveItem,
-    ReserveStock,
     Stores,
     fulfilment_saga,
     register_handlers,
 )
 from shop.broker import Broker
+from shop.commands import (
+    VALIDATORS,
+    AddItem,
+    ChargePayment,
+    ConfirmOrder,
+    GenerateMonthlyReport,
+    RefundPayment,
+    ReleaseStock,
+    RemoveItem,
+    ReserveStock,
+)
 from shop.domain import (
     Customer,
     DeliveryChanged,
@@ -381,6 +382,3 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
         relays=relays,
         publisher=publisher,
     )
-
-
-__all__ = ["ExpireOrder", "Shop", "ShopOptions", "build_shop", "undo_executors"]
