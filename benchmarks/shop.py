@@ -27,8 +27,10 @@ sides make the same seeded choices of products and quantities.
 Figures per side: requests/s (commands/s for bare) and orders/s (an order is a
 place and its checkout); latency p50/p95/p99 of each kind of request; answers
 that were not 2xx (bare: commands that raised); checkouts whose answer was not
-``confirmed`` (HTTP only: ``CheckOut`` returns nothing), and orders still not
-confirmed when looked at after the run; the CPU the shop's process, the load
+``confirmed`` (HTTP only: ``CheckOut`` returns nothing); every counted order's
+final status, read again after the run (``confirmed``, ``cancelled`` when the
+saga compensated, or another), with the saga's reason for each order that did
+not end ``confirmed``; the CPU the shop's process, the load
 generator and PostgreSQL used during the counted window (Linux ``/proc``); the
 database's transactions per order and the connections opened to it
 (``pg_stat_database``; the shop's background workers included); on the bare
@@ -81,6 +83,13 @@ PRODUCTS = (
 )
 STOCK = 1_000_000_000
 KINDS = ("place", "checkout")
+SETTLE = 3.0
+"""Seconds between the counted window's end and reading the orders' final statuses.
+
+More than the saga feed's grace (2 s): a saga the feed finishes counts.
+"""
+OUTCOMES = 30
+"""At most this many orders that did not end ``confirmed`` are described."""
 
 
 @dataclass(frozen=True)
@@ -122,11 +131,23 @@ class Tally:
     """HTTP: checkouts whose answer was not ``confirmed`` (bare: the command answers nothing)."""
     still_unconfirmed: int = 0
     """Orders checked out but not confirmed when looked at again after the run."""
+    final: Counter[str] = field(default_factory=Counter)
+    """The counted orders by their status when looked at again after the run."""
+    outcomes: list[str] = field(default_factory=list)
+    """Each order that did not end ``confirmed`` (or did not answer it), with its saga."""
     examples: list[str] = field(default_factory=list)
     capped: bool = False
     counting: bool = False
     """False during the warm-up, whose failures are kept apart."""
     warm_up_failures: int = 0
+
+    def settled(self, status: str, description: str | None) -> None:
+        """Count a counted order's final ``status``; keep ``description`` if there is one."""
+        self.final[status] += 1
+        if status != "confirmed":
+            self.still_unconfirmed += 1
+        if description is not None and len(self.outcomes) < OUTCOMES:
+            self.outcomes.append(description)
 
     def failed(self, description: str) -> None:
         if self.counting:
@@ -441,8 +462,8 @@ class HttpShop:
             httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) for _ in range(clients)
         ]
         self.tally = tally
-        self.unconfirmed: list[tuple[str, str]] = []
-        """Orders whose checkout answered 2xx with another status than ``confirmed``."""
+        self.answered: dict[str, str] = {}
+        """The counted orders whose checkout answered 2xx, with the status it answered."""
 
     async def close(self) -> None:
         for client in self.clients:
@@ -484,35 +505,37 @@ class HttpShop:
         answer = await self._post(number, path, {"payment_method": "card-ok"})
         if answer is None:
             return None
-        if answer["status"] != "confirmed":
-            if self.tally.counting:
-                self.unconfirmed.append((order_id, answer["status"]))
-            return False
-        return True
+        if self.tally.counting:
+            self.answered[order_id] = answer["status"]
+        return answer["status"] == "confirmed"
 
     async def follow_up(self) -> None:
-        """Look again at the orders whose checkout did not answer ``confirmed``.
+        """Read every counted order again; describe those not confirmed, then or now.
 
-        Those still not confirmed are described first, then the others.
+        ``GET /orders/{id}`` (its events) and, for an order that did not end
+        or answer ``confirmed``, ``GET /orders/{id}/fulfilment`` (its saga).
         """
         client = self.clients[0]
         described = []
-        for order_id, status in self.unconfirmed:
-            now = (await client.get(f"/orders/{order_id}")).json()["status"]
-            if now != "confirmed":
-                self.tally.still_unconfirmed += 1
-            saga = (await client.get(f"/orders/{order_id}/fulfilment")).json()
-            described.append(
-                (
-                    now == "confirmed",
+        for order_id, status in self.answered.items():
+            order = (await client.get(f"/orders/{order_id}")).json()
+            now = order["status"]
+            description = None
+            if now != "confirmed" or status != "confirmed":
+                found = await client.get(f"/orders/{order_id}/fulfilment")
+                saga = found.json() if found.is_success else {}
+                description = (
                     f"POST /orders/{order_id}/checkout answered 202 with status {status!r};"
-                    f" after the run the order is {now!r}, its saga {saga['status']!r}"
-                    f" ({', '.join(saga['history'])})",
+                    f" after the run the order is {now!r}"
+                    + (f" (reason {order['reason']!r})" if order["reason"] else "")
+                    + f", its saga {saga.get('status')!r}, reason {saga.get('reason')!r}"
+                    f" ({', '.join(saga.get('history', []))})"
                 )
-            )
-        for _, text in sorted(described, key=lambda item: item[0]):
-            if len(self.tally.examples) < 5:
-                self.tally.examples.append(text)
+                described.append((now == "confirmed", description))
+            self.tally.settled(now, None)
+        for _, text in sorted(described, key=lambda item: item[0]):  # not confirmed first
+            if len(self.tally.outcomes) < OUTCOMES:
+                self.tally.outcomes.append(text)
 
 
 async def bench_http(load: Load, progress: Callable[[str], None]) -> Side:
@@ -534,6 +557,8 @@ async def bench_http(load: Load, progress: Callable[[str], None]) -> Side:
                     )
                     seconds = await drive(load, http.place, http.check_out, tally, meter)
                     usage = await meter.usage()
+                    await asyncio.sleep(SETTLE)
+                    progress(f"(l) HTTP: reading the {len(http.answered):,} orders again")
                     await http.follow_up()
                 finally:
                     await http.close()
@@ -582,7 +607,7 @@ async def _bare(
     profiler: cProfile.Profile | None,
 ) -> Side:
     from cqrs_ddd_persistence_sqlalchemy import create_engine  # noqa: PLC0415 - heavy
-    from shop.application import (  # noqa: PLC0415
+    from shop.commands import (  # noqa: PLC0415
         AddProduct,
         CheckOut,
         Line,
@@ -642,18 +667,22 @@ async def _bare(
                 seconds = await drive(load, place, check_out, tally, meter, profiler=profiler)
                 tally.counting = False
                 usage = await meter.usage()
-                progress(f"(l) bare: checking that the {len(placed):,} orders are confirmed")
+                await asyncio.sleep(SETTLE)
+                progress(f"(l) bare: reading the {len(placed):,} orders again")
                 for order_id in placed:
                     order = await shop.stores.orders.find(order_id)
-                    if order is None or order.status != "confirmed":
-                        tally.still_unconfirmed += 1
-                        if len(tally.examples) < 5:
-                            status = None if order is None else order.status
-                            saga = await shop.saga_repository.find("OrderFulfilment", order_id)
-                            tally.examples.append(
-                                f"CheckOut({order_id}) returned; after the run the order is"
-                                f" {status!r}, its saga {saga_text(saga)}"
-                            )
+                    status = "missing" if order is None else order.status
+                    description = None
+                    if status != "confirmed":
+                        reason = "" if order is None or not order.reason else order.reason
+                        saga = await shop.saga_repository.find("OrderFulfilment", order_id)
+                        description = (
+                            f"CheckOut({order_id}) returned; after the run the order is"
+                            f" {status!r}"
+                            + (f" (reason {reason!r})" if reason else "")
+                            + f", its saga {saga_text(saga)}"
+                        )
+                    tally.settled(status, description)
             finally:
                 await shop.stop()
         finally:
@@ -666,6 +695,24 @@ async def _bare(
 
 def _ms(values: Sequence[float]) -> str:
     return " / ".join(f"{percentile(values, share) * 1000:.1f}" for share in (0.5, 0.95, 0.99))
+
+
+def _problems(side: Side) -> list[str]:
+    """Return the lines on one side's failures and orders that did not end confirmed."""
+    lines = []
+    if side.tally.warm_up_failures:
+        lines += ["", f"{side.name}: {side.tally.warm_up_failures} failures in the warm-up"]
+    if side.tally.examples:
+        lines += ["", f"{side.name}: first problems seen:"]
+        lines += [f"  {example}" for example in side.tally.examples]
+    if side.tally.outcomes:
+        lines += [
+            "",
+            f"{side.name}: orders that did not end confirmed, or did not answer it"
+            f" (at most {OUTCOMES}):",
+        ]
+        lines += [f"  {outcome}" for outcome in side.tally.outcomes]
+    return lines
 
 
 def summary_text(http: Side, bare: Side) -> str:
@@ -688,6 +735,24 @@ def summary_text(http: Side, bare: Side) -> str:
             f"{side.seconds:.1f} | {side.requests_per_second:,.1f} | "
             f"{side.orders_per_second:,.1f} | {tally.failures} | {answered} | "
             f"{tally.still_unconfirmed} |"
+        )
+    lines += [
+        "",
+        f"The counted orders by their final status, read {SETTLE:.0f} s after the window:",
+        "",
+        "| path | orders | confirmed | cancelled | other |",
+        "|---|---|---|---|---|",
+    ]
+    for side in (http, bare):
+        final = side.tally.final
+        other = ", ".join(
+            f"{status} {count}"
+            for status, count in sorted(final.items())
+            if status not in {"confirmed", "cancelled"}
+        )
+        lines.append(
+            f"| {side.name} | {sum(final.values()):,} | {final['confirmed']:,} | "
+            f"{final['cancelled']:,} | {other or 0} |"
         )
     lines += [
         "",
@@ -743,11 +808,7 @@ def summary_text(http: Side, bare: Side) -> str:
                 f"{per.get('rollbacks', 0):.1f} |"
             )
     for side in (http, bare):
-        if side.tally.warm_up_failures:
-            lines += ["", f"{side.name}: {side.tally.warm_up_failures} failures in the warm-up"]
-        if side.tally.examples:
-            lines += ["", f"{side.name}: first problems seen:"]
-            lines += [f"  {example}" for example in side.tally.examples]
+        lines += _problems(side)
     lines += [
         "",
         "What the shop logged (warnings and worse, warm-up included):",
