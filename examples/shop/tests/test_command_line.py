@@ -281,6 +281,7 @@ def test_the_service_runs_the_scenario_over_http_and_serves_until_ctrl_c(
             "the fulfilment saga: completed (reserving done, charging done, confirming done)",
             "the saga compensated: PaymentDeclinedError",
             "the order is cancelled: the order could not be fulfilled",
+            "held for orders: 1 before, 1 after",
             "the scheduled expiry ran: the order is expired",
             "ada's orders, largest first (3 in all, the first 3)",
             "report 20",

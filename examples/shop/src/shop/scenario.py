@@ -137,7 +137,10 @@ async def run_scenario(base_url: str, say: Printer = print) -> None:  # noqa: PL
         say(f"placed order {second} (3 mugs) and paid with a declined card:")
         say(f"  the saga {saga['status']}: {saga['reason']}")
         say(f"  the order is {declined['status']}: {declined['reason']}")
-        say(f"  mugs on the shelf: {mugs['stock']} before, {after['stock']} after (none held)")
+        say(
+            f"  mugs on the shelf: {mugs['stock']} before the checkout, {after['stock']} after;"
+            f" held for orders: {mugs['held']} before, {after['held']} after"
+        )
 
         # 3. an order left unpaid expires
         placed = await client.post(
