@@ -24,8 +24,10 @@ from cqrs_ddd_persistence_sqlalchemy.exceptions import (
 )
 from cqrs_ddd_persistence_sqlalchemy.inbox import SQLAlchemyInbox
 from cqrs_ddd_persistence_sqlalchemy.migrate import (
+    Migration,
     downgrade_schema,
     head_revision,
+    migration_history,
     schema_revision,
     upgrade_schema,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "EngineSource",
     "LockTimeoutError",
+    "Migration",
     "PersistenceError",
     "SQLAlchemyBranchBarrier",
     "SQLAlchemyCommandScheduler",
@@ -70,6 +73,7 @@ __all__ = [
     "downgrade_schema",
     "engine_of",
     "head_revision",
+    "migration_history",
     "read_only",
     "schema_revision",
     "upgrade_schema",

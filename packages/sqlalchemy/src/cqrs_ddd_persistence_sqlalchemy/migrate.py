@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -53,6 +54,30 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
     with translated_errors("read the schema revision"):
         async with engine.connect() as connection:
             return await connection.run_sync(read)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration the package ships: its revision, the one before it, and what it does."""
+
+    revision: str
+    down_revision: str | None
+    description: str
+
+
+def migration_history() -> list[Migration]:
+    """Return the migrations the package ships, newest first."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    return [
+        Migration(
+            revision=script.revision,
+            down_revision=script.down_revision if isinstance(script.down_revision, str) else None,
+            description=(script.doc or "").strip(),
+        )
+        for script in scripts.walk_revisions()
+    ]
 
 
 def head_revision() -> str:
