@@ -1,0 +1,236 @@
+"""The ``cqrs-ddd`` command line (typer): each command opens the database, does one thing, ends.
+
+Exit status 0 when it did what was asked, 1 when it failed (the database did
+not answer, what was named does not exist), 2 for bad usage or a bad
+setting. Every failure is one line on standard error that names what was
+wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cqrs_ddd_ops import streams
+from cqrs_ddd_ops.database import OpsError, database_url_from, describe
+from cqrs_ddd_ops.output import show, to_json
+from cqrs_ddd_persistence_sqlalchemy import (
+    create_engine,
+    head_revision,
+    migration_history,
+    schema_revision,
+    upgrade_schema,
+)
+from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
+from cqrs_ddd_persistence_sqlalchemy.exceptions import PersistenceError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="cqrs-ddd",
+    help="See and steer a cqrs-ddd system through its database (DATABASE_URL).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+migrate_app = typer.Typer(help="Create or upgrade the schema, and say where it is.")
+streams_app = typer.Typer(help="The event log: its streams, one stream's events, new events.")
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(streams_app, name="streams")
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="the database, instead of DATABASE_URL", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON, for scripts")]
+
+
+def run(database_url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` on the database; turn its failures into one line and an exit status."""
+    try:
+        url = database_url_from(database_url)
+
+        async def on_engine() -> T:
+            engine = create_engine(url)
+            try:
+                with translated_errors("read the database"):
+                    return await work(engine)
+            except PersistenceError as error:
+                raise describe(error, url) from error
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(on_engine())
+    except OpsError as error:
+        errors.print(f"cqrs-ddd: error: {error}", markup=False, highlight=False)
+        raise typer.Exit(error.status) from None
+
+
+# -- migrate -----------------------------------------------------------------------------
+
+
+@migrate_app.command("upgrade")
+def migrate_upgrade(
+    revision: Annotated[str, typer.Option(help="the revision to reach")] = "head",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create or upgrade the schema (safe to run again; applied migrations are skipped)."""
+
+    async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
+        before = await schema_revision(engine)
+        await upgrade_schema(engine, revision)
+        return before, await schema_revision(engine)
+
+    before, after = run(database_url, upgrade)
+    if before == after:
+        console.print(f"the schema is at {after} already")
+    else:
+        console.print(f"upgraded the schema from {before or 'nothing'} to {after}")
+
+
+@migrate_app.command("current")
+def migrate_current(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """Say which revision the database is at, and the newest one this version ships."""
+    current = run(database_url, schema_revision)
+    head = head_revision()
+    if as_json:
+        console.print_json(json.dumps({"current": current, "head": head}))
+    elif current == head:
+        console.print(f"{current} (the newest)")
+    else:
+        console.print(
+            f"{current or 'no schema'} (the newest is {head}: run cqrs-ddd migrate upgrade)"
+        )
+
+
+@migrate_app.command("history")
+def migrate_history(as_json: JsonOption = False) -> None:
+    """List the migrations this version ships, newest first."""
+    history = migration_history()
+    show(
+        console,
+        history,
+        [("revision", "revision"), ("down_revision", "after"), ("description", "what it does")],
+        title="migrations",
+        as_json=as_json,
+    )
+
+
+# -- streams -----------------------------------------------------------------------------
+
+
+@streams_app.command("list")
+def streams_list(
+    prefix: Annotated[str, typer.Option(help="only the streams whose id starts so")] = "",
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 50,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the streams, the most recently written first."""
+    found = run(
+        database_url, lambda engine: streams.list_streams(engine, prefix=prefix, limit=limit)
+    )
+    show(
+        console,
+        found,
+        [
+            ("stream_id", "stream"),
+            ("aggregate_type", "type"),
+            ("events", "events"),
+            ("version", "version"),
+            ("last_event_type", "last event"),
+            ("last_position", "position"),
+            ("last_occurred_at", "at"),
+        ],
+        title="streams",
+        as_json=as_json,
+    )
+
+
+EVENT_COLUMNS = [
+    ("position", "position"),
+    ("stream_id", "stream"),
+    ("version", "version"),
+    ("event_type", "type"),
+    ("schema_version", "schema"),
+    ("occurred_at", "at"),
+    ("payload", "payload"),
+]
+
+
+@streams_app.command("show")
+def streams_show(
+    stream_id: Annotated[str, typer.Argument(help="the stream's id (an aggregate's id)")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the events of one stream, in version order."""
+
+    async def read(engine: AsyncEngine) -> list[streams.EventRow]:
+        found = await streams.stream_events(engine, stream_id)
+        if not found:
+            raise OpsError(f"no stream {stream_id!r} in the event log")
+        return found
+
+    show(console, run(database_url, read), EVENT_COLUMNS, title=stream_id, as_json=as_json)
+
+
+@streams_app.command("tail")
+def streams_tail(
+    after: Annotated[
+        int | None, typer.Option(help="start after this position (default: the last 10 events)")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new events")
+    ] = False,
+    seconds: Annotated[
+        float | None, typer.Option("--for", help="with --follow, stop after this long")
+    ] = None,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the newest events (one per line: position, stream, version, type); --follow waits."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+
+    async def tail(engine: AsyncEngine) -> None:
+        position = after if after is not None else max(0, await streams.head_position(engine) - 10)
+        while True:
+            page = await streams.events_after(engine, position, limit=500)
+            for event in page:
+                if as_json:
+                    print(json.dumps(to_json(event)), flush=True)  # noqa: T201 - one line each
+                else:
+                    console.print(
+                        f"{event.position:>8}  {event.stream_id}  v{event.version}"
+                        f"  {event.event_type}",
+                        markup=False,
+                        highlight=False,
+                    )
+                position = max(position, event.position)
+            if page:
+                continue  # there may be more right away
+            if not follow or (deadline is not None and time.monotonic() >= deadline):
+                return
+            await asyncio.sleep(0.5)
+
+    try:
+        run(database_url, tail)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def main() -> None:
+    """Run the command line (the ``cqrs-ddd`` console script); exits with its status."""
+    app()

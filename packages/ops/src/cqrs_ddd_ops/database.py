@@ -1,0 +1,74 @@
+"""Which database the tools talk to, and the one-line errors they end with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cqrs_ddd_persistence_sqlalchemy.exceptions import (
+    DatabaseUnavailableError,
+    PersistenceError,
+    SchemaNotReadyError,
+)
+
+EXIT_FAILED = 1
+"""The operation failed: nothing answered, or what was asked for does not exist."""
+EXIT_USAGE = 2
+"""Bad usage or a bad setting: nothing was done."""
+
+DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite"}
+"""The databases the tools read, with the async driver each needs."""
+
+EXAMPLES = "postgresql://user@host/database or sqlite:///path/to/file.sqlite"
+
+
+class OpsError(Exception):
+    """What a command could not do, in one line, with the exit status it ends with."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        self.status = status
+        super().__init__(" ".join(message.split()))
+
+
+def database_url_from(option: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """Return the async SQLAlchemy URL of ``--database-url``, else of ``DATABASE_URL``.
+
+    ``postgresql://`` and ``sqlite:///`` get their async drivers (asyncpg,
+    aiosqlite). Raises :class:`OpsError` (exit status 2) for a missing or
+    unusable URL.
+    """
+    environment = os.environ if environ is None else environ
+    source = "--database-url" if option else "DATABASE_URL"
+    value = option or environment.get("DATABASE_URL")
+    if not value:
+        raise OpsError(f"no database: set DATABASE_URL or pass --database-url ({EXAMPLES})", 2)
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise OpsError(f"{source} {value!r} is not a database URL: use {EXAMPLES}", 2) from None
+    scheme, _, driver = url.drivername.partition("+")
+    wanted = DRIVERS.get(scheme)
+    if wanted is None:
+        raise OpsError(
+            f"{source} names a database the tools do not read ({scheme}): use {EXAMPLES}", 2
+        )
+    if driver and driver != wanted:
+        raise OpsError(f"{source} names the driver {driver!r}; use {scheme}+{wanted}", 2)
+    backend = "postgresql" if scheme == "postgres" else scheme
+    return url.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
+
+
+def describe(error: PersistenceError, url: str) -> OpsError:
+    """Return the one-line error of a database that failed (exit status 1)."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    if isinstance(error, DatabaseUnavailableError):
+        return OpsError(f"cannot reach the database {shown}: {error.detail}")
+    if isinstance(error, SchemaNotReadyError):
+        return OpsError(
+            f"the database {shown} has no cqrs-ddd schema (or an older one):"
+            " run cqrs-ddd migrate upgrade"
+        )
+    return OpsError(f"the database {shown} refused: {error}")

@@ -1,0 +1,55 @@
+"""How listings are shown: a rich table for people, JSON (``--json``) for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def to_json(value: Any) -> Any:
+    """Return ``value`` as plain JSON data (dataclasses as objects, times in ISO 8601)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {key: to_json(item) for key, item in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def show(
+    console: Console,
+    rows: Sequence[Any],
+    columns: Sequence[tuple[str, str]],
+    *,
+    title: str,
+    as_json: bool,
+) -> None:
+    """Print ``rows`` (dataclasses) as JSON, or as a table of ``columns`` (attribute, heading)."""
+    if as_json:
+        console.print_json(json.dumps(to_json(list(rows))))
+        return
+    table = Table(title=title)
+    for _, heading in columns:
+        table.add_column(heading)
+    for row in rows:
+        table.add_row(*(_cell(getattr(row, attribute)) for attribute, _ in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict):
+        return json.dumps(value, default=str)
+    return str(value)
