@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -22,6 +23,7 @@ from cqrs_ddd_core import (
     Mediator,
     MessageTypeRegistry,
 )
+from cqrs_ddd_core.exceptions import FieldIssue, TransientError, ValidationError
 
 
 class OrderCreated(DomainEvent):
@@ -192,7 +194,83 @@ async def test_a_grace_period_leaves_fresh_events_to_the_in_process_dispatch(wor
 
 async def test_a_new_feed_can_start_at_the_head_of_an_existing_log(world: World) -> None:
     await world.store(OrderCreated(order_id="old", aggregate_id="old"))
-    await world.feed.start_at_head()
+    assert await world.feed.start_at_head() is True
     await world.store(OrderCreated(order_id="new", aggregate_id="new"))
     await world.feed.drain()
     assert world.reserved == ["new"]
+
+
+async def run_until(feed: SagaFeed, done: Callable[[], bool]) -> None:
+    await feed.start()
+    try:
+        for _ in range(500):
+            if done():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await feed.stop()
+
+
+async def test_a_validation_error_raised_by_a_saga_is_counted_and_set_aside() -> None:
+    world = World()
+
+    def invalid(event: Explodes) -> ReserveItems:
+        raise ValidationError("the reservation", [FieldIssue("order_id", "is not allowed")])
+
+    refusing = SagaBuilder("Refusing").on(Explodes, send=invalid, step="reserving").build()
+    boot = bootstrap_sagas(
+        sagas=[Fulfilment, refusing],
+        repository=world.sagas,
+        command_bus=world.mediator,
+        message_registry=MessageTypeRegistry([ReserveItems]),
+    )
+    feed = SagaFeed(boot.manager, world.events, world.storage, owner="t", retry_backoff=0.001)
+    await world.store(Explodes(order_id="x", aggregate_id="x"))
+    await world.store(OrderCreated(order_id="after", aggregate_id="after"))
+
+    await run_until(feed, lambda: "after" in world.reserved)
+
+    (letter,) = await world.storage.dead_letters("sagas")
+    assert (letter.error_class, letter.attempts) == ("ValidationError", 3)
+    assert world.reserved == ["after"]
+
+
+async def test_a_transient_failure_is_retried_until_it_passes_never_set_aside() -> None:
+    world = World()
+    failures = [0]
+
+    def flaky(event: Explodes) -> ReserveItems:
+        failures[0] += 1
+        if failures[0] <= 5:  # more than max_attempts
+            raise TransientError("the database is restarting")
+        return ReserveItems(order_id=event.order_id)
+
+    flaky_saga = SagaBuilder("Flaky").on(Explodes, send=flaky, step="reserving").build()
+    boot = bootstrap_sagas(
+        sagas=[flaky_saga],
+        repository=world.sagas,
+        command_bus=world.mediator,
+        message_registry=MessageTypeRegistry([ReserveItems]),
+    )
+    feed = SagaFeed(boot.manager, world.events, world.storage, owner="t", retry_backoff=0.001)
+    await world.store(Explodes(order_id="late", aggregate_id="late"))
+
+    await run_until(feed, lambda: "late" in world.reserved)
+
+    assert world.reserved == ["late"]
+    assert await world.storage.dead_letters("sagas") == []
+
+
+async def test_start_at_head_changes_nothing_once_the_feed_has_a_checkpoint(world: World) -> None:
+    await world.store(OrderCreated(order_id="o1", aggregate_id="o1"))
+    await world.feed.drain()
+    await world.store(OrderCreated(order_id="o2", aggregate_id="o2"))
+    assert await world.feed.start_at_head() is False
+    await world.feed.drain()
+    assert world.reserved == ["o1", "o2"]
+    await world.feed.start()
+    try:
+        with pytest.raises(RuntimeError, match="before start"):
+            await world.feed.start_at_head()
+    finally:
+        await world.feed.stop()

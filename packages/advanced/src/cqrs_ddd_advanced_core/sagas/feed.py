@@ -21,7 +21,11 @@ refused, an upcaster failed) is set aside as a dead letter of the feed, with
 the error, and the feed goes on. A failure while the manager handles an event
 (the database, a saga's store) is retried with back-off from that event (the
 checkpoint first advances past the events before it); an event that fails
-``max_attempts`` times in a row is set aside as a dead letter too.
+``max_attempts`` times in a row in this process is set aside as a dead letter
+too. Transient failures (``TransientError``: the database is down, a lock
+timed out; ``ConcurrencyError``) are never counted: they are retried until
+they pass. ``drain()`` raises at a failing event (the background loop is
+what retries).
 
 A feed that starts with no checkpoint reads the log from its beginning:
 starting events of sagas that never ran then start them. Give a new feed
@@ -47,7 +51,12 @@ from cqrs_ddd_advanced_core.workers.status import WorkerStatus
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_advanced_core.workers.wakeup import Wakeup
 from cqrs_ddd_core.domain.events import DomainEvent
-from cqrs_ddd_core.exceptions import EventTypeError, ValidationError
+from cqrs_ddd_core.exceptions import (
+    ConcurrencyError,
+    EventTypeError,
+    TransientError,
+    ValidationError,
+)
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 from cqrs_ddd_core.serialization.registry import EventTypeRegistry
 
@@ -134,59 +143,57 @@ class SagaFeed:
             page = list(takewhile(lambda stored: stored.occurred_at <= settled, page))
         if not page:
             return False
-        set_aside: list[tuple[StoredEvent, Exception]] = []
+        set_aside: list[tuple[StoredEvent, Exception, int]] = []
         done = self.position
         for stored in page:
-            problem = await self._deliver(stored)
-            if problem is not None:
-                if not self._gives_up(stored, problem):
-                    await self._advance(lease, done, set_aside)
-                    raise problem
-                set_aside.append((stored, problem))
+            if stored.event_type in self._wanted:
+                try:
+                    event: DomainEvent = self.decoder.decode(stored)
+                except UNDECODABLE as refused:  # it never will: set aside at once
+                    set_aside.append((stored, refused, 1))
+                    done = stored.position or done
+                    continue
+                try:
+                    await self.manager.handle(event)
+                except Exception as failure:
+                    attempts = self._count(stored, failure)
+                    if attempts < self.max_attempts:
+                        await self._advance(lease, done, set_aside)
+                        raise
+                    set_aside.append((stored, failure, attempts))
+                self._failures.pop(stored.position or 0, None)
             done = stored.position or done
         await self._advance(lease, done, set_aside)
         return True
 
-    async def _deliver(self, stored: StoredEvent) -> Exception | None:
-        """Hand ``stored`` to the manager when a saga listens to it; return what went wrong."""
-        if stored.event_type not in self._wanted:
-            return None
-        try:
-            event: DomainEvent = self.decoder.decode(stored)
-        except UNDECODABLE as refused:
-            self._failures[stored.position or 0] = self.max_attempts  # never decodes: no retry
-            return refused
-        try:
-            await self.manager.handle(event)
-        except Exception as failure:  # noqa: BLE001 - counted, retried, then set aside
-            return failure
-        self._failures.pop(stored.position or 0, None)
-        return None
-
-    def _gives_up(self, stored: StoredEvent, problem: Exception) -> bool:
+    def _count(self, stored: StoredEvent, failure: Exception) -> int:
+        """Count a failed delivery of ``stored``; a transient failure is never counted."""
         position = stored.position or 0
-        attempts = self._failures.get(position, 0)
-        attempts = attempts if isinstance(problem, UNDECODABLE) else attempts + 1
-        self._failures[position] = attempts
-        if attempts < self.max_attempts:
+        if isinstance(failure, TransientError | ConcurrencyError):
             logger.warning(
-                "saga feed %r: %s at position %s failed (attempt %s of %s): %s",
-                self.name, stored.event_type, position, attempts, self.max_attempts, problem,
+                "saga feed %r: %s at position %s failed (transient, retried): %s",
+                self.name, stored.event_type, position, failure,
             )  # fmt: skip
-            return False
-        self._failures.pop(position, None)
-        return True
+            return 0
+        attempts = self._failures.get(position, 0) + 1
+        self._failures[position] = attempts
+        logger.warning(
+            "saga feed %r: %s at position %s failed (attempt %s of %s): %s",
+            self.name, stored.event_type, position, attempts, self.max_attempts, failure,
+        )  # fmt: skip
+        return attempts
 
     async def _advance(
-        self, lease: Lease, position: int, set_aside: list[tuple[StoredEvent, Exception]]
+        self, lease: Lease, position: int, set_aside: list[tuple[StoredEvent, Exception, int]]
     ) -> None:
         if position == self.position and not set_aside:
             return
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
-            for stored, problem in set_aside:
-                await self.storage.letters.quarantine(transaction, self._letter(stored, problem))
+            for stored, problem, attempts in set_aside:
+                letter = self._letter(stored, problem, attempts)
+                await self.storage.letters.quarantine(transaction, letter)
             transaction.advance(position)
-        for stored, problem in set_aside:
+        for stored, problem, _ in set_aside:
             logger.error(
                 "saga feed %r set aside %s at position %s (stream %r, version %s): %s",
                 self.name,
@@ -198,25 +205,32 @@ class SagaFeed:
             )
         self.position = position
 
-    async def start_at_head(self) -> None:
-        """Give a feed that never ran the log's current end as its checkpoint (nothing older)."""
-        head = await self.event_store.current_position()
-        record = await self.storage.record(self.name)
-        if record.position == 0 and head:
-            lease = await self.storage.acquire(self.name, self.loop.owner, self.lease_ttl)
-            if lease is None:
-                return
-            try:
-                async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                    transaction.advance(head)
-            finally:
-                await self.storage.release(lease)
+    async def start_at_head(self) -> bool:
+        """Give a feed that never delivered anything the log's current end as its checkpoint.
+
+        Call it before :meth:`start`. Returns False, changing nothing, when
+        the feed has a checkpoint already, or another process holds its lease.
+        """
+        if self.running:
+            raise RuntimeError(f"saga feed {self.name!r} runs: call start_at_head() before start()")
+        lease = await self.storage.acquire(self.name, self.loop.owner, self.lease_ttl)
+        if lease is None:
+            return False
+        try:
+            if lease.position != 0:
+                return False
+            head = await self.event_store.current_position()
+            async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                transaction.advance(head)
+            return True
+        finally:
+            await self.storage.release(lease)
 
     async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
         """Log why the feed stopped."""
         logger.error("saga feed %r halted: %s", self.name, error)
 
-    def _letter(self, stored: StoredEvent, error: Exception) -> DeadLetter:
+    def _letter(self, stored: StoredEvent, error: Exception, attempts: int) -> DeadLetter:
         now = datetime.now(UTC)
         return DeadLetter(
             projection=self.name,
@@ -227,7 +241,7 @@ class SagaFeed:
             event_id=stored.event_id,
             error_class=type(error).__name__,
             error_message=str(error),
-            attempts=self.max_attempts,
+            attempts=attempts,
             first_seen_at=now,
             last_seen_at=now,
         )
