@@ -26,6 +26,7 @@ runner = CliRunner()
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend in turn, as an operator would name it (no driver)."""
     if request.param == "sqlite":
+        (tmp_path / "system.sqlite").touch()  # an empty database file
         return f"sqlite:///{tmp_path / 'system.sqlite'}"
     database: PostgresDatabase = request.getfixturevalue("postgres_database")
     return database.dsn
@@ -166,6 +167,43 @@ def test_a_database_without_the_schema_says_to_migrate(database_url: str) -> Non
     code, _, err = cli(database_url, "streams", "list")
     assert code == 1
     assert err.endswith("has no cqrs-ddd schema (or an older one): run cqrs-ddd migrate upgrade\n")
+
+
+def test_a_sqlite_file_that_does_not_exist_is_not_created_by_a_read(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.sqlite"
+    code, _, err = cli(f"sqlite:///{missing}", "streams", "list")
+    assert code == 1
+    assert err == f"cqrs-ddd: error: DATABASE_URL names no SQLite file: {missing} does not exist\n"
+    assert not missing.exists()
+    assert cli(f"sqlite:///{missing}", "migrate", "upgrade")[0] == 0  # an upgrade creates it
+
+
+def test_payloads_are_shown_as_they_are_not_as_markup(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'markup.sqlite'}"
+    assert cli(url, "migrate", "upgrade")[0] == 0
+
+    async def write() -> None:
+        engine = create_engine(async_url(url))
+        try:
+            shop = await build_shop(engine)
+            await shop.mediator.send(RegisterCustomer(customer_id="ada", name="Ada"))
+            await shop.mediator.send(
+                AddProduct(sku="flat", name="Flat [/2] [bold]x[/bold]", price=Decimal(1), stock=1)
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+    code, out, err = cli(url, "streams", "show", "flat")
+    assert (code, err) == (0, "")
+    assert "[/2]" in out
+    assert "[bold]" in out  # shown, not taken as markup
+
+
+def test_a_password_is_never_printed() -> None:
+    code, _, err = cli("postgresql://ops:s3cret@127.0.0.1:notaport/db", "streams", "list")
+    assert code == 2
+    assert "s3cret" not in err
 
 
 def test_bad_usage_is_status_2() -> None:

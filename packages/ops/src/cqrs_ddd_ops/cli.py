@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
+from alembic.util.exc import CommandError
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_ops import streams
-from cqrs_ddd_ops.database import OpsError, database_url_from, describe
+from cqrs_ddd_ops.database import EXIT_USAGE, OpsError, database_url_from, describe
 from cqrs_ddd_ops.output import show, to_json
 from cqrs_ddd_persistence_sqlalchemy import (
     create_engine,
@@ -57,10 +60,15 @@ DatabaseOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON, for scripts")]
 
 
-def run(database_url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+def run(
+    database_url: str | None,
+    work: Callable[[AsyncEngine], Awaitable[T]],
+    *,
+    create: bool = False,
+) -> T:
     """Run ``work`` on the database; turn its failures into one line and an exit status."""
     try:
-        url = database_url_from(database_url)
+        url = database_url_from(database_url, create=create)
 
         async def on_engine() -> T:
             engine = create_engine(url)
@@ -73,9 +81,16 @@ def run(database_url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -
                 await engine.dispose()
 
         return asyncio.run(on_engine())
+    except CommandError as error:  # alembic: an unknown revision
+        fail(OpsError(f"cannot migrate: {error}", EXIT_USAGE))
     except OpsError as error:
-        errors.print(f"cqrs-ddd: error: {error}", markup=False, highlight=False)
-        raise typer.Exit(error.status) from None
+        fail(error)
+
+
+def fail(error: OpsError) -> NoReturn:
+    """Print ``error`` as one line on standard error and end with its exit status."""
+    errors.print(f"cqrs-ddd: error: {error}", markup=False, highlight=False)
+    raise typer.Exit(error.status)
 
 
 # -- migrate -----------------------------------------------------------------------------
@@ -93,7 +108,7 @@ def migrate_upgrade(
         await upgrade_schema(engine, revision)
         return before, await schema_revision(engine)
 
-    before, after = run(database_url, upgrade)
+    before, after = run(database_url, upgrade, create=True)
     if before == after:
         console.print(f"the schema is at {after} already")
     else:
@@ -205,29 +220,33 @@ def streams_tail(
     deadline = None if seconds is None else time.monotonic() + seconds
 
     async def tail(engine: AsyncEngine) -> None:
-        position = after if after is not None else max(0, await streams.head_position(engine) - 10)
+        position = after if after is not None else await streams.before_last(engine, 10)
         while True:
             page = await streams.events_after(engine, position, limit=500)
             for event in page:
                 if as_json:
-                    print(json.dumps(to_json(event)), flush=True)  # noqa: T201 - one line each
+                    line = json.dumps(to_json(event))
                 else:
-                    console.print(
-                        f"{event.position:>8}  {event.stream_id}  v{event.version}"
-                        f"  {event.event_type}",
-                        markup=False,
-                        highlight=False,
+                    line = (
+                        f"{event.position:>8}  {event.stream_id}"
+                        f"  v{event.version}  {event.event_type}"
                     )
+                print(line, flush=True)  # noqa: T201 - one line per event, as it comes
                 position = max(position, event.position)
+            if follow and deadline is not None and time.monotonic() >= deadline:
+                return
             if page:
                 continue  # there may be more right away
-            if not follow or (deadline is not None and time.monotonic() >= deadline):
+            if not follow:
                 return
             await asyncio.sleep(0.5)
 
     try:
         run(database_url, tail)
     except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    except BrokenPipeError:  # whoever read the output stopped reading (`| head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -33,12 +35,16 @@ class OpsError(Exception):
         super().__init__(" ".join(message.split()))
 
 
-def database_url_from(option: str | None, environ: Mapping[str, str] | None = None) -> str:
+def database_url_from(
+    option: str | None, environ: Mapping[str, str] | None = None, *, create: bool = False
+) -> str:
     """Return the async SQLAlchemy URL of ``--database-url``, else of ``DATABASE_URL``.
 
     ``postgresql://`` and ``sqlite:///`` get their async drivers (asyncpg,
-    aiosqlite). Raises :class:`OpsError` (exit status 2) for a missing or
-    unusable URL.
+    aiosqlite), and libpq's ``sslmode`` becomes asyncpg's ``ssl``. A SQLite
+    file must exist unless ``create`` (reading never makes an empty file).
+    Raises :class:`OpsError` for a missing or unusable URL (exit status 2) or
+    a SQLite file that does not exist (1).
     """
     environment = os.environ if environ is None else environ
     source = "--database-url" if option else "DATABASE_URL"
@@ -48,7 +54,8 @@ def database_url_from(option: str | None, environ: Mapping[str, str] | None = No
     try:
         url = make_url(value)
     except (ArgumentError, ValueError):
-        raise OpsError(f"{source} {value!r} is not a database URL: use {EXAMPLES}", 2) from None
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
+        raise OpsError(f"{source} {shown!r} is not a database URL: use {EXAMPLES}", 2) from None
     scheme, _, driver = url.drivername.partition("+")
     wanted = DRIVERS.get(scheme)
     if wanted is None:
@@ -58,7 +65,14 @@ def database_url_from(option: str | None, environ: Mapping[str, str] | None = No
     if driver and driver != wanted:
         raise OpsError(f"{source} names the driver {driver!r}; use {scheme}+{wanted}", 2)
     backend = "postgresql" if scheme == "postgres" else scheme
-    return url.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
+    url = url.set(drivername=f"{backend}+{wanted}")
+    if "sslmode" in url.query:  # libpq's spelling; asyncpg calls it ssl
+        query = {key: value for key, value in url.query.items() if key != "sslmode"}
+        url = url.set(query={**query, "ssl": url.query["sslmode"]})
+    missing = backend == "sqlite" and not Path(url.database or ":memory:").exists()
+    if missing and not create and url.database != ":memory:":
+        raise OpsError(f"{source} names no SQLite file: {url.database} does not exist")
+    return url.render_as_string(hide_password=False)
 
 
 def describe(error: PersistenceError, url: str) -> OpsError:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def to_json(value: Any) -> Any:
@@ -35,13 +36,13 @@ def show(
 ) -> None:
     """Print ``rows`` (dataclasses) as JSON, or as a table of ``columns`` (attribute, heading)."""
     if as_json:
-        console.print_json(json.dumps(to_json(list(rows))))
+        print(json.dumps(to_json(list(rows)), indent=2), flush=True)  # noqa: T201 - data, as is
         return
     table = Table(title=title)
     for _, heading in columns:
         table.add_column(heading)
     for row in rows:
-        table.add_row(*(_cell(getattr(row, attribute)) for attribute, _ in columns))
+        table.add_row(*(Text(_cell(getattr(row, attribute))) for attribute, _ in columns))
     console.print(table)
 
 

@@ -52,7 +52,7 @@ async def list_streams(
             func.max(events.c.version).label("version"),
             last,
         )
-        .where(events.c.stream_id.startswith(prefix, autoescape=True))
+        .where(func.substr(events.c.stream_id, 1, len(prefix)) == prefix)
         .group_by(events.c.stream_id)
         .order_by(last.desc())
         .limit(limit)
@@ -104,10 +104,12 @@ async def events_after(engine: AsyncEngine, position: int, *, limit: int = 100) 
     ]
 
 
-async def head_position(engine: AsyncEngine) -> int:
-    """Return the position of the newest event (0 for an empty log)."""
+async def before_last(engine: AsyncEngine, count: int) -> int:
+    """Return the position just before the newest ``count`` events (0 for a shorter log)."""
+    newest = select(events.c.position).order_by(events.c.position.desc()).limit(count).subquery()
     async with engine.connect() as connection:
-        return int(await connection.scalar(select(func.max(events.c.position))) or 0)
+        oldest = await connection.scalar(select(func.min(newest.c.position)))
+    return max(0, int(oldest or 1) - 1)
 
 
 async def _events(engine: AsyncEngine, query: Any) -> list[EventRow]:
