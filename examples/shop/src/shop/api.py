@@ -47,16 +47,6 @@ from shop.domain import (
     MAX_ORDER_TOTAL,
     OrderError,
 )
-from shop.http import (
-    IdempotencyKey,
-    NotFoundError,
-    aware,
-    order_out,
-    paged,
-    path_part,
-    send,
-    shop_of,
-)
 from shop.idempotency import (
     IdempotencyKeyReusedError,
 )
@@ -79,6 +69,16 @@ from shop.schemas import (
     present_product,
 )
 from shop.settings import Settings
+from shop.web import (
+    IdempotencyKey,
+    NotFoundError,
+    aware,
+    order_out,
+    paged,
+    path_part,
+    send,
+    shop_of,
+)
 from shop.wiring import ShopOptions, build_shop
 
 logger = logging.getLogger("shop.api")

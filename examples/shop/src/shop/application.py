@@ -1,7 +1,8 @@
-"""The shop's commands and their handlers, the order-fulfilment saga and the expiry rule.
+"""The shop's command handlers, the order-fulfilment saga and the delivery-merge handler.
 
-The handlers receive what they use through :class:`Stores`; ``shop.wiring``
-builds the stores and registers the handlers (:func:`register_handlers`).
+The commands themselves are in :mod:`shop.commands`. The handlers receive what
+they use through :class:`Stores`; ``shop.wiring`` builds the stores and
+registers the handlers (:func:`register_handlers`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from sqlalchemy import select, text
 from shop.commands import (
     GenerateMonthlyReport,
 )
-from shop.http import IdempotencyKey, NotFoundError, aware, send, shop_of
 from shop.projections import euros, reports
 from shop.schemas import (
     Health,
@@ -19,6 +18,7 @@ from shop.schemas import (
     ReportRequest,
     ReportsOut,
 )
+from shop.web import IdempotencyKey, NotFoundError, aware, send, shop_of
 from shop.wiring import MONTHLY_REPORT, Shop
 
 

@@ -20,7 +20,6 @@ from shop.domain import (
     MAX_QUANTITY,
     OrderError,
 )
-from shop.http import IdempotencyKey, NotFoundError, order_out, send, shop_of, version_of
 from shop.schemas import (
     CartChange,
     DeliveryChange,
@@ -34,6 +33,7 @@ from shop.schemas import (
     UndoOut,
     UndoRequest,
 )
+from shop.web import IdempotencyKey, NotFoundError, order_out, send, shop_of, version_of
 from shop.wiring import Shop
 
 
