@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from cqrs_ddd_persistence_sqlalchemy import create_engine, head_revision, migration_history
 from cqrs_ddd_testing import PostgresDatabase
-from shop.commands import AddProduct, CheckOut, Line, PlaceOrder, RegisterCustomer
+from shop.application import expiry_id
+from shop.commands import (
+    AddProduct,
+    CheckOut,
+    GenerateMonthlyReport,
+    Line,
+    PlaceOrder,
+    RegisterCustomer,
+)
 from shop.wiring import build_shop
 
 runner = CliRunner()
@@ -44,6 +52,11 @@ async def fill(url: str) -> str:
             await send(PlaceOrder(customer_id="ada", lines=[Line(sku="tea", quantity=2)]))
         ).result
         await send(CheckOut(order_id=order_id, payment_method="card"))
+        unpaid = await send(PlaceOrder(customer_id="ada", lines=[Line(sku="tea", quantity=1)]))
+        assert unpaid.result
+        await shop.schedules.schedule_recurring(
+            "monthly-report", GenerateMonthlyReport(), cron="0 6 1 * *"
+        )
         return order_id
     finally:
         await engine.dispose()
@@ -56,7 +69,7 @@ def async_url(url: str) -> str:
 
 
 def cli(url: str, *arguments: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(arguments), env={"DATABASE_URL": url})
+    result = runner.invoke(app, list(arguments), env={"DATABASE_URL": url, "COLUMNS": "250"})
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -90,7 +103,9 @@ def test_streams_list_show_and_tail_read_the_event_log(database_url: str) -> Non
     code, out, _ = cli(database_url, "streams", "list", "--json")
     assert code == 0
     listed = {stream["stream_id"]: stream for stream in json.loads(out)}
-    assert set(listed) == {order_id, "tea"}
+    assert order_id in listed
+    assert "tea" in listed
+    assert len(listed) == 3  # the paid order, the unpaid one, the product
     assert (listed[order_id]["aggregate_type"], listed[order_id]["events"]) == ("Order", 6)
     assert listed[order_id]["last_event_type"] == "OrderConfirmed"
     assert listed["tea"]["version"] == 2  # added, then two units held for the order
@@ -114,11 +129,12 @@ def test_streams_list_show_and_tail_read_the_event_log(database_url: str) -> Non
     code, out, _ = cli(database_url, "streams", "tail", "--after", "0")
     lines = out.strip().splitlines()
     assert code == 0
-    assert len(lines) == 8  # every event of the log, in position order
+    assert len(lines) == 10  # every event of the log, in position order
     assert lines[0].split()[1:] == ["tea", "v1", "ProductAdded"]
     code, out, _ = cli(database_url, "streams", "tail", "--json", "--follow", "--for", "0.5")
     assert code == 0
-    assert [json.loads(line)["event_type"] for line in out.splitlines()][-1] == "OrderConfirmed"
+    tail = [json.loads(line)["event_type"] for line in out.splitlines()]
+    assert tail[-2:] == ["OrderPlaced", "ItemAdded"]  # the unpaid order, written last
 
 
 def test_an_unknown_stream_is_one_line_and_status_1(database_url: str) -> None:
@@ -210,3 +226,47 @@ def test_bad_usage_is_status_2() -> None:
     result = runner.invoke(app, ["streams", "list", "--limit", "0"])
     assert result.exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+
+
+def test_schedules_are_listed_shown_cancelled_and_paused(database_url: str) -> None:
+    paid = asyncio.run(fill(async_url(database_url)))
+    code, out, _ = cli(database_url, "schedules", "list", "--json")
+    listed = json.loads(out)
+    assert code == 0
+    by_id = {row["schedule_id"]: row for row in listed}
+    assert by_id[str(expiry_id(paid))]["status"] == "cancelled"  # paid: its expiry cancelled
+    (pending,) = [row for row in listed if row["status"] == "pending"]
+    assert pending["command_type"] == "ExpireOrder"
+    assert "ExpireOrder" in cli(database_url, "schedules", "list", "--status", "pending")[1]
+    assert json.loads(cli(database_url, "schedules", "list", "--due", "--json")[1]) == []
+
+    code, out, _ = cli(database_url, "schedules", "show", pending["schedule_id"], "--json")
+    (shown,) = json.loads(out)
+    assert code == 0
+    assert shown["payload"]["order_id"] == pending["payload"]["order_id"]
+    code, out, _ = cli(database_url, "schedules", "cancel", pending["schedule_id"])
+    assert (code, out.strip()) == (0, f"cancelled schedule {pending['schedule_id']}")
+    code, _, err = cli(database_url, "schedules", "cancel", pending["schedule_id"])
+    assert code == 1
+    assert "cancelled" in err
+    assert len(err.splitlines()) == 1
+
+    code, out, _ = cli(database_url, "schedules", "list", "--recurring", "--json")
+    (monthly,) = json.loads(out)
+    assert (monthly["name"], monthly["rule"], monthly["paused"]) == (
+        "monthly-report",
+        "0 6 1 * *",
+        False,
+    )
+    assert cli(database_url, "schedules", "pause", "monthly-report")[0] == 0
+    recurring = json.loads(cli(database_url, "schedules", "list", "--recurring", "--json")[1])
+    assert recurring[0]["paused"] is True
+    assert cli(database_url, "schedules", "resume", "monthly-report")[0] == 0
+    code, _, err = cli(database_url, "schedules", "pause", "no-such")
+    assert (code, err) == (1, "cqrs-ddd: error: no recurring schedule 'no-such'\n")
+    code, _, err = cli(database_url, "schedules", "show", "not-an-id")
+    assert code == 2
+    assert "is not a schedule id" in err
+    missing = "00000000-0000-0000-0000-000000000000"
+    code, _, err = cli(database_url, "schedules", "show", missing)
+    assert (code, err) == (1, f"cqrs-ddd: error: no schedule {missing}\n")

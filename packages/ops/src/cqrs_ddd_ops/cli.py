@@ -15,16 +15,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, NoReturn, TypeVar
+from uuid import UUID
 
 import typer
 from alembic.util.exc import CommandError
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cqrs_ddd_ops import streams
+from cqrs_ddd_advanced_core.scheduling import SchedulingError
+from cqrs_ddd_ops import schedules, streams
 from cqrs_ddd_ops.database import EXIT_USAGE, OpsError, database_url_from, describe
 from cqrs_ddd_ops.output import show, to_json
 from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyCommandScheduler,
     create_engine,
     head_revision,
     migration_history,
@@ -45,8 +48,10 @@ app = typer.Typer(
 )
 migrate_app = typer.Typer(help="Create or upgrade the schema, and say where it is.")
 streams_app = typer.Typer(help="The event log: its streams, one stream's events, new events.")
+schedules_app = typer.Typer(help="The command scheduler: scheduled commands, recurring schedules.")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(streams_app, name="streams")
+app.add_typer(schedules_app, name="schedules")
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -248,6 +253,130 @@ def streams_tail(
     except BrokenPipeError:  # whoever read the output stopped reading (`| head`): end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = [
+    ("schedule_id", "schedule"),
+    ("command_type", "command"),
+    ("status", "status"),
+    ("due_at", "due (UTC)"),
+    ("attempts", "attempts"),
+    ("last_error", "last error"),
+    ("recurrence", "recurring"),
+]
+
+
+@schedules_app.command("list")
+def schedules_list(
+    *,
+    status: Annotated[
+        str | None,
+        typer.Option(help="only this status: pending, running, done, failed or cancelled"),
+    ] = None,
+    due: Annotated[bool, typer.Option("--due", help="only the pending ones due now")] = False,
+    recurring: Annotated[
+        bool, typer.Option("--recurring", help="list the recurring schedules instead")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 50,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List scheduled commands by due time (or, with --recurring, the recurring schedules)."""
+    if recurring:
+        found = run(database_url, schedules.list_recurring)
+        columns = [
+            ("name", "name"),
+            ("command_type", "command"),
+            ("rule", "rule"),
+            ("timezone", "time zone"),
+            ("paused", "paused"),
+            ("next_fire_at", "next (UTC)"),
+        ]
+        show(console, found, columns, title="recurring schedules", as_json=as_json)
+        return
+    listed = run(
+        database_url,
+        lambda engine: schedules.list_schedules(engine, status=status, due=due, limit=limit),
+    )
+    show(console, listed, SCHEDULE_COLUMNS, title="scheduled commands", as_json=as_json)
+
+
+def schedule_id_of(value: str) -> UUID:
+    """Return the schedule id ``value`` names; a usage error when it is not one."""
+    try:
+        return UUID(value)
+    except ValueError:
+        fail(OpsError(f"{value!r} is not a schedule id (a UUID, as schedules list shows)", 2))
+
+
+@schedules_app.command("show")
+def schedules_show(
+    schedule_id: Annotated[str, typer.Argument(help="the schedule's id")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one scheduled command, with its command's fields."""
+    identifier = schedule_id_of(schedule_id)
+
+    async def read(engine: AsyncEngine) -> schedules.ScheduleRow:
+        found = await schedules.schedule(engine, identifier)
+        if found is None:
+            raise OpsError(f"no schedule {identifier}")
+        return found
+
+    found = run(database_url, read)
+    columns = [*SCHEDULE_COLUMNS, ("payload", "fields")]
+    show(console, [found], columns, title=str(identifier), as_json=as_json)
+
+
+@schedules_app.command("cancel")
+def schedules_cancel(
+    schedule_id: Annotated[str, typer.Argument(help="the schedule's id")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Cancel a scheduled command that has not run: it never will."""
+    identifier = schedule_id_of(schedule_id)
+
+    async def cancel(engine: AsyncEngine) -> None:
+        try:
+            await SQLAlchemyCommandScheduler(engine).cancel(identifier)
+        except SchedulingError as error:
+            raise OpsError(str(error)) from None
+
+    run(database_url, cancel)
+    console.print(f"cancelled schedule {identifier}", markup=False, highlight=False)
+
+
+def _pause(name: str, database_url: str | None, *, paused: bool) -> None:
+    async def pause(engine: AsyncEngine) -> None:
+        store = SQLAlchemyCommandScheduler(engine)
+        if await store.recurring(name) is None:
+            raise OpsError(f"no recurring schedule {name!r}")
+        await store.pause_recurring(name, paused=paused)
+
+    run(database_url, pause)
+    word = "paused" if paused else "resumed"
+    console.print(f"{word} the recurring schedule {name!r}", markup=False, highlight=False)
+
+
+@schedules_app.command("pause")
+def schedules_pause(
+    name: Annotated[str, typer.Argument(help="the recurring schedule's name")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Pause a recurring schedule: no new occurrence is scheduled until it is resumed."""
+    _pause(name, database_url, paused=True)
+
+
+@schedules_app.command("resume")
+def schedules_resume(
+    name: Annotated[str, typer.Argument(help="the recurring schedule's name")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Resume a paused recurring schedule."""
+    _pause(name, database_url, paused=False)
 
 
 def main() -> None:
