@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cqrs_ddd_core.ports.event_store import StoredEvent
 from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyEventStore
 from cqrs_ddd_persistence_sqlalchemy.schema import events
 
@@ -79,8 +80,7 @@ async def list_streams(
 
 async def stream_events(engine: AsyncEngine, stream_id: str) -> list[EventRow]:
     """Return the events of ``stream_id`` in version order (empty for an unknown stream)."""
-    query = select(events).where(events.c.stream_id == stream_id).order_by(events.c.version)
-    return await _events(engine, query)
+    return [_row(event) for event in await SQLAlchemyEventStore(engine).load_stream(stream_id)]
 
 
 async def events_after(engine: AsyncEngine, position: int, *, limit: int = 100) -> list[EventRow]:
@@ -90,18 +90,19 @@ async def events_after(engine: AsyncEngine, position: int, *, limit: int = 100) 
     committed after a later one (a plain ``position >`` query would).
     """
     stored = await SQLAlchemyEventStore(engine).read_all(after_position=position, limit=limit)
-    return [
-        EventRow(
-            position=event.position or 0,
-            stream_id=event.stream_id,
-            version=event.version,
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            occurred_at=event.occurred_at,
-            payload=dict(event.payload),
-        )
-        for event in stored
-    ]
+    return [_row(event) for event in stored]
+
+
+def _row(event: StoredEvent) -> EventRow:
+    return EventRow(
+        position=event.position or 0,
+        stream_id=event.stream_id,
+        version=event.version,
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        occurred_at=event.occurred_at,
+        payload=dict(event.payload),
+    )
 
 
 async def before_last(engine: AsyncEngine, count: int) -> int:
@@ -110,20 +111,3 @@ async def before_last(engine: AsyncEngine, count: int) -> int:
     async with engine.connect() as connection:
         oldest = await connection.scalar(select(func.min(newest.c.position)))
     return max(0, int(oldest or 1) - 1)
-
-
-async def _events(engine: AsyncEngine, query: Any) -> list[EventRow]:
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [
-        EventRow(
-            position=row.position,
-            stream_id=row.stream_id,
-            version=row.version,
-            event_type=row.event_type,
-            schema_version=row.schema_version,
-            occurred_at=row.occurred_at,
-            payload=row.payload,
-        )
-        for row in rows
-    ]
