@@ -530,19 +530,21 @@ class LoopFirstStorage(LeaseRecordingStorage):
             self._replay_read.set()
         return letters
 
-    async def acquire(self, projection: str, owner: str, ttl: float) -> Any:
+    async def acquire(
+        self, projection: str, owner: str, ttl: float, *, kind: str | None = None
+    ) -> Any:
         # each side waits a few seconds at most: a replay that no longer works this way
         # must not hang the test
         if owner == self._worker_id:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._replay_read.wait(), GATE_SECONDS)
-            lease = await self._inner.acquire(projection, owner, ttl)
+            lease = await self._inner.acquire(projection, owner, ttl, kind=kind)
             if lease is not None:
                 self._loop_holds.set()
             return lease
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._loop_holds.wait(), GATE_SECONDS)
-        return await self._inner.acquire(projection, owner, ttl)
+        return await self._inner.acquire(projection, owner, ttl, kind=kind)
 
 
 async def test_dead_letters_replayed_right_after_start_are_applied(pg_engine: AsyncEngine) -> None:

@@ -248,3 +248,66 @@ async def _wait_for(
             return statuses
         await asyncio.sleep(0.05)
     raise AssertionError(statuses)
+
+
+class Noted(DomainEvent):
+    text: str
+
+
+class Notebook(AggregateRoot):
+    def note(self, text: str) -> None:
+        self.record_event(Noted(text=text))
+
+
+async def test_a_message_the_broker_refuses_is_set_aside_and_the_rest_go_on(
+    engine: AsyncEngine, nats_namespace: NatsNamespace
+) -> None:
+    # given three outbox messages, the second larger than NATS accepts (1 MB)
+    notebooks = SQLAlchemyRepository(Notebook, engine)
+    async with SQLAlchemyUnitOfWork(engine) as uow:
+        with command_scope(uow):
+            notebook = Notebook(id="notebook-1")
+            for text in ("first", "x" * 1_500_000, "third"):
+                notebook.note(text)
+            await notebooks.save(notebook)
+            await uow.commit()
+    stream = nats_namespace.stream("notes")
+    store = SQLAlchemyOutboxStore(engine)
+    publisher = NatsJetStreamPublisher(
+        nats_namespace.url, stream=stream, subjects=[nats_namespace.subject(">")]
+    )
+    async with publisher:
+        worker = OutboxWorker(
+            OutboxTableRelay(
+                name="notes", outbox=store, storage=SQLAlchemyWorkerStorage(engine),
+                publisher=publisher, topic=lambda _: nats_namespace.subject("notes"),
+                max_attempts=2,
+            ),
+            owner="relay",
+        )  # fmt: skip
+        # when the relay runs: the first failure is retried (after a back-off), the second
+        # sets the message aside
+        failures = []
+        for _ in range(4):
+            try:
+                await worker.drain()
+                break
+            except Exception as error:  # noqa: BLE001 - each failure is the refused message's
+                failures.append(error)
+        status = await worker.status()
+
+    # then the others were published, in order, and the big one waits for an operator
+    received = await jetstream_messages(nats_namespace.url, stream)
+    assert [envelope.payload["text"] for envelope in received] == ["first", "third"]
+    assert [type(error).__name__ for error in failures] == ["PublishNotConfirmedError"]
+    (failed,) = await store.failed()
+    assert (failed.message_type, failed.attempts) == ("Noted", 2)
+    assert "PublishNotConfirmedError" in failed.last_error
+    assert "payload" in failed.last_error.lower()
+    assert (await store.backlog()).count == 0
+    assert status.lag_events == 0
+    # and replaying it puts it back in the queue, to be tried afresh
+    assert await store.retry_failed([failed.id]) == 1
+    assert await store.failed() == []
+    assert (await store.backlog()).count == 1
+    assert await store.retry_failed() == 0

@@ -38,9 +38,15 @@ Each page's commit waits for the one before, so checkpoints only move
 forward, and a step that finds nothing more waits for the last commit.
 
 An aggregate's events are in the log or in the outbox, never both, so each
-reaches the broker through one relay. A publish that fails (the broker is
-down) fails the step: the partition's worker backs off (capped) and resumes
-from its checkpoint, never skipping ahead.
+reaches the broker through one relay. A publish that fails because the broker
+is away (``BrokerUnavailableError``, a lost connection, a timeout) fails the
+step: the partition's worker backs off (capped) and resumes from its
+checkpoint, never skipping ahead. The outbox relay blames any other failure
+(an envelope that does not decode, a topic function that raises, a message
+the broker refuses) on the message: it counts the attempt on the row, and at
+``max_attempts`` sets the message aside (``failed_at``, with its error), so
+one poison message does not hold up the rest. ``cqrs-ddd outbox dead-letters``
+lists what was set aside and ``cqrs-ddd outbox replay`` puts it back.
 """
 
 from __future__ import annotations
@@ -65,9 +71,11 @@ from cqrs_ddd_advanced_core.workers import (
     read_status,
 )
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
+from cqrs_ddd_core.exceptions import TransientError
 from cqrs_ddd_core.ports.event_store import EventStore
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_infrastructure_messaging.envelope import MessageEnvelope
+from cqrs_ddd_infrastructure_messaging.errors import BrokerUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +128,8 @@ class RelayPartition:
 
     @property
     def kind(self) -> str:
-        """Always ``"relay"``."""
-        return "relay"
+        """``"relay"`` for the event log's relay, ``"outbox-relay"`` for the outbox table's."""
+        return "outbox-relay" if isinstance(self.relay, OutboxTableRelay) else "relay"
 
     def leased(self, lease: Lease) -> None:
         """Resume from the checkpoint the lease was taken at."""
@@ -223,6 +231,12 @@ class RelayPartition:
     async def halted(self, error: WorkHaltedError, lease: Lease | None) -> None:
         """Log why the partition stopped."""
         logger.error("relay %r halted: %s", self.name, error)
+
+
+def _is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the broker or the database is away (no message is to blame)."""
+    away = BrokerUnavailableError | TransientError | LeaseLostError | OSError | TimeoutError
+    return isinstance(error, away)
 
 
 def _cancel(task: asyncio.Task[Any]) -> None:
@@ -373,6 +387,7 @@ class OutboxTableRelay(_Relay):
         batch_size: int = 100,
         lease_ttl: float = 15.0,
         partitions: int = 1,
+        max_attempts: int = 5,
     ) -> None:
         super().__init__(
             name=name,
@@ -382,8 +397,11 @@ class OutboxTableRelay(_Relay):
             lease_ttl=lease_ttl,
             partitions=partitions,
         )
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         self.outbox = outbox
         self.topic = topic
+        self.max_attempts = max_attempts
 
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s oldest unpublished messages, then mark them; False when none."""
@@ -398,13 +416,52 @@ class OutboxTableRelay(_Relay):
         )
         job.read_ahead(lease, read)
 
-        def addressed(message: OutboxMessage) -> tuple[MessageEnvelope, str]:
-            envelope = MessageEnvelope.of_document(message.document)
-            return envelope, message.topic if self.topic is None else self.topic(envelope)
-
-        await self.publish_all(job, lease, (addressed(message) for message in messages))
-        job.commit_later(ids, self._mark(job, lease, ids))
+        sent: list[int] = []
+        try:
+            for message in messages:
+                await job.keep_lease(lease)
+                try:
+                    envelope = MessageEnvelope.of_document(message.document)
+                    topic = message.topic if self.topic is None else self.topic(envelope)
+                    await self.publisher.publish_envelope(envelope, topic=topic)
+                except Exception as error:
+                    if _is_outage(error):
+                        raise
+                    await job.committed()  # the page before, then what this one sent
+                    if sent:
+                        await self._mark(job, lease, sent)
+                        sent = []
+                    if not await self._failed(lease, message, error):
+                        raise  # tried again after the worker's back-off
+                    continue
+                self.published += 1
+                sent.append(message.id)
+        except Exception:
+            await job.committed(quietly=True)
+            raise
+        await job.committed()
+        if sent:
+            job.commit_later(sent, self._mark(job, lease, sent))
         return True
+
+    async def _failed(self, lease: Lease, message: OutboxMessage, error: Exception) -> bool:
+        """Count a failure of ``message``; True when it was set aside (the relay goes on)."""
+        reason = f"{type(error).__qualname__}: {error}"
+        async with self.storage.batch(lease, self.lease_ttl) as transaction:
+            set_aside = await self.outbox.record_failure(
+                transaction, message.id, reason, max_attempts=self.max_attempts
+            )
+        if set_aside:
+            logger.error(
+                "relay %s set outbox message %s (id %s, to %r) aside after %d attempts: %s",
+                self.name,
+                message.message_id,
+                message.id,
+                message.topic,
+                self.max_attempts,
+                reason,
+            )
+        return set_aside
 
     async def _mark(self, job: RelayPartition, lease: Lease, ids: list[int]) -> None:
         newest = max(ids)
@@ -562,7 +619,7 @@ class OutboxWorker:
             epoch=record.epoch,
             dead_letters=await relay.storage.letters.count(job.name),
             last_error=record.last_error or loop.last_error,
-            kind="relay",
+            kind=job.kind,
             lease_expires_at=record.lease_expires_at,
         )
 

@@ -3,7 +3,9 @@
 ``write_outbox`` inserts one row per event in the command's transaction;
 ``SQLAlchemyOutboxStore`` hands a relay (the messaging package's
 ``OutboxTableRelay``) the rows not yet published, marks the published ones,
-and deletes published rows past their retention (``purge_published``).
+sets aside the ones the relay keeps failing on (its dead letters: ``failed``,
+``retry_failed``), and deletes published rows past their retention
+(``purge_published``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, true, update
+from sqlalchemy import ColumnElement, case, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cqrs_ddd_advanced_core.outbox import OutboxBacklog, OutboxMessage, Partition, partition_hash
+from cqrs_ddd_advanced_core.outbox import (
+    FailedMessage,
+    OutboxBacklog,
+    OutboxMessage,
+    Partition,
+    partition_hash,
+)
 from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_core.domain.events import DomainEvent
 from cqrs_ddd_core.serialization import encode_event
@@ -50,6 +58,7 @@ async def write_outbox(
                 "published_at": None,
                 "attempts": 0,
                 "last_error": None,
+                "failed_at": None,
             }
             for event in events
         ],
@@ -64,7 +73,8 @@ class SQLAlchemyOutboxStore:
     seen", so a row whose transaction commits after a later id's is not
     skipped. With a ``partition``, only the rows whose stored ``partition_hash``
     it holds. ``mark_published`` sets ``published_at`` (and counts the attempt)
-    through the relay's fenced transaction.
+    through the relay's fenced transaction. A row set aside (``failed_at``) is
+    not pending until :meth:`retry_failed` puts it back.
     """
 
     def __init__(self, session: EngineSource) -> None:
@@ -81,7 +91,7 @@ class SQLAlchemyOutboxStore:
         in Python, and the rows of the rest read by primary key (a long
         ``NOT IN`` list could make PostgreSQL's planner scan every pending row).
         """
-        pending = (outbox.c.published_at.is_(None)) & _of(partition)
+        pending = _unsent() & _of(partition)
         columns = (
             outbox.c.id,
             outbox.c.message_id,
@@ -119,7 +129,7 @@ class SQLAlchemyOutboxStore:
         """Count the unpublished rows (of ``partition``): how many, newest id, oldest time."""
         query = (
             select(func.count(), func.max(outbox.c.id), func.min(outbox.c.created_at))
-            .where(outbox.c.published_at.is_(None))
+            .where(_unsent())
             .where(_of(partition))
         )
 
@@ -157,6 +167,81 @@ class SQLAlchemyOutboxStore:
             .where(outbox.c.id.in_(list(ids)))
             .values(published_at=datetime.now(UTC), attempts=outbox.c.attempts + 1)
         )
+
+    async def record_failure(
+        self, transaction: WorkTransaction, message_id: int, error: str, *, max_attempts: int
+    ) -> bool:
+        """Count a failed attempt at message ``message_id``, in the relay's fenced transaction.
+
+        At ``max_attempts`` the message is set aside (``failed_at``): the relay
+        goes on without it. Returns True when it was set aside.
+        """
+        connection: AsyncConnection = transaction.connection
+        attempts = outbox.c.attempts + 1
+        row = (
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.id == message_id, outbox.c.published_at.is_(None))
+                .values(
+                    attempts=attempts,
+                    last_error=error[:2000],
+                    failed_at=case((attempts >= max_attempts, datetime.now(UTC)), else_=None),
+                )
+                .returning(outbox.c.failed_at)
+            )
+        ).first()
+        return row is not None and row.failed_at is not None
+
+    async def failed(self, *, limit: int = 100) -> list[FailedMessage]:
+        """Return the messages set aside, oldest first, with their error and attempts."""
+        query = (
+            select(outbox)
+            .where(outbox.c.failed_at.is_not(None), outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+
+        async def read(connection: AsyncConnection) -> list[FailedMessage]:
+            return [
+                FailedMessage(
+                    id=row.id,
+                    message_id=row.message_id,
+                    topic=row.topic,
+                    partition_key=row.partition_key,
+                    message_type=str(row.payload.get("event_type", "?")),
+                    attempts=row.attempts,
+                    last_error=row.last_error or "",
+                    failed_at=row.failed_at,
+                    created_at=row.created_at,
+                )
+                for row in await connection.execute(query)
+            ]
+
+        return await self._reads.run("read the outbox's failed messages", read)
+
+    async def retry_failed(self, ids: Sequence[int] | None = None) -> int:
+        """Put messages set aside back in the queue (all, or those of ``ids``); return how many.
+
+        Their attempts start again from 0; a relay publishes them with the
+        next page, in id order with the rest.
+        """
+        statement = (
+            update(outbox)
+            .where(outbox.c.failed_at.is_not(None), outbox.c.published_at.is_(None))
+            .values(failed_at=None, attempts=0, last_error=None)
+        )
+        if ids is not None:
+            statement = statement.where(outbox.c.id.in_(list(ids)))
+        operation = "retry the outbox's failed messages"
+        async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as uow:
+            with translated_errors(operation):
+                result = await uow.connection.execute(statement)
+            await uow.commit()
+        return int(result.rowcount or 0)
+
+
+def _unsent() -> ColumnElement[bool]:
+    return outbox.c.published_at.is_(None) & outbox.c.failed_at.is_(None)
 
 
 def _of(partition: Partition | None) -> ColumnElement[bool]:

@@ -17,6 +17,7 @@ naming the saga type and id.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -36,8 +37,11 @@ from cqrs_ddd_advanced_core.sagas.barrier import (
 from cqrs_ddd_advanced_core.sagas.orchestration import (
     ACTIVE_STATUSES,
     BranchCommand,
+    SagaRetryError,
     SagaState,
+    SagaStatus,
     UnreadableSagaStateError,
+    retry_phase,
 )
 from cqrs_ddd_core.exceptions import ConcurrencyError
 from cqrs_ddd_persistence_sqlalchemy.connections import EngineSource, Reads, engine_of
@@ -206,6 +210,58 @@ class SQLAlchemySagaRepository:
             update(rows).where(rows.c.saga_id == saga_id).values(status="parked", in_flight=False),
             f"park saga {saga_id}",
         )
+
+    async def retry(self, saga_id: UUID) -> SagaStatus:
+        """Send a parked instance back to the phase it stopped in; return that phase.
+
+        For an operator, once the cause is mended: the instance becomes
+        ``confirming`` or ``compensating`` again, in flight, with its change
+        time set back so that the next recovery round (``SagaManager.recover``
+        in the running system) resumes it at once and sends the step that
+        failed again. The stored document is changed as it is (a tool needs
+        no saga class to retry), its version moves on, and a history entry
+        records the retry. Raises :class:`SagaRetryError` for an unknown
+        instance, one that is not parked, or one parked because its state did
+        not read back (nothing to resume: mend the row first).
+        """
+        operation = f"retry saga {saga_id}"
+        query = select(rows.c.status, rows.c.state, rows.c.version).where(rows.c.saga_id == saga_id)
+        if self.is_postgresql:
+            query = query.with_for_update()
+        async with SQLAlchemyUnitOfWork(self.engine, operation=operation) as uow:
+            with translated_errors(operation):
+                row = (await uow.connection.execute(query)).first()
+                if row is None:
+                    raise SagaRetryError(saga_id, "no such saga instance")
+                document = dict(row.state)
+                phase = retry_phase(row.status, document.get("parked_from"), document.get("reason"))
+                if phase is None:
+                    why = (
+                        f"it is {row.status}: only a parked saga can be retried"
+                        if row.status != "parked"
+                        else f"it was parked with nothing to resume ({document.get('reason')})"
+                    )
+                    raise SagaRetryError(saga_id, why)
+                entry = {"at": datetime.now(UTC).isoformat(), "what": "retried by an operator"}
+                document |= {
+                    "status": phase,
+                    "parked_from": None,
+                    "version": row.version + 1,
+                    "history": [*document.get("history", []), {**entry, "step": None}],
+                }
+                await uow.connection.execute(
+                    update(rows)
+                    .where(rows.c.saga_id == saga_id, rows.c.version == row.version)
+                    .values(
+                        status=phase,
+                        state=document,
+                        version=row.version + 1,
+                        in_flight=True,
+                        updated_at=0.0,  # long unchanged: the next recovery round takes it
+                    )
+                )
+            await uow.commit()
+        return phase
 
     async def _write(
         self, statement: Any, operation: str, parameters: dict[str, Any] | None = None

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Float,
     Row,
     and_,
+    case,
     delete,
     func,
     literal,
@@ -52,6 +53,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
     ScheduleNotRetryableError,
+    ScheduleNotRunnableError,
 )
 from cqrs_ddd_advanced_core.scheduling.ports import (
     ClaimedSchedule,
@@ -415,6 +417,26 @@ class SQLAlchemyCommandScheduler:
                 await _refuse(connection, schedule_id, ScheduleNotRetryableError)
             await self._notify_others(connection)
 
+    async def run_now(self, schedule_id: UUID) -> None:
+        """Make a pending or failed schedule due now (a failed one with attempts reset)."""
+        runnable = rows.c.status.in_(("pending", "failed"))
+        async with self._writing(f"run schedule {schedule_id} now") as connection:
+            now = self._now()
+            result = await connection.execute(
+                update(rows)
+                .where(rows.c.schedule_id == schedule_id, runnable)
+                .values(
+                    status="pending",
+                    attempts=case((rows.c.status == "failed", 0), else_=rows.c.attempts),
+                    due_at=now,
+                    available_at=now,
+                    finished_at=None,
+                )
+            )
+            if result.rowcount == 0:
+                await _refuse(connection, schedule_id, ScheduleNotRunnableError)
+            await self._notify_others(connection)
+
     async def _any(self, query: Any) -> bool:
         """Return whether ``query`` finds a row (a read: no lock, no write transaction)."""
 
@@ -538,7 +560,9 @@ class SQLAlchemyCommandScheduler:
 async def _refuse(
     connection: AsyncConnection,
     schedule_id: UUID,
-    refusal: type[ScheduleNotCancellableError | ScheduleNotRetryableError],
+    refusal: type[
+        ScheduleNotCancellableError | ScheduleNotRetryableError | ScheduleNotRunnableError
+    ],
 ) -> None:
     """Raise why a schedule was not in the status an update asked for."""
     status = await connection.scalar(select(rows.c.status).where(rows.c.schedule_id == schedule_id))

@@ -87,6 +87,7 @@ outbox = Table(
     Column("published_at", UTCDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(2000), nullable=True),
+    Column("failed_at", UTCDateTime(), nullable=True),
     Index(
         "ix_cqrs_outbox_pending",
         "id",
@@ -94,7 +95,8 @@ outbox = Table(
         sqlite_where=text("published_at IS NULL"),
     ),
 )
-"""Messages to publish, written in the transaction that produced them."""
+"""Messages to publish, written in the transaction that produced them. A message the relay
+failed on too often is set aside (``failed_at``, with ``last_error`` and ``attempts``)."""
 
 projections = Table(
     "cqrs_projections",
@@ -106,8 +108,10 @@ projections = Table(
     Column("lease_expires_at", Float, nullable=True),
     Column("halted", Boolean, nullable=False),
     Column("last_error", Text, nullable=True),
+    Column("kind", String(64), nullable=True),
 )
-"""One row per projection: checkpoint, lease (owner, epoch, expiry in Unix seconds), halt."""
+"""One row per worker job (projection, relay, saga feed...): its kind, checkpoint, lease (owner,
+epoch, expiry in Unix seconds) and halt."""
 
 projection_dead_letters = Table(
     "cqrs_projection_dead_letters",

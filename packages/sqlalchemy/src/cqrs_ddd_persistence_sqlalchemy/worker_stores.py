@@ -95,7 +95,9 @@ class SQLAlchemyLeaseStore:
         self.engine = engine
         self._rows = _JobRows(engine)
 
-    async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire(
+        self, name: str, owner: str, ttl: float, *, kind: str | None = None
+    ) -> Lease | None:
         """Take the lease when it is free, expired or already ``owner``'s; else None."""
         job = self._rows
         now = job.now()
@@ -114,7 +116,12 @@ class SQLAlchemyLeaseStore:
                                 rows.c.lease_expires_at < now,
                             ),
                         )
-                        .values(owner=owner, epoch=rows.c.epoch + 1, lease_expires_at=now + ttl)
+                        .values(
+                            owner=owner,
+                            epoch=rows.c.epoch + 1,
+                            lease_expires_at=now + ttl,
+                            kind=rows.c.kind if kind is None else kind,
+                        )
                         .returning(rows.c.epoch, rows.c.position)
                     )
                 ).first()
@@ -286,6 +293,7 @@ class SQLAlchemyCheckpointStore:
             lease_expires_at=row.lease_expires_at,
             halted=bool(row.halted),
             last_error=row.last_error,
+            kind=row.kind,
         )
 
     async def reset(self, name: str, reset: Callable[[WorkTransaction], Awaitable[None]]) -> None:

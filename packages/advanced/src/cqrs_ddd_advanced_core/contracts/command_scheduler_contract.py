@@ -36,6 +36,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleLeaseLostError,
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
+    ScheduleNotRunnableError,
 )
 from cqrs_ddd_advanced_core.scheduling import (
     CommandScheduler,
@@ -230,6 +231,25 @@ class CommandSchedulerContract:
             await service.cancel(schedule_id)
         with pytest.raises(ScheduleNotFoundError):
             await service.cancel(uuid4())
+
+    async def test_run_now_makes_a_pending_command_due_at_once_and_refuses_one_that_ran(
+        self, scheduler_kit: SchedulerKit
+    ) -> None:
+        # given a command due in an hour
+        service = scheduler_kit.service()
+        schedule_id = await service.schedule(command=Effect(key="now"), execute_at=later(3600))
+        assert await service.run_due() == 0
+        # when an operator runs it now
+        await service.run_now(schedule_id)
+        # then it runs at the next round, once, and cannot be run now again
+        assert (await service.get(schedule_id)).due_at <= datetime.now(UTC)
+        assert await service.run_due() == 1
+        assert await scheduler_kit.effects("now") == 1
+        with pytest.raises(ScheduleNotRunnableError, match="done") as raised:
+            await service.run_now(schedule_id)
+        assert raised.value.schedule_id == schedule_id
+        with pytest.raises(ScheduleNotFoundError):
+            await service.run_now(uuid4())
 
     async def test_a_command_that_ran_cannot_be_cancelled(
         self, scheduler_kit: SchedulerKit

@@ -67,6 +67,20 @@ class LeaseStoreContract:
         record = await worker_storage.checkpoints.record(JOB)
         assert (record.owner, record.epoch) == ("worker-a", 1)
 
+    async def test_the_kind_given_with_a_lease_is_recorded_and_kept(
+        self, worker_storage: WorkerStorage
+    ) -> None:
+        # given a job whose first lease was taken by a relay
+        leases = worker_storage.leases
+        first = await leases.acquire(JOB, "worker-a", LONG_TTL, kind="relay")
+        assert first is not None
+        assert (await worker_storage.checkpoints.record(JOB)).kind == "relay"
+        await leases.release(first)
+        # when a caller that does not say the kind takes the lease again
+        assert await leases.acquire(JOB, "worker-b", LONG_TTL) is not None
+        # then the kind recorded before is kept, for tools that read the store
+        assert (await worker_storage.checkpoints.record(JOB)).kind == "relay"
+
     async def test_a_lease_is_handed_out_at_the_jobs_checkpoint(
         self, worker_storage: WorkerStorage
     ) -> None:

@@ -330,6 +330,18 @@ class ScheduleNotRetryableError(SchedulingError):
         )
 
 
+class ScheduleNotRunnableError(SchedulingError):
+    """Only a pending or failed schedule can be run now; this one is ``status``."""
+
+    def __init__(self, schedule_id: object, status: str) -> None:
+        self.schedule_id = schedule_id
+        self.status = status
+        super().__init__(
+            f"schedule {schedule_id!s} cannot be run now: it is {status}"
+            " (only a pending or failed one can)"
+        )
+
+
 class ScheduleLeaseLostError(SchedulingError):
     """A worker's lease on a scheduled run was taken over: its completion was refused.
 

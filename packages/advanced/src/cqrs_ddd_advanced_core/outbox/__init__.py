@@ -53,6 +53,21 @@ class OutboxBacklog:
     oldest_created_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class FailedMessage:
+    """A message the relay set aside after failing on it: its error, attempts and times."""
+
+    id: int
+    message_id: UUID
+    topic: str
+    partition_key: str | None
+    message_type: str
+    attempts: int
+    last_error: str
+    failed_at: datetime
+    created_at: datetime
+
+
 def partition_hash(key: str | None) -> int:
     """Return the stable hash a message is partitioned by: CRC-32 of ``key``, in 31 bits.
 
@@ -108,6 +123,16 @@ class OutboxStore(Protocol):
         """Mark the messages ``ids`` published, in the relay's fenced ``transaction``."""
         ...
 
+    async def record_failure(
+        self, transaction: WorkTransaction, message_id: int, error: str, *, max_attempts: int
+    ) -> bool:
+        """Count a failed attempt at ``message_id``; at ``max_attempts`` set it aside.
+
+        A message set aside is no longer pending (the relay goes on past it)
+        until an operator puts it back. Returns True when it was set aside.
+        """
+        ...
+
 
 class Inbox(Protocol):
     """Remembers the messages each consumer handled (see the module docs)."""
@@ -125,6 +150,7 @@ class Inbox(Protocol):
 
 
 __all__ = [
+    "FailedMessage",
     "Inbox",
     "OutboxBacklog",
     "OutboxMessage",

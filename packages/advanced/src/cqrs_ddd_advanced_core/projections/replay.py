@@ -63,7 +63,7 @@ async def _lease_for_replay(
     # an owner of its own: taking the lease as the worker would bump the epoch
     # under the worker's loop if it were acquiring at this moment
     owner = f"{loop.owner}/replay"
-    lease = await storage.leases.acquire(loop.name, owner, lease_ttl)
+    lease = await storage.leases.acquire(loop.name, owner, lease_ttl, kind=loop.job.kind)
     if lease is not None:
         return lease, False
     if loop.task is not None:

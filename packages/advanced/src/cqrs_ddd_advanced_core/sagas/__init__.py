@@ -40,6 +40,7 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     Saga,
     SagaDefinitionError,
     SagaError,
+    SagaRetryError,
     SagaState,
     SagaStatus,
     SagaStepError,
@@ -49,6 +50,7 @@ from cqrs_ddd_advanced_core.sagas.orchestration import (
     TccSaga,
     UnreadableSagaStateError,
     command_id_for,
+    retry_phase,
 )
 from cqrs_ddd_advanced_core.sagas.repository import SagaRepository
 
@@ -71,6 +73,7 @@ __all__ = [
     "SagaManager",
     "SagaRecoveryWorker",
     "SagaRepository",
+    "SagaRetryError",
     "SagaState",
     "SagaStatus",
     "SagaStepError",
@@ -83,4 +86,5 @@ __all__ = [
     "bootstrap_sagas",
     "branch_operation",
     "command_id_for",
+    "retry_phase",
 ]

@@ -213,7 +213,9 @@ class SagaFeed:
         """
         if self.running:
             raise RuntimeError(f"saga feed {self.name!r} runs: call start_at_head() before start()")
-        lease = await self.storage.acquire(self.name, self.loop.owner, self.lease_ttl)
+        lease = await self.storage.acquire(
+            self.name, self.loop.owner, self.lease_ttl, kind=self.kind
+        )
         if lease is None:
             return False
         try:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 from uuid import UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,6 +85,34 @@ class SagaStepError(SagaError):
         self.saga_id = saga_id
         self.reason = reason
         super().__init__(f"saga {saga!r} ({saga_id}): {reason}")
+
+
+class SagaRetryError(SagaError):
+    """A saga instance cannot be retried: unknown, not parked, or parked with no phase to resume."""
+
+    def __init__(self, saga_id: UUID, reason: str) -> None:
+        self.saga_id = saga_id
+        self.reason = reason
+        super().__init__(f"saga {saga_id}: {reason}")
+
+
+def retry_phase(status: str, parked_from: str | None, reason: str | None) -> SagaStatus | None:
+    """Return the phase a parked instance goes back to when retried, or None when it has none.
+
+    An instance parked by a failing confirmation goes back to ``confirming``,
+    one parked by a failing compensation to ``compensating`` (read from
+    ``parked_from``, or from the reason of instances parked before it was
+    recorded). One parked because its state did not read back has none.
+    """
+    if status != "parked":
+        return None
+    if parked_from in ("confirming", "compensating"):
+        return cast("SagaStatus", parked_from)
+    if (reason or "").startswith("confirmation of "):
+        return "confirming"
+    if (reason or "").startswith("compensation of "):
+        return "compensating"
+    return None
 
 
 class UnreadableSagaStateError(SagaError):
@@ -168,6 +196,9 @@ class SagaState(BaseModel):
     reason: str | None = None
     awaiting: str | None = None
     """What the instance waits for while running (the next event of a declared saga)."""
+    parked_from: SagaStatus | None = None
+    """The phase a parked instance stopped in (``confirming`` or ``compensating``): where a
+    retry (``cqrs-ddd sagas retry``) sends it back to."""
     complete_when_done: bool = False
     version: int = 0
 
@@ -441,6 +472,7 @@ class Saga(Generic[TState]):
     def confirmation_failed(self, step: str, reason: str) -> None:
         """Park the saga for an operator: ``step`` could not be confirmed."""
         self._record(step)
+        self.state.parked_from = self.state.status
         self.state.status = "parked"
         self.state.reason = f"confirmation of {step!r} failed: {reason}"
         self._note(self.state.reason, step)
@@ -591,6 +623,7 @@ class Saga(Generic[TState]):
     def compensation_failed(self, step: str, reason: str) -> None:
         """Park the saga for an operator: ``step`` could not be undone."""
         self._record(step)
+        self.state.parked_from = self.state.status
         self.state.status = "parked"
         self.state.reason = f"compensation of {step!r} failed: {reason}"
         self._note(self.state.reason, step)

@@ -19,6 +19,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
     ScheduleNotRetryableError,
+    ScheduleNotRunnableError,
     SchedulingError,
 )
 from cqrs_ddd_advanced_core.scheduling.ports import (
@@ -52,6 +53,7 @@ __all__ = [
     "ScheduleNotCancellableError",
     "ScheduleNotFoundError",
     "ScheduleNotRetryableError",
+    "ScheduleNotRunnableError",
     "ScheduleState",
     "ScheduleStatus",
     "ScheduledCommandFailedError",

@@ -248,6 +248,14 @@ class CommandScheduler(Protocol):
         """Return the dead letters: failed schedules, most recent first."""
         ...
 
+    async def run_now(self, schedule_id: UUID) -> None:
+        """Make a pending or failed schedule due now (a failed one with its attempts reset).
+
+        Raises ``ScheduleNotFoundError``, or ``ScheduleNotRunnableError``
+        naming the status when it is running, done or cancelled.
+        """
+        ...
+
     async def retry(self, schedule_id: UUID) -> None:
         """Make a failed schedule pending again, due now, with its attempts reset.
 

@@ -148,6 +148,10 @@ class CommandSchedulerService:
         """Run a dead letter again, now, with a fresh count of attempts."""
         await self.scheduler.retry(schedule_id)
 
+    async def run_now(self, schedule_id: UUID) -> None:
+        """Make a pending schedule due now (a failed one: run it again, attempts reset)."""
+        await self.scheduler.run_now(schedule_id)
+
     async def schedule_recurring(
         self,
         name: str,

@@ -34,11 +34,16 @@ class Lease:
 class LeaseStore(Protocol):
     """Hands out, renews and takes back leases of named jobs, atomically across processes."""
 
-    async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire(
+        self, name: str, owner: str, ttl: float, *, kind: str | None = None
+    ) -> Lease | None:
         """Take the lease when it is free, expired or already ``owner``'s; else None.
 
         A taken lease has a new epoch and lasts ``ttl`` seconds of the store's
         clock unless renewed. A halted job's lease is never handed out.
+        ``kind`` (``"projection"``, ``"relay"``...) is recorded with the job,
+        so that a tool reading the store can tell its jobs apart; ``None``
+        keeps the kind recorded before.
         """
         ...
 

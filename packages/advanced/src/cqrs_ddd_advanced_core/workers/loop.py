@@ -147,7 +147,9 @@ class WorkerLoop:
 
     async def take_lease(self) -> bool:
         """Take the job's lease; False when another worker holds it."""
-        lease = await self.leases.acquire(self.job.name, self.owner, self.lease_ttl)
+        lease = await self.leases.acquire(
+            self.job.name, self.owner, self.lease_ttl, kind=self.job.kind
+        )
         if lease is None:
             return False
         self.lease = lease

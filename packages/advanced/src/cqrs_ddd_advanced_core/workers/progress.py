@@ -20,7 +20,7 @@ from cqrs_ddd_advanced_core.workers.lease import Lease
 
 @dataclass(frozen=True, slots=True)
 class WorkerRecord:
-    """A job's stored state: checkpoint, lease holder and halt."""
+    """A job's stored state: checkpoint, lease holder and halt, and its kind when recorded."""
 
     name: str
     position: int
@@ -29,6 +29,7 @@ class WorkerRecord:
     lease_expires_at: float | None
     halted: bool
     last_error: str | None
+    kind: str | None = None
 
 
 class WorkTransaction(Protocol):

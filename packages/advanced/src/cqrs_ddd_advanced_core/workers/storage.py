@@ -41,9 +41,11 @@ class WorkerStorage:
         self.letters = letters
         self.wakeups = wakeups
 
-    async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire(
+        self, name: str, owner: str, ttl: float, *, kind: str | None = None
+    ) -> Lease | None:
         """Take the lease of ``name`` (see :meth:`LeaseStore.acquire`)."""
-        return await self.leases.acquire(name, owner, ttl)
+        return await self.leases.acquire(name, owner, ttl, kind=kind)
 
     async def renew(self, lease: Lease, ttl: float) -> bool:
         """Extend ``lease`` (see :meth:`LeaseStore.renew`)."""

@@ -26,6 +26,7 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
     ScheduleNotRetryableError,
+    ScheduleNotRunnableError,
 )
 from cqrs_ddd_advanced_core.scheduling.ports import (
     ClaimedSchedule,
@@ -224,6 +225,16 @@ class InMemoryCommandScheduler:
         rows = [row for row in self._rows.values() if row.status == "failed"]
         rows.sort(key=lambda row: row.finished_at or 0.0, reverse=True)
         return [state_of(row) for row in rows[:limit]]
+
+    async def run_now(self, schedule_id: UUID) -> None:
+        """Make a pending or failed schedule due now (a failed one with attempts reset)."""
+        row = self._row(schedule_id)
+        if row.status not in ("pending", "failed"):
+            raise ScheduleNotRunnableError(schedule_id, row.status)
+        if row.status == "failed":
+            row.status, row.attempts, row.finished_at = "pending", 0, None
+        row.due_at = row.available_at = self.clock()
+        self._wakeup.notify()
 
     async def retry(self, schedule_id: UUID) -> None:
         """Make a failed schedule pending again, due now, attempts reset."""

@@ -59,6 +59,7 @@ class _Row:
     expires_at: float | None = None
     halted: bool = False
     last_error: str | None = None
+    kind: str | None = None
 
 
 @dataclass(slots=True)
@@ -150,7 +151,9 @@ class InMemoryLeaseStore:
     def __init__(self, state: InMemoryWorkerState) -> None:
         self.state = state
 
-    async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire(
+        self, name: str, owner: str, ttl: float, *, kind: str | None = None
+    ) -> Lease | None:
         """Take the lease when it is free, expired or already ``owner``'s; else None."""
         row = self.state.row(name)
         now = time.monotonic()
@@ -158,6 +161,7 @@ class InMemoryLeaseStore:
         if row.halted or not free:
             return None
         row.owner, row.epoch, row.expires_at = owner, row.epoch + 1, now + ttl
+        row.kind = kind or row.kind
         return Lease(name, owner, row.epoch, row.position)
 
     async def renew(self, lease: Lease, ttl: float) -> bool:
@@ -211,6 +215,7 @@ class InMemoryCheckpointStore:
             lease_expires_at=row.expires_at,
             halted=row.halted,
             last_error=row.last_error,
+            kind=row.kind,
         )
 
     async def reset(self, name: str, reset: Callable[[WorkTransaction], Awaitable[None]]) -> None:
