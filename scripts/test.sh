@@ -11,5 +11,8 @@ echo "== mypy (strict)"
 uv run --frozen mypy packages/*/src examples/shop/src tests/reliability/harness
 echo "== import-linter (dependency rule)"
 uv run --frozen lint-imports
+# The browser tests need Chromium and chromedriver: installs them when missing (warns
+# where it cannot; those tests then skip, or fail under CQRS_DDD_REQUIRE_SERVICES=1).
+bash scripts/install-chromium.sh
 echo "== pytest"
 uv run --frozen pytest -m "not soak" "$@"

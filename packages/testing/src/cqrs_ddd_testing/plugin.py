@@ -7,6 +7,10 @@ pytest loads it through the `pytest11` entry point `cqrs_ddd_services` as soon a
 removes it after the test, whatever the test's outcome. A test that uses one of
 the fixtures, directly or through another fixture, gets the service's marker, so
 `pytest -m postgres` selects it.
+
+The `browser` fixture (from `cqrs_ddd_testing.browser`) gives a test a headless
+Chromium the same way: skipped when Chromium is not installed, failed under
+`CQRS_DDD_REQUIRE_SERVICES=1`, and its tests carry the `browser` marker.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from cqrs_ddd_testing.availability import ServiceProbe
+from cqrs_ddd_testing.browser import BROWSER_MARKER, browser
 from cqrs_ddd_testing.nats_namespace import (
     NatsNamespace,
     delete_nats_namespace,
@@ -36,6 +41,7 @@ from cqrs_ddd_testing.redis_namespace import (
 from cqrs_ddd_testing.services import NATS, POSTGRES, RABBITMQ, REDIS, SERVICES
 
 __all__ = [
+    "browser",
     "cqrs_ddd_service_probe",
     "nats_namespace",
     "postgres_database",
@@ -47,14 +53,17 @@ __all__ = [
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register one marker per service, so `--strict-markers` accepts them anywhere."""
+    """Register one marker per service and the browser's, so `--strict-markers` accepts them."""
     for service in SERVICES:
         config.addinivalue_line("markers", f"{service.marker}: needs the {service.name} service")
+    config.addinivalue_line(
+        "markers", f"{BROWSER_MARKER}: needs headless Chromium and chromedriver"
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test that uses a service fixture with that service's marker.
+    """Mark each test that uses a service fixture (or `browser`) with its marker.
 
     It runs first, before `-m` deselects anything, so the markers take part in
     the selection.
@@ -64,6 +73,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for service in SERVICES:
             if service.fixture in fixture_names:
                 item.add_marker(service.marker)
+        if "browser" in fixture_names:
+            item.add_marker(BROWSER_MARKER)
 
 
 @pytest.fixture(scope="session")
