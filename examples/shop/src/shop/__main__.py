@@ -64,6 +64,10 @@ environment:
   RABBITMQ_URL, NATS_URL or REDIS_URL
                 publish every event to that broker (the first one set), for
                 other services such as `python -m shop.notifications`
+  SHOP_OPS_ACTIONS, SHOP_OPS_TOKEN
+                the operations page, /ops, is read-only unless SHOP_OPS_ACTIONS=1;
+                its actions then need the token SHOP_OPS_TOKEN (16 characters
+                or more), sent as a bearer token or entered in the page
 
 exit status:
   {EXIT_OK}  the service ran until interrupted
@@ -212,6 +216,8 @@ async def serve(
     broker = options.broker
     print(f"the shop serves {base} on {database}", flush=True)
     print(f"  API docs: {base}/docs    health: {base}/health", flush=True)
+    steering = "actions on, with the token" if settings.ops_actions else "read-only"
+    print(f"  operations: {base}/ops ({steering})", flush=True)
     if broker is not None:
         print(f"  events are published to {broker.kind} ({broker.space})", flush=True)
     status = EXIT_OK

@@ -14,6 +14,10 @@ concurrent edit the merge cannot resolve, an undo that would conflict),
 ``422`` for invalid input, naming the field, and ``503`` when the database
 cannot be reached. Every command endpoint takes an ``Idempotency-Key`` header:
 a request retried with the same key has one effect and gets the first answer.
+
+The operator's page (``cqrs_ddd_ops.web``) is mounted at ``/ops``: workers
+and their lag, dead letters, sagas, schedules and the outbox; read-only
+unless ``SHOP_OPS_ACTIONS=1`` and ``SHOP_OPS_TOKEN`` are set.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from cqrs_ddd_ops.web import OperatedSystem, operations_router
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 
 from cqrs_ddd_advanced_core.conflict import UnresolvableConflictError
 from cqrs_ddd_advanced_core.projections import SpecificationBuilder
@@ -83,6 +89,9 @@ from shop.wiring import ShopOptions, build_shop
 
 logger = logging.getLogger("shop.api")
 
+OPS_PATH = "/ops"
+"""Where the operator's page is mounted."""
+
 
 def create_app(settings: Settings, options: ShopOptions | None = None) -> FastAPI:
     """Return the shop's FastAPI app; its lifespan builds, starts and stops the shop."""
@@ -111,7 +120,23 @@ def create_app(settings: Settings, options: ShopOptions | None = None) -> FastAP
     add_routes(app)
     add_order_routes(app)
     add_report_routes(app)
+    add_operations_page(app, settings)
     return app
+
+
+def add_operations_page(app: FastAPI, settings: Settings) -> None:
+    """Mount the operator's page at ``/ops``: read-only unless the settings turn actions on.
+
+    The engine and the projection worker only exist once the lifespan built
+    the shop, so the page finds them in ``app.state`` at each request.
+    """
+
+    def operated(running: Starlette) -> OperatedSystem | None:
+        shop = getattr(running.state, "shop", None)
+        return None if shop is None else OperatedSystem(shop.engine, shop.projections)
+
+    router = operations_router(operated, token=settings.ops_token, actions=settings.ops_actions)
+    app.include_router(router, prefix=OPS_PATH)
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -1,5 +1,10 @@
 """The shop's settings, read once at start-up and checked before anything connects.
 
+Besides the database, the environment says who may act from the shop's
+operations page (``/ops``): ``SHOP_OPS_ACTIONS=1`` turns its actions on, and
+they then need the token ``SHOP_OPS_TOKEN``; without them the page is
+read-only.
+
 The shop runs on SQLite through aiosqlite or on PostgreSQL through asyncpg,
 the two drivers the persistence package ships. A URL that cannot work (not a
 URL at all, another database, a synchronous driver, a SQLite file in a folder
@@ -32,23 +37,41 @@ SCHEME_ALIASES = {"postgres": "postgresql", "sqlite3": "sqlite"}
 USE_INSTEAD = f"use {DEFAULT_DATABASE_URL} or {POSTGRES_EXAMPLE}"
 
 
+OPS_TOKEN_VARIABLE = "SHOP_OPS_TOKEN"  # noqa: S105 - the variable's name, not a secret
+"""The token the operations page (``/ops``) asks for before an action."""
+
+OPS_ACTIONS_VARIABLE = "SHOP_OPS_ACTIONS"
+"""``1`` turns the operations page's actions on (they also need ``SHOP_OPS_TOKEN``)."""
+
+MIN_OPS_TOKEN_LENGTH = 16
+"""The shortest operations token accepted."""
+
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
+
+
 class SettingsError(ValueError):
     """A setting cannot work; the message is one line: which, what is wrong, what to use."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the shop keeps its data, checked when made.
+    """Where the shop keeps its data, and who may act from its operations page; checked when made.
 
     ``source`` names where the URL came from (``DATABASE_URL`` or
     ``--database-url``), so that messages about it point at what to change.
+    The operations page (``/ops``) is read-only unless ``ops_actions`` is
+    True, and then its actions need ``ops_token``.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
     source: str = field(default="DATABASE_URL", compare=False)
+    ops_token: str | None = field(default=None, repr=False)
+    ops_actions: bool = False
 
     def __post_init__(self) -> None:
         check_database_url(self.database_url, source=self.source)
+        check_ops_settings(self.ops_token, actions=self.ops_actions)
 
     @property
     def backend(self) -> str:
@@ -62,13 +85,17 @@ class Settings:
         """Read ``DATABASE_URL`` (``shop.sqlite`` when unset) unless ``database_url`` is given.
 
         ``database_url`` is the command line's ``--database-url``, which wins
-        over the environment. Raises :class:`SettingsError` for a URL that
-        cannot work.
+        over the environment. ``SHOP_OPS_TOKEN`` and ``SHOP_OPS_ACTIONS`` set
+        the operations page's token and actions. Raises :class:`SettingsError`
+        for a URL or an operations setting that cannot work.
         """
-        if database_url is not None:
-            return cls(database_url=database_url, source="--database-url")
         environment = os.environ if environ is None else environ
-        return cls(database_url=environment.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+        token = environment.get(OPS_TOKEN_VARIABLE) or None
+        actions = read_switch(environment.get(OPS_ACTIONS_VARIABLE), OPS_ACTIONS_VARIABLE)
+        if database_url is not None:
+            return cls(database_url, "--database-url", ops_token=token, ops_actions=actions)
+        url = environment.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        return cls(database_url=url, ops_token=token, ops_actions=actions)
 
 
 def check_database_url(value: str, *, source: str = "DATABASE_URL") -> URL:
@@ -106,6 +133,31 @@ def check_database_url(value: str, *, source: str = "DATABASE_URL") -> URL:
                 " create the folder or name a file in an existing one"
             )
     return url
+
+
+def read_switch(value: str | None, variable: str) -> bool:
+    """Return the on/off setting ``value`` (``1``/``0``, ``true``/``false``, unset is off)."""
+    text = (value or "").strip().lower()
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise SettingsError(f"{variable} {value!r} is neither on nor off: use 1 or 0")
+
+
+def check_ops_settings(token: str | None, *, actions: bool) -> None:
+    """Refuse actions without a token, and a token too short to be a secret."""
+    if token is not None and len(token) < MIN_OPS_TOKEN_LENGTH:
+        raise SettingsError(
+            f"{OPS_TOKEN_VARIABLE} is {len(token)} characters long: use at least"
+            f" {MIN_OPS_TOKEN_LENGTH} random ones (e.g. python -c"
+            " 'import secrets; print(secrets.token_urlsafe())')"
+        )
+    if actions and token is None:
+        raise SettingsError(
+            f"{OPS_ACTIONS_VARIABLE}=1 turns the operations page's actions on, and they need"
+            f" a token: set {OPS_TOKEN_VARIABLE} too"
+        )
 
 
 def without_password(value: str) -> str:

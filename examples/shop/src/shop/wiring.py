@@ -234,6 +234,39 @@ def undo_executors() -> UndoExecutorRegistry:
     return executors
 
 
+def projections_of(
+    event_store: SQLAlchemyEventStore,
+    order_rows: SQLAlchemyReadModelStore,
+    product_rows: SQLAlchemyReadModelStore,
+    upcasters: UpcasterRegistry,
+) -> ProjectionWorker:
+    """Return the worker of the shop's read models (``shop_orders``, ``shop_products``)."""
+    projector_registry = ProjectorRegistry(
+        [OrderProjector(order_rows), ProductProjector(product_rows)],
+        event_registry=EventTypeRegistry(ORDER_EVENTS + PRODUCT_EVENTS),
+    )
+    return ProjectionWorker(
+        projector_registry=projector_registry,
+        event_store=event_store,
+        batch_size=100,
+        upcaster_registry=upcasters,
+    )
+
+
+def projection_worker(engine: AsyncEngine) -> ProjectionWorker:
+    """Return a worker of the shop's projections on ``engine``, for the operator tools.
+
+    ``cqrs-ddd projections rebuild|replay --app shop.wiring:projection_worker``
+    builds it to apply the shop's events with the shop's own projectors.
+    """
+    return projections_of(
+        SQLAlchemyEventStore(engine),
+        SQLAlchemyReadModelStore(orders, engine),
+        SQLAlchemyReadModelStore(products, engine),
+        UpcasterRegistry([ItemAddedV1ToV2()]),
+    )
+
+
 async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) -> Shop:
     """Build the shop on ``engine``, bringing its schema up to date first.
 
@@ -315,16 +348,7 @@ async def build_shop(engine: AsyncEngine, options: ShopOptions | None = None) ->
     )
 
     # 3. Projections: the read models, kept from the event log by a background worker
-    projector_registry = ProjectorRegistry(
-        [OrderProjector(order_rows), ProductProjector(product_rows)],
-        event_registry=EventTypeRegistry(ORDER_EVENTS + PRODUCT_EVENTS),
-    )
-    projection_worker = ProjectionWorker(
-        projector_registry=projector_registry,
-        event_store=event_store,
-        batch_size=100,
-        upcaster_registry=upcasters,
-    )
+    projection_worker = projections_of(event_store, order_rows, product_rows, upcasters)
 
     # 4. Scheduling: order expiries, saga timeouts and the monthly report
     schedules = CommandSchedulerService(scheduler=scheduler, mediator_send_fn=mediator.send)

@@ -20,12 +20,26 @@ from uuid import UUID
 import typer
 from alembic.util.exc import CommandError
 from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cqrs_ddd_advanced_core.domain.exceptions import (
+    LeaseLostError,
+    ProjectionRebuildError,
+    WorkHaltedError,
+)
+from cqrs_ddd_advanced_core.sagas import SagaRetryError
 from cqrs_ddd_advanced_core.scheduling import SchedulingError
-from cqrs_ddd_ops import schedules, streams
+from cqrs_ddd_ops import outbox, projections, sagas, schedules, status, streams
 from cqrs_ddd_ops.database import EXIT_USAGE, OpsError, database_url_from, describe
-from cqrs_ddd_ops.output import show, to_json
+from cqrs_ddd_ops.output import show, table, to_json
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyCommandScheduler,
     create_engine,
@@ -48,10 +62,18 @@ app = typer.Typer(
 )
 migrate_app = typer.Typer(help="Create or upgrade the schema, and say where it is.")
 streams_app = typer.Typer(help="The event log: its streams, one stream's events, new events.")
+projections_app = typer.Typer(
+    help="Projections: progress, dead letters, rebuild and replay (with --app)."
+)
+sagas_app = typer.Typer(help="Saga instances: by status, one with its steps and history, retry.")
 schedules_app = typer.Typer(help="The command scheduler: scheduled commands, recurring schedules.")
+outbox_app = typer.Typer(help="The outbox table: what waits per topic, what was set aside, replay.")
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(streams_app, name="streams")
+app.add_typer(projections_app, name="projections")
+app.add_typer(sagas_app, name="sagas")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(outbox_app, name="outbox")
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -377,6 +399,390 @@ def schedules_resume(
 ) -> None:
     """Resume a paused recurring schedule."""
     _pause(name, database_url, paused=False)
+
+
+@schedules_app.command("run-now")
+def schedules_run_now(
+    schedule_id: Annotated[str, typer.Argument(help="the schedule's id")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Make a pending (or failed) scheduled command due now: a scheduler worker runs it next."""
+    identifier = schedule_id_of(schedule_id)
+
+    async def run_now(engine: AsyncEngine) -> None:
+        try:
+            await SQLAlchemyCommandScheduler(engine).run_now(identifier)
+        except SchedulingError as error:
+            raise OpsError(str(error)) from None
+
+    run(database_url, run_now)
+    console.print(f"schedule {identifier} is due now", markup=False, highlight=False)
+
+
+# -- status ------------------------------------------------------------------------------
+
+WORKER_COLUMNS = [
+    ("kind", "kind"),
+    ("name", "name"),
+    ("state", "state"),
+    ("owner", "owner"),
+    ("lease_expires_at", "lease until (UTC)"),
+    ("position", "position / queue"),
+    ("head", "head"),
+    ("lag_events", "lag"),
+    ("lag_seconds", "lag (s)"),
+    ("dead_letters", "dead letters"),
+    ("last_error", "last error"),
+]
+
+
+@app.command("status")
+def status_command(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="refresh until Ctrl-C")] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.2, help="with --watch, seconds between refreshes")
+    ] = 2.0,
+    seconds: Annotated[
+        float | None, typer.Option("--for", help="with --watch, stop after this long")
+    ] = None,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every worker: kind, owner, lease, position or queue, lag, dead letters, last error.
+
+    Projections, relays and saga feeds come from their checkpoints; the
+    scheduler, the saga instances and the outbox table by their queues.
+    """
+    if not watch:
+        rows = run(database_url, status.worker_rows)
+        show(console, rows, WORKER_COLUMNS, title="workers", as_json=as_json)
+        return
+    deadline = None if seconds is None else time.monotonic() + seconds
+
+    async def refresh(engine: AsyncEngine) -> None:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                rows = await status.worker_rows(engine)
+                stamp = time.strftime("%H:%M:%S")
+                live.update(table(rows, WORKER_COLUMNS, title=f"workers at {stamp}"), refresh=True)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(interval)
+
+    try:
+        run(database_url, refresh)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+# -- projections -------------------------------------------------------------------------
+
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        envvar="CQRS_DDD_APP",
+        help="module:function returning the application's ProjectionWorker",
+        show_default=False,
+    ),
+]
+
+
+@projections_app.command("list")
+def projections_list(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """List the projections: checkpoint against the head, lag, lease, dead letters."""
+    rows = run(database_url, projections.list_projections)
+    show(console, rows, WORKER_COLUMNS[1:], title="projections", as_json=as_json)
+
+
+@projections_app.command("status")
+def projections_status(
+    name: Annotated[str, typer.Argument(help="the projection's name")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one projection: checkpoint, head, lag, lease, dead letters, last error."""
+    row = run(database_url, lambda engine: projections.projection(engine, name))
+    show(console, [row], WORKER_COLUMNS[1:], title=name, as_json=as_json)
+
+
+@projections_app.command("dead-letters")
+def projections_dead_letters(
+    name: Annotated[str, typer.Argument(help="the projection's name")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the events a projection set aside, with the error and the attempts made."""
+    letters = run(database_url, lambda engine: projections.dead_letters(engine, name))
+    columns = [
+        ("position", "position"),
+        ("stream_id", "stream"),
+        ("version", "version"),
+        ("event_type", "type"),
+        ("error_class", "error"),
+        ("error_message", "message"),
+        ("attempts", "attempts"),
+        ("last_seen_at", "last tried (UTC)"),
+    ]
+    show(console, letters, columns, title=f"dead letters of {name}", as_json=as_json)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str, typer.Argument(help="the projection's name")],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="go on from the checkpoint of an interrupted rebuild")
+    ] = False,
+    app_spec: AppOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Empty a projection's read model and apply every event again, with a progress bar.
+
+    Refused while another worker holds the projection (stop it first).
+    Writers may go on appending: what they add after the start is applied by
+    the projection's worker afterwards. Interrupted, run it again with
+    --resume to go on from where it got.
+    """
+    factory = _factory(app_spec)
+
+    async def rebuild(engine: AsyncEngine) -> status.WorkerRow:
+        worker = factory(engine)
+        await projections.ensure_free(engine, worker, name)  # refused before any output
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} events/s"),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*columns, console=errors, transient=True) as bar:
+            task = bar.add_task(f"rebuilding {name}", total=None, rate="-")
+            started, first = time.monotonic(), None
+
+            def advance(done: int, target: int) -> None:
+                nonlocal first
+                first = done if first is None else first
+                elapsed = max(time.monotonic() - started, 1e-6)
+                rate = f"{(done - first) / elapsed:,.0f}"
+                bar.update(task, completed=done, total=max(target, 1), rate=rate)
+
+            return await projections.rebuild(engine, worker, name, resume=resume, progress=advance)
+
+    row = _projection_run(database_url, rebuild)
+    word = "caught up" if resume else "rebuilt"
+    console.print(
+        f"{word} {name}: checkpoint {row.position}, head {row.head}", markup=False, highlight=False
+    )
+
+
+@projections_app.command("replay")
+def projections_replay(
+    name: Annotated[str, typer.Argument(help="the projection's name")],
+    app_spec: AppOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Apply a projection's dead letters again; those that apply are deleted.
+
+    Refused while another worker holds the projection (replay from its own
+    process, the /ops page, or stop it first). Exit status 1 when some fail again.
+    """
+    factory = _factory(app_spec)
+    result = _projection_run(
+        database_url, lambda engine: projections.replay(engine, factory(engine), name)
+    )
+    console.print(
+        f"replayed {len(result.applied)} dead letter(s) of {name};"
+        f" {len(result.failed)} failed again",
+        markup=False,
+        highlight=False,
+    )
+    for letter in result.failed:
+        errors.print(
+            f"  position {letter.position} ({letter.event_type}): {letter.error_class}:"
+            f" {letter.error_message}",
+            markup=False,
+            highlight=False,
+        )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _factory(spec: str | None) -> projections.ProjectionsFactory:
+    try:
+        return projections.load_factory(spec)
+    except OpsError as error:
+        fail(error)
+
+
+def _projection_run(database_url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    async def guarded(engine: AsyncEngine) -> T:
+        try:
+            return await work(engine)
+        except (KeyError, ProjectionRebuildError, WorkHaltedError, LeaseLostError) as error:
+            raise OpsError(str(error).strip("'\"")) from None
+
+    return run(database_url, guarded)
+
+
+# -- sagas -------------------------------------------------------------------------------
+
+SAGA_COLUMNS = [
+    ("saga_id", "saga"),
+    ("saga_type", "type"),
+    ("correlation_key", "key"),
+    ("status", "status"),
+    ("in_flight", "in flight"),
+    ("awaiting", "awaiting"),
+    ("updated_at", "changed (UTC)"),
+    ("reason", "reason"),
+]
+
+
+@sagas_app.command("list")
+def sagas_list(
+    *,
+    status_filter: Annotated[
+        str | None,
+        typer.Option("--status", help=f"only this status: {', '.join(sagas.SAGA_STATUSES)}"),
+    ] = None,
+    saga_type: Annotated[str | None, typer.Option("--type", help="only this saga type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 50,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List saga instances, the most recently changed first."""
+    if status_filter is not None and status_filter not in sagas.SAGA_STATUSES:
+        fail(
+            OpsError(
+                f"--status {status_filter!r} is not a saga status:"
+                f" use one of {', '.join(sagas.SAGA_STATUSES)}",
+                EXIT_USAGE,
+            )
+        )
+    rows = run(
+        database_url,
+        lambda engine: sagas.list_sagas(
+            engine, status=status_filter, saga_type=saga_type, limit=limit
+        ),
+    )
+    show(console, rows, SAGA_COLUMNS, title="sagas", as_json=as_json)
+
+
+def saga_id_of(value: str) -> UUID:
+    """Return the saga id ``value`` names; a usage error when it is not one."""
+    try:
+        return UUID(value)
+    except ValueError:
+        fail(OpsError(f"{value!r} is not a saga id (a UUID, as sagas list shows)", EXIT_USAGE))
+
+
+@sagas_app.command("show")
+def sagas_show(
+    saga_id: Annotated[str, typer.Argument(help="the saga instance's id")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one saga instance: its status, its steps and their outcomes, its history."""
+    identifier = saga_id_of(saga_id)
+
+    async def read(engine: AsyncEngine) -> sagas.SagaDetail:
+        found = await sagas.saga_detail(engine, identifier)
+        if found is None:
+            raise OpsError(f"no saga {identifier}")
+        return found
+
+    detail = run(database_url, read)
+    if as_json:
+        print(json.dumps(to_json(detail), indent=2), flush=True)  # noqa: T201 - data, as is
+        return
+    show(console, [detail.saga], SAGA_COLUMNS, title=str(identifier), as_json=False)
+    steps = [("step", "step"), ("outcome", "outcome"), ("command_type", "command")]
+    show(
+        console, detail.steps, [*steps, ("compensation", "undone by")], title="steps", as_json=False
+    )
+    history = [("at", "at"), ("what", "what"), ("step", "step")]
+    show(console, detail.history, history, title="history", as_json=False)
+
+
+@sagas_app.command("retry")
+def sagas_retry(
+    saga_id: Annotated[str, typer.Argument(help="the parked saga instance's id")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Send a parked saga back to the phase it stopped in; the running system resumes it.
+
+    Its saga recovery (``SagaManager.recover``) sends the step that failed
+    again at its next round. Mend the cause first.
+    """
+    identifier = saga_id_of(saga_id)
+
+    async def retry(engine: AsyncEngine) -> str:
+        try:
+            return await sagas.retry_saga(engine, identifier)
+        except SagaRetryError as error:
+            raise OpsError(str(error)) from None
+
+    phase = run(database_url, retry)
+    console.print(
+        f"saga {identifier} is {phase} again: the saga recovery resumes it",
+        markup=False,
+        highlight=False,
+    )
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+
+@outbox_app.command("status")
+def outbox_status(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """Count the outbox's messages by topic: published, waiting, set aside, oldest waiting."""
+    rows = run(database_url, outbox.topics)
+    columns = [
+        ("topic", "topic"),
+        ("published", "published"),
+        ("pending", "waiting"),
+        ("failed", "set aside"),
+        ("oldest_pending_at", "oldest waiting (UTC)"),
+    ]
+    show(console, rows, columns, title="outbox", as_json=as_json)
+
+
+@outbox_app.command("dead-letters")
+def outbox_dead_letters(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 100,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the messages a relay set aside after failing on them, with the error."""
+    rows = run(database_url, lambda engine: outbox.failed_messages(engine, limit=limit))
+    columns = [
+        ("id", "id"),
+        ("message_id", "message"),
+        ("message_type", "type"),
+        ("topic", "topic"),
+        ("attempts", "attempts"),
+        ("failed_at", "set aside (UTC)"),
+        ("last_error", "error"),
+    ]
+    show(console, rows, columns, title="outbox dead letters", as_json=as_json)
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="the ids to replay (default: every one)")
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Put messages set aside back in the queue; a running relay publishes them next."""
+    count = run(database_url, lambda engine: outbox.replay(engine, ids or None))
+    if ids and count < len(ids):
+        fail(
+            OpsError(
+                f"{len(ids) - count} of the ids given are not set aside (nothing changed for them)"
+            )
+        )
+    console.print(f"put {count} message(s) back in the queue", markup=False, highlight=False)
 
 
 def main() -> None:

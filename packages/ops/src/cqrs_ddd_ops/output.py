@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +24,8 @@ def to_json(value: Any) -> Any:
         return [to_json(item) for item in value]
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
     return value
 
 
@@ -38,12 +41,17 @@ def show(
     if as_json:
         print(json.dumps(to_json(list(rows)), indent=2), flush=True)  # noqa: T201 - data, as is
         return
-    table = Table(title=title)
+    console.print(table(rows, columns, title=title))
+
+
+def table(rows: Sequence[Any], columns: Sequence[tuple[str, str]], *, title: str) -> Table:
+    """Return ``rows`` as a rich table of ``columns`` (attribute, heading), cells as plain text."""
+    shown = Table(title=title)
     for _, heading in columns:
-        table.add_column(heading)
+        shown.add_column(heading)
     for row in rows:
-        table.add_row(*(Text(_cell(getattr(row, attribute))) for attribute, _ in columns))
-    console.print(table)
+        shown.add_row(*(Text(_cell(getattr(row, attribute))) for attribute, _ in columns))
+    return shown
 
 
 def _cell(value: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.schema import recurring_schedules, scheduled_commands
 
 
@@ -52,8 +52,9 @@ async def list_schedules(
     query = select(table).order_by(table.c.due_at, table.c.schedule_id).limit(limit)
     if status is not None:
         query = query.where(table.c.status == status)
-    if due:
-        query = query.where(table.c.status == "pending", table.c.due_at <= time.time())
+    if due:  # claimable now, in the database's clock (as the workers judge it)
+        now = database_clock(engine.dialect.name == "postgresql")
+        query = query.where(table.c.status == "pending", table.c.available_at <= now)
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
     return [_schedule_row(row) for row in rows]

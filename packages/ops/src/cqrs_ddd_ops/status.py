@@ -1,0 +1,249 @@
+"""Every worker of a system on one shape, read from its database alone.
+
+The rows of ``cqrs_projections`` give the workers that keep a checkpoint under
+a lease (projections, relays, saga feeds); their figures come from the
+framework's own :func:`~cqrs_ddd_advanced_core.workers.read_status`, so the
+tool reads what the worker itself would report. The command scheduler, the
+saga instances and the outbox table have no checkpoint: each is shown by its
+queue instead (what waits, what is due, what failed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cqrs_ddd_advanced_core.outbox import Partition
+from cqrs_ddd_advanced_core.workers import read_status
+from cqrs_ddd_persistence_sqlalchemy import (
+    SQLAlchemyEventStore,
+    SQLAlchemyOutboxStore,
+    SQLAlchemyWorkerStorage,
+)
+from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
+from cqrs_ddd_persistence_sqlalchemy.schema import outbox, projections, sagas, scheduled_commands
+
+_PARTITION = re.compile(r":(\d+)of(\d+)$")
+ACTIVE_SAGAS = ("running", "confirming", "compensating")
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One worker or queue on the status shape.
+
+    ``position`` is a checkpoint (an event position or outbox id) for the
+    workers that keep one, and the queue's depth for the scheduler, the sagas
+    and the outbox; ``lag_events`` counts what is behind (events after the
+    checkpoint, commands due now, sagas in flight, messages unsent) and
+    ``lag_seconds`` how long the oldest of it has waited. ``lease_expires_at``
+    is in the database's clock; a lease that expired is a worker that died
+    or stalled (another takes over).
+    """
+
+    name: str
+    kind: str
+    state: str
+    owner: str | None
+    lease_expires_at: datetime | None
+    position: int
+    head: int | None
+    lag_events: int
+    lag_seconds: float
+    dead_letters: int
+    last_error: str | None
+
+
+async def database_now(engine: AsyncEngine) -> float:
+    """Return the database's clock, in Unix seconds."""
+    async with engine.connect() as connection:
+        return float(await connection.scalar(select(database_clock(_is_pg(engine)))) or 0.0)
+
+
+async def worker_rows(engine: AsyncEngine) -> list[WorkerRow]:
+    """Return every worker of the system, by kind and name, then the queues."""
+    now = await database_now(engine)
+    async with engine.connect() as connection:
+        jobs = (await connection.execute(select(projections).order_by(projections.c.name))).all()
+    storage = SQLAlchemyWorkerStorage(engine)
+    events = SQLAlchemyEventStore(engine)
+    found: list[WorkerRow] = []
+    for job in jobs:
+        kind = job.kind or "worker"
+        if kind == "outbox-relay":
+            found.append(await _outbox_relay(engine, storage, job, now))
+            continue
+        status = await read_status(storage, events, job.name, kind=kind)
+        found.append(
+            WorkerRow(
+                name=status.name,
+                kind=status.kind,
+                state=_state(status.state, status.owner, status.lease_expires_at, now),
+                owner=status.owner,
+                lease_expires_at=_utc(status.lease_expires_at),
+                position=status.checkpoint,
+                head=status.head_position,
+                lag_events=status.lag_events,
+                lag_seconds=round(status.lag_seconds, 3),
+                dead_letters=status.dead_letters,
+                last_error=status.last_error,
+            )
+        )
+    found.sort(key=lambda row: (row.kind, row.name))
+    async with engine.connect() as connection:
+        found.append(await _scheduler(connection, now))
+        found.append(await _sagas(connection, now))
+        found.append(await _outbox(connection))
+    return found
+
+
+def _state(state: str, owner: str | None, expires_at: float | None, now: float) -> str:
+    if state == "running" and owner is not None and expires_at is not None and expires_at < now:
+        return "lease expired"
+    return state
+
+
+def _utc(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _is_pg(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+async def _outbox_relay(
+    engine: AsyncEngine, storage: SQLAlchemyWorkerStorage, job: Any, now: float
+) -> WorkerRow:
+    """Return an outbox-table relay: checkpoint the newest id it marked, lag the backlog."""
+    matched = _PARTITION.search(job.name)
+    partition = Partition(int(matched[1]), int(matched[2])) if matched else None
+    backlog = await SQLAlchemyOutboxStore(engine).backlog(partition=partition)
+    waited = 0.0
+    if backlog.oldest_created_at is not None:
+        waited = max(now - backlog.oldest_created_at.timestamp(), 0.0)
+    aside = outbox.c.failed_at.is_not(None) & outbox.c.published_at.is_(None)
+    if partition is not None and partition.count > 1:  # the messages of this partition only
+        aside = aside & (outbox.c.partition_hash % partition.count == partition.index)
+    async with engine.connect() as connection:
+        failed = await _count(connection, aside, table=outbox)
+    owner = job.owner
+    state = "halted" if job.halted else ("running" if owner is not None else "idle")
+    return WorkerRow(
+        name=job.name,
+        kind="outbox-relay",
+        state=_state(state, owner, job.lease_expires_at, now),
+        owner=owner,
+        lease_expires_at=_utc(job.lease_expires_at),
+        position=int(job.position),
+        head=max(int(job.position), backlog.newest_id or 0),
+        lag_events=backlog.count,
+        lag_seconds=round(waited, 3),
+        dead_letters=failed + await storage.letters.count(job.name),
+        last_error=job.last_error,
+    )
+
+
+async def _count(connection: AsyncConnection, *conditions: Any, table: Any) -> int:
+    query = select(func.count()).select_from(table).where(*conditions)
+    return int(await connection.scalar(query) or 0)
+
+
+async def _scheduler(connection: AsyncConnection, now: float) -> WorkerRow:
+    """Return the command scheduler's queue: pending, due now, running, failed."""
+    table = scheduled_commands
+    pending = await _count(connection, table.c.status == "pending", table=table)
+    due = select(func.count(), func.min(table.c.due_at)).where(
+        table.c.status == "pending", table.c.available_at <= now
+    )
+    due_count, oldest_due = (await connection.execute(due)).one()
+    running = (
+        await connection.execute(
+            select(table.c.owner).where(table.c.status == "running").distinct()
+        )
+    ).scalars()
+    owners = sorted(owner for owner in running if owner)
+    failed = await _count(connection, table.c.status == "failed", table=table)
+    last_error = await connection.scalar(
+        select(table.c.last_error)
+        .where(table.c.status == "failed")
+        .order_by(table.c.finished_at.desc())
+        .limit(1)
+    )
+    return WorkerRow(
+        name="scheduled commands",
+        kind="scheduler",
+        state="due" if due_count else "waiting",
+        owner=", ".join(owners) or None,
+        lease_expires_at=None,
+        position=pending,
+        head=None,
+        lag_events=int(due_count),
+        lag_seconds=round(max(now - oldest_due, 0.0), 3) if oldest_due is not None else 0.0,
+        dead_letters=failed,
+        last_error=last_error,
+    )
+
+
+async def _sagas(connection: AsyncConnection, now: float) -> WorkerRow:
+    """Return the sagas: running (the queue), in flight (lag), parked (dead letters)."""
+    active = await _count(connection, sagas.c.status.in_(ACTIVE_SAGAS), table=sagas)
+    in_flight = select(func.count(), func.min(sagas.c.updated_at)).where(
+        sagas.c.in_flight.is_(True), sagas.c.status.in_(ACTIVE_SAGAS)
+    )
+    flying, oldest = (await connection.execute(in_flight)).one()
+    parked = await _count(connection, sagas.c.status == "parked", table=sagas)
+    newest_parked = await connection.scalar(
+        select(sagas.c.state)
+        .where(sagas.c.status == "parked")
+        .order_by(sagas.c.updated_at.desc())
+        .limit(1)
+    )
+    reason = newest_parked.get("reason") if isinstance(newest_parked, dict) else None
+    return WorkerRow(
+        name="saga instances",
+        kind="sagas",
+        state="in flight" if flying else "waiting",
+        owner=None,
+        lease_expires_at=None,
+        position=active,
+        head=None,
+        lag_events=int(flying),
+        lag_seconds=round(max(now - oldest, 0.0), 3) if oldest is not None else 0.0,
+        dead_letters=parked,
+        last_error=reason,
+    )
+
+
+async def _outbox(connection: AsyncConnection) -> WorkerRow:
+    """Return the outbox table: unsent messages (lag), those set aside (dead letters)."""
+    unsent = (
+        select(func.count(), func.min(outbox.c.created_at))
+        .where(outbox.c.published_at.is_(None), outbox.c.failed_at.is_(None))
+        .select_from(outbox)
+    )
+    count, oldest = (await connection.execute(unsent)).one()
+    aside = outbox.c.failed_at.is_not(None) & outbox.c.published_at.is_(None)
+    failed = await _count(connection, aside, table=outbox)
+    last_error = await connection.scalar(
+        select(outbox.c.last_error).where(aside).order_by(outbox.c.failed_at.desc()).limit(1)
+    )
+    waited = 0.0
+    if oldest is not None:
+        waited = max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
+    return WorkerRow(
+        name="outbox table",
+        kind="outbox",
+        state="sending" if count else "empty",
+        owner=None,
+        lease_expires_at=None,
+        position=int(count),
+        head=None,
+        lag_events=int(count),
+        lag_seconds=round(waited, 3),
+        dead_letters=failed,
+        last_error=last_error,
+    )
