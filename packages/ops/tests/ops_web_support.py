@@ -21,6 +21,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.projections import ProjectionWorker
+from cqrs_ddd_advanced_core.sagas import SagaFeed
+from cqrs_ddd_advanced_core.workers import DeadLetter
+from cqrs_ddd_core.ports.event_store import EventStore
 from cqrs_ddd_persistence_sqlalchemy.schema import events, outbox, sagas
 from shop.commands import (
     AddProduct,
@@ -154,3 +157,39 @@ async def pending_expiry(engine: AsyncEngine, order_id: str) -> str:
         if row.payload.get("order_id") == order_id:
             return row.schedule_id
     raise AssertionError(f"no pending expiry for order {order_id}")
+
+
+async def set_aside_for_the_feed(feed: SagaFeed, event_store: EventStore, order_id: str) -> int:
+    """Record the checkout of ``order_id`` as a dead letter of ``feed``; return its position.
+
+    As if the feed had failed on it before its cause was mended: the event
+    reads, and the saga already handled it, so a replay delivers it harmlessly.
+    """
+    (checkout,) = [
+        stored
+        for stored in await event_store.load_stream(order_id)
+        if stored.event_type == "OrderCheckedOut"
+    ]
+    now = datetime.now(UTC)
+    letter = DeadLetter(
+        projection=feed.name,
+        position=checkout.position,
+        stream_id=checkout.stream_id,
+        version=checkout.version,
+        event_type=checkout.event_type,
+        event_id=checkout.event_id,
+        error_class="TimeoutError",
+        error_message="the payment service did not answer",
+        attempts=3,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    storage = feed.storage
+    lease = await storage.acquire(feed.name, "operator-tests", 30.0, kind=feed.kind)
+    assert lease is not None
+    try:
+        async with storage.batch(lease, 30.0) as transaction:
+            await storage.letters.quarantine(transaction, letter)
+    finally:
+        await storage.release(lease)
+    return checkout.position

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from cqrs_ddd_ops.cli import app
+from ops_web_support import set_aside_for_the_feed
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
@@ -60,6 +61,15 @@ def async_url(url: str) -> str:
 def cli(url: str, *arguments: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(arguments), env={"DATABASE_URL": url, "COLUMNS": "250"})
     return result.exit_code, result.stdout, result.stderr
+
+
+def table_row(out: str, first: str) -> list[str]:
+    """Return the cells of the table row whose first cell is ``first``."""
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if cells and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row {first!r} in:\n{out}")
 
 
 @asynccontextmanager
@@ -160,7 +170,12 @@ def test_projections_list_dead_letters_replay_and_rebuild(database_url: str) -> 
 
     code, out, _ = cli(database_url, "projections", "list", "--json")
     assert code == 0
-    assert [row["name"] for row in json.loads(out)] == ["shop.orders", "shop.products"]
+    listed = json.loads(out)
+    assert [row["name"] for row in listed] == ["shop.orders", "shop.products"]
+    products = table_row(cli(database_url, "projections", "list")[1], "shop.products")
+    head = str(listed[1]["head"])
+    assert products[:7] == ["shop.products", "idle", "-", "-", head, head, "0"]
+    assert products[8] == "1"  # its dead letter
     code, out, _ = cli(database_url, "projections", "dead-letters", "shop.products", "--json")
     (letter,) = json.loads(out)
     assert (code, letter["event_type"], letter["stream_id"]) == (0, "ProductRestocked", "tea")
@@ -298,6 +313,8 @@ def test_sagas_list_show_and_retry_a_parked_saga(database_url: str) -> None:
         order_id,
         "OrderFulfilment",
     )
+    row = table_row(cli(database_url, "sagas", "list")[1], listed["saga_id"])
+    assert row[1:5] == ["OrderFulfilment", order_id, "compensated", "False"]
     saga_id = listed["saga_id"]
     code, out, _ = cli(database_url, "sagas", "show", saga_id, "--json")
     shown = json.loads(out)
@@ -418,8 +435,12 @@ def test_outbox_status_dead_letters_and_replay(
         (row["topic"], row["published"], row["pending"], row["failed"]) for row in json.loads(out)
     ]
     assert counts == [("Customer", 1, 0, 0), ("shop.customers", 0, 0, 1)]
+    table = cli(database_url, "outbox", "status")[1]
+    assert table_row(table, "shop.customers") == ["shop.customers", "0", "0", "1", "-"]
     code, out, _ = cli(database_url, "outbox", "dead-letters", "--json")
     (letter,) = json.loads(out)
+    row = table_row(cli(database_url, "outbox", "dead-letters")[1], str(letter["id"]))
+    assert row[2:5] == ["Noted", "shop.customers", "1"]
     assert (code, letter["message_type"], letter["attempts"]) == (0, "Noted", 1)
     assert "maximum payload exceeded" in letter["last_error"]
     code, out, _ = cli(database_url, "status", "--json")
@@ -436,6 +457,28 @@ def test_outbox_status_dead_letters_and_replay(
     assert (code, err.strip()) == (
         1,
         "cqrs-ddd: error: 1 of the ids given are not set aside (nothing changed for them)",
+    )
+
+
+def test_sagas_dead_letters_lists_what_the_saga_feed_set_aside(database_url: str) -> None:
+    orders_ = asyncio.run(fill(database_url))
+
+    async def set_aside() -> int:
+        async with shop_on(database_url) as (shop, _):
+            feed, events_ = shop.saga_feed, shop.event_store
+            return await set_aside_for_the_feed(feed, events_, orders_["paid"])
+
+    position = asyncio.run(set_aside())
+    code, out, _ = cli(database_url, "sagas", "dead-letters", "--json")
+    (letter,) = json.loads(out)
+    assert (code, letter["projection"], letter["position"]) == (0, "shop.sagas", position)
+    assert (letter["event_type"], letter["error_class"]) == ("OrderCheckedOut", "TimeoutError")
+    row = table_row(cli(database_url, "sagas", "dead-letters", "shop.sagas")[1], "shop.sagas")
+    assert row[1:5] == [str(position), orders_["paid"], "3", "OrderCheckedOut"]
+    code, _, err = cli(database_url, "sagas", "dead-letters", "nothing")
+    assert (code, err.strip()) == (
+        1,
+        "cqrs-ddd: error: no saga feed 'nothing' (known: shop.sagas)",
     )
 
 

@@ -24,12 +24,13 @@ from cqrs_ddd_ops.status import WorkerRow
 from cqrs_ddd_ops.web import OperatedSystem, operations_router
 from cqrs_ddd_ops.web.sampler import LagHistory
 from fastapi import FastAPI
-from ops_web_support import GHOST, HOSTILE_ERROR, Populated, populate
+from ops_web_support import GHOST, HOSTILE_ERROR, Populated, populate, set_aside_for_the_feed
 from sqlalchemy import select
 
 from cqrs_ddd_persistence_sqlalchemy import create_engine
 from cqrs_ddd_testing import PostgresDatabase
 from shop.projections import products
+from shop.wiring import build_shop
 
 TOKEN = "operator-token-for-the-tests"  # noqa: S105 - a test's token
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -406,3 +407,34 @@ async def test_before_the_application_starts_and_without_a_schema_the_page_says_
     assert no_schema_live.status_code == 503
     assert 'href="/empty/static/ops.css"' in no_schema.text  # each router knows its own path
     assert 'href="/early/static/ops.css"' in early.text
+
+
+async def test_a_saga_feed_dead_letter_is_shown_and_replayed_through_the_running_feed(
+    sqlite_system: Populated,
+) -> None:
+    # given the feed of a running shop set the paid order's checkout aside
+    system = sqlite_system
+    shop = await build_shop(system.engine)
+    position = await set_aside_for_the_feed(shop.saga_feed, shop.event_store, system.paid_order)
+    app = FastAPI()
+    operated = OperatedSystem(system.engine, system.projections, saga_feeds=(shop.saga_feed,))
+    app.include_router(operations_router(operated, token=TOKEN, actions=True), prefix="/ops")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        # the page shows it, with its reason and a replay button
+        page = await client.get("/ops/dead-letters")
+        assert "Saga feed shop.sagas" in page.text
+        assert "the payment service did not answer" in page.text
+        assert 'id="replay-shop-sagas"' in page.text
+        # without the token, the replay is refused and the letter stays
+        refused = await client.post("/ops/actions/saga-feeds/shop.sagas/replay")
+        assert refused.status_code == 403
+        assert [letter.position for letter in await shop.saga_feed.dead_letters()] == [position]
+        # with it, the feed delivers the event again and the letter goes
+        done = await client.post("/ops/actions/saga-feeds/shop.sagas/replay", headers=BEARER)
+        assert done.status_code == 303
+        followed = await client.get(done.headers["location"])
+        assert "Replayed the dead letters of shop.sagas: 1 applied." in followed.text
+        unknown = await client.post("/ops/actions/saga-feeds/nothing/replay", headers=BEARER)
+        assert unknown.status_code == 404
+    assert await shop.saga_feed.dead_letters() == []

@@ -133,7 +133,9 @@ def add_operations_page(app: FastAPI, settings: Settings) -> None:
 
     def operated(running: Starlette) -> OperatedSystem | None:
         shop = getattr(running.state, "shop", None)
-        return None if shop is None else OperatedSystem(shop.engine, shop.projections)
+        if shop is None:
+            return None
+        return OperatedSystem(shop.engine, shop.projections, saga_feeds=(shop.saga_feed,))
 
     router = operations_router(operated, token=settings.ops_token, actions=settings.ops_actions)
     app.include_router(router, prefix=OPS_PATH)

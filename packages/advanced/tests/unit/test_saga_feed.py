@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import ClassVar
 
 import pytest
@@ -14,6 +15,7 @@ from cqrs_ddd_advanced_core.adapters.memory import (
     InMemoryWorkerStorage,
 )
 from cqrs_ddd_advanced_core.sagas import SagaBuilder, SagaFeed, bootstrap_sagas
+from cqrs_ddd_advanced_core.upcasting import EventDecoder
 from cqrs_ddd_core import (
     Command,
     DomainEvent,
@@ -24,6 +26,7 @@ from cqrs_ddd_core import (
     MessageTypeRegistry,
 )
 from cqrs_ddd_core.exceptions import FieldIssue, TransientError, ValidationError
+from cqrs_ddd_core.ports.event_store import StoredEvent
 
 
 class OrderCreated(DomainEvent):
@@ -44,6 +47,15 @@ Fulfilment = (
         complete=True)
     .build()
 )  # fmt: skip
+
+
+class OrderIdFromStream(EventDecoder):
+    """Reads an OrderCreated stored without its order id: the stream names the order."""
+
+    def decode(self, stored: StoredEvent) -> DomainEvent:
+        if stored.event_type == "OrderCreated" and "order_id" not in stored.payload:
+            stored = replace(stored, payload={**stored.payload, "order_id": stored.stream_id})
+        return super().decode(stored)
 
 
 class World:
@@ -274,3 +286,46 @@ async def test_start_at_head_changes_nothing_once_the_feed_has_a_checkpoint(worl
             await world.feed.start_at_head()
     finally:
         await world.feed.stop()
+
+
+async def test_dead_letters_replayed_once_mended_start_their_saga_and_are_deleted(
+    world: World,
+) -> None:
+    # given an event the feed set aside: it did not decode when the feed read it
+    bad = await world.store(OrderCreatedWithoutId(aggregate_id="old-2"))
+    await world.feed.drain()
+    (letter,) = await world.feed.dead_letters()
+    assert letter.event_id == bad.event_id
+
+    # when it is replayed unmended, it fails again and stays, its attempts counted
+    again = await world.feed.replay_dead_letters()
+    assert (again.delivered, [failed.attempts for failed in again.failed]) == ([], [2])
+    assert [kept.attempts for kept in await world.feed.dead_letters()] == [2]
+    assert world.reserved == []
+
+    # and once the feed can read it (the fix deployed: a decoder that fills the id in) ...
+    world.feed.decoder = OrderIdFromStream(world.feed.decoder.event_registry)
+    replayed = await world.feed.replay_dead_letters()
+
+    # then the saga starts and the dead letter is gone; a second replay finds nothing
+    assert (replayed.delivered, replayed.failed) == ([letter.position], [])
+    assert world.reserved == ["old-2"]
+    assert await world.feed.dead_letters() == []
+    assert (await world.feed.replay_dead_letters()).delivered == []
+    assert (await world.feed.status()).dead_letters == 0
+
+
+async def test_a_stopped_feed_gives_its_lease_back_for_another_process(world: World) -> None:
+    await world.feed.start()
+    await world.store(OrderCreated(order_id="o9", aggregate_id="o9"))
+    for _ in range(500):  # the feed's loop, in the background, delivers it
+        if world.reserved == ["o9"]:
+            break
+        await asyncio.sleep(0.01)
+    assert world.reserved == ["o9"]
+    assert (await world.storage.record("sagas")).owner is not None
+
+    await world.feed.stop()
+
+    assert (await world.storage.record("sagas")).owner is None
+    assert (await world.feed.status()).state == "stopped"

@@ -506,6 +506,19 @@ def projections_status(
     show(console, [row], WORKER_COLUMNS[1:], title=name, as_json=as_json)
 
 
+LETTER_COLUMNS = [
+    ("projection", "worker"),
+    ("position", "position"),
+    ("stream_id", "stream"),
+    ("version", "version"),
+    ("event_type", "type"),
+    ("error_class", "error"),
+    ("error_message", "message"),
+    ("attempts", "attempts"),
+    ("last_seen_at", "last tried (UTC)"),
+]
+
+
 @projections_app.command("dead-letters")
 def projections_dead_letters(
     name: Annotated[str, typer.Argument(help="the projection's name")],
@@ -514,17 +527,7 @@ def projections_dead_letters(
 ) -> None:
     """List the events a projection set aside, with the error and the attempts made."""
     letters = run(database_url, lambda engine: projections.dead_letters(engine, name))
-    columns = [
-        ("position", "position"),
-        ("stream_id", "stream"),
-        ("version", "version"),
-        ("event_type", "type"),
-        ("error_class", "error"),
-        ("error_message", "message"),
-        ("attempts", "attempts"),
-        ("last_seen_at", "last tried (UTC)"),
-    ]
-    show(console, letters, columns, title=f"dead letters of {name}", as_json=as_json)
+    show(console, letters, LETTER_COLUMNS[1:], title=f"dead letters of {name}", as_json=as_json)
 
 
 @projections_app.command("rebuild")
@@ -702,6 +705,22 @@ def sagas_show(
     )
     history = [("at", "at"), ("what", "what"), ("step", "step")]
     show(console, detail.history, history, title="history", as_json=False)
+
+
+@sagas_app.command("dead-letters")
+def sagas_dead_letters(
+    feed: Annotated[
+        str | None, typer.Argument(help="the saga feed (default: every one)", show_default=False)
+    ] = None,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the events a saga feed set aside (not decodable, or failing), with the error.
+
+    Replay them from the running system (its /ops page, or ``SagaFeed.replay_dead_letters``).
+    """
+    letters = run(database_url, lambda engine: sagas.feed_dead_letters(engine, feed))
+    show(console, letters, LETTER_COLUMNS, title="saga feed dead letters", as_json=as_json)
 
 
 @sagas_app.command("retry")

@@ -15,8 +15,11 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cqrs_ddd_advanced_core.workers import DeadLetter
+from cqrs_ddd_ops.database import OpsError
+from cqrs_ddd_ops.status import dead_letters_of
 from cqrs_ddd_persistence_sqlalchemy import SQLAlchemySagaRepository
-from cqrs_ddd_persistence_sqlalchemy.schema import sagas
+from cqrs_ddd_persistence_sqlalchemy.schema import projections, sagas
 
 SAGA_STATUSES = ("running", "confirming", "compensating", "completed", "compensated", "parked")
 """Every status a saga instance can be in."""
@@ -141,6 +144,22 @@ async def retry_saga(engine: AsyncEngine, saga_id: UUID) -> str:
     to resume.
     """
     return await SQLAlchemySagaRepository(engine).retry(saga_id)
+
+
+async def feed_dead_letters(engine: AsyncEngine, feed: str | None = None) -> list[DeadLetter]:
+    """Return the events saga feeds set aside (of ``feed``, or of every feed), by position.
+
+    Raises ``OpsError`` when ``feed`` names no saga feed.
+    """
+    async with engine.connect() as connection:
+        query = select(projections.c.name).where(projections.c.kind == "saga-feed")
+        feeds = sorted((await connection.scalars(query)).all())
+    if feed is not None:
+        if feed not in feeds:
+            raise OpsError(f"no saga feed {feed!r} (known: {', '.join(feeds) or 'none ran yet'})")
+        feeds = [feed]
+    found = [letter for name in feeds for letter in await dead_letters_of(engine, name)]
+    return sorted(found, key=lambda letter: (letter.projection, letter.position))
 
 
 def _row(row: Any) -> SagaRow:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cqrs_ddd_advanced_core.outbox import Partition
-from cqrs_ddd_advanced_core.workers import read_status
+from cqrs_ddd_advanced_core.workers import DeadLetter, read_status
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyEventStore,
     SQLAlchemyOutboxStore,
@@ -99,6 +99,11 @@ async def worker_rows(engine: AsyncEngine) -> list[WorkerRow]:
         found.append(await _sagas(connection, now))
         found.append(await _outbox(connection))
     return found
+
+
+async def dead_letters_of(engine: AsyncEngine, name: str) -> list[DeadLetter]:
+    """Return the dead letters of worker ``name`` (a projection, a saga feed...), by position."""
+    return await SQLAlchemyWorkerStorage(engine).letters.dead_letters(name)
 
 
 def _state(state: str, owner: str | None, expires_at: float | None, now: float) -> str:

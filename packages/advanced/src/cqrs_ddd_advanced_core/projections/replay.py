@@ -8,16 +8,13 @@ worker, which tries them again when the projection resumes.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 
-from cqrs_ddd_advanced_core.domain.exceptions import LeaseLostError
 from cqrs_ddd_advanced_core.projections.failures import dead_letter
 from cqrs_ddd_advanced_core.projections.job import ProjectionJob
 from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
 from cqrs_ddd_advanced_core.workers.lease import Lease
-from cqrs_ddd_advanced_core.workers.loop import WorkerLoop
+from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 
 
@@ -43,7 +40,7 @@ async def replay_dead_letters(
     ]
     if not letters:
         return ReplayResult([], [])
-    lease, borrowed = await _lease_for_replay(loop, storage, lease_ttl)
+    lease, borrowed = await lease_for_side_work(loop, storage.leases, lease_ttl)
     try:
         result = ReplayResult([], [])
         for letter in letters:
@@ -52,35 +49,6 @@ async def replay_dead_letters(
     finally:
         if not borrowed:
             await storage.leases.release(lease)
-
-
-async def _lease_for_replay(
-    loop: WorkerLoop, storage: WorkerStorage, lease_ttl: float
-) -> tuple[Lease, bool]:
-    """Return a lease to replay under, and whether it is the loop's own (borrowed)."""
-    if loop.lease is not None:
-        return loop.lease, True
-    # an owner of its own: taking the lease as the worker would bump the epoch
-    # under the worker's loop if it were acquiring at this moment
-    owner = f"{loop.owner}/replay"
-    lease = await storage.leases.acquire(loop.name, owner, lease_ttl, kind=loop.job.kind)
-    if lease is not None:
-        return lease, False
-    if loop.task is not None:
-        # this worker's own loop may be taking the lease right now: borrow it
-        borrowed = await _loop_lease(loop, lease_ttl)
-        if borrowed is not None:
-            return borrowed, True
-    raise LeaseLostError(loop.name, owner, 0)
-
-
-async def _loop_lease(loop: WorkerLoop, lease_ttl: float) -> Lease | None:
-    deadline = time.monotonic() + lease_ttl
-    while loop.lease is None and loop.task is not None and time.monotonic() < deadline:
-        if loop.task.done() or loop.state == "standby":
-            return None
-        await asyncio.sleep(0.01)
-    return loop.lease
 
 
 async def _replay_one(

@@ -30,7 +30,7 @@ from cqrs_ddd_advanced_core.sagas.bootstrap import (
     bootstrap_sagas,
 )
 from cqrs_ddd_advanced_core.sagas.builder import SagaBuilder
-from cqrs_ddd_advanced_core.sagas.feed import SagaFeed
+from cqrs_ddd_advanced_core.sagas.feed import FeedReplay, SagaFeed
 from cqrs_ddd_advanced_core.sagas.manager import CommandBus, SagaManager
 from cqrs_ddd_advanced_core.sagas.orchestration import (
     BranchCommand,
@@ -62,6 +62,7 @@ __all__ = [
     "BranchOperation",
     "CommandBus",
     "Compensation",
+    "FeedReplay",
     "HistoryEntry",
     "Outgoing",
     "Saga",

@@ -27,6 +27,10 @@ timed out; ``ConcurrencyError``) are never counted: they are retried until
 they pass. ``drain()`` raises at a failing event (the background loop is
 what retries).
 
+:meth:`SagaFeed.replay_dead_letters` delivers the dead letters again, once
+their cause is mended (an upcaster added, a saga fixed): each one that goes
+through is deleted, one that fails again stays with its attempts counted.
+
 A feed that starts with no checkpoint reads the log from its beginning:
 starting events of sagas that never ran then start them. Give a new feed
 on an existing log a checkpoint first (``start_at_head()``) when that is not
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 
@@ -46,7 +51,7 @@ from cqrs_ddd_advanced_core.sagas.manager import SagaManager
 from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
 from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
 from cqrs_ddd_advanced_core.workers.lease import Lease
-from cqrs_ddd_advanced_core.workers.loop import WorkerLoop
+from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.status import WorkerStatus
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_advanced_core.workers.wakeup import Wakeup
@@ -64,6 +69,14 @@ logger = logging.getLogger("cqrs_ddd_advanced_core.sagas")
 
 UNDECODABLE = (EventTypeError, UpcastingError, ValidationError)
 """What a stored event that can never be decoded raises: it becomes a dead letter."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedReplay:
+    """What replaying a saga feed's dead letters did: positions delivered, letters that failed."""
+
+    delivered: list[int]
+    failed: list[DeadLetter]
 
 
 class SagaFeed:
@@ -232,6 +245,49 @@ class SagaFeed:
         """Log why the feed stopped."""
         logger.error("saga feed %r halted: %s", self.name, error)
 
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Return the events the feed set aside, in position order."""
+        return await self.storage.letters.dead_letters(self.name)
+
+    async def replay_dead_letters(self) -> FeedReplay:
+        """Deliver the dead letters to the saga manager again, in position order.
+
+        Each one the manager handles is deleted; one that fails again (or
+        still does not decode) stays, with its attempts and error updated.
+        Runs under the feed's lease: its own loop's while it holds it,
+        else one taken for the purpose (``LeaseLostError`` while another
+        process holds the feed). The checkpoint does not move. The sagas
+        handle each event once, so an event delivered meanwhile by the
+        in-process dispatch changes nothing the second time.
+        """
+        letters = await self.dead_letters()
+        result = FeedReplay([], [])
+        if not letters:
+            return result
+        lease, borrowed = await lease_for_side_work(self.loop, self.storage.leases, self.lease_ttl)
+        try:
+            for letter in letters:
+                found = await self.event_store.read_all(after_position=letter.position - 1, limit=1)
+                if not found or found[0].position != letter.position:
+                    continue  # the event is gone: nothing to deliver
+                stored = found[0]
+                try:
+                    await self.manager.handle(self.decoder.decode(stored))
+                except Exception as failure:  # noqa: BLE001 - kept with its error
+                    again = self._letter(stored, failure, letter.attempts + 1)
+                    again = replace(again, first_seen_at=letter.first_seen_at)
+                    async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                        await self.storage.letters.quarantine(transaction, again)
+                    result.failed.append(again)
+                    continue
+                async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                    await self.storage.letters.resolve(transaction, self.name, letter.position)
+                result.delivered.append(letter.position)
+        finally:
+            if not borrowed:
+                await self.storage.release(lease)
+        return result
+
     def _letter(self, stored: StoredEvent, error: Exception, attempts: int) -> DeadLetter:
         now = datetime.now(UTC)
         return DeadLetter(
@@ -263,13 +319,19 @@ class SagaFeed:
         self._task = asyncio.create_task(
             self.loop.run(self._stopping), name=f"saga-feed-{self.name}"
         )
+        self.loop.task = self._task
 
     async def stop(self) -> None:
-        """Stop after the page under way, and give the lease back."""
+        """Stop after the page under way, and give the lease back (another process goes on)."""
         self._stopping.set()
+        self.loop.nudge.notify()  # an idle loop stops now, not at its next poll
         task, self._task = self._task, None
         if task is not None:
             await task
+        self.loop.task = None
+        await self.loop.give_up_lease()
+        if self.loop.state != "halted":
+            self.loop.state = "stopped"
 
     async def drain(self) -> None:
         """Deliver everything committed so far, then return (for scripts and tests)."""

@@ -226,5 +226,42 @@ class WorkerLoop:
         )
 
 
+async def lease_for_side_work(
+    loop: WorkerLoop, leases: LeaseStore, lease_ttl: float
+) -> tuple[Lease, bool]:
+    """Return a lease of ``loop``'s job to do side work under, and whether it is borrowed.
+
+    Side work (replaying dead letters) writes where the job writes, so it
+    runs under the job's lease: the loop's own while it holds it (borrowed:
+    do not release it), else one taken for the purpose under an owner of its
+    own (release it after). Raises ``LeaseLostError`` when another worker
+    holds the job.
+    """
+    if loop.lease is not None:
+        return loop.lease, True
+    # an owner of its own: taking the lease as the worker would bump the epoch
+    # under the worker's loop if it were acquiring at this moment
+    owner = f"{loop.owner}/replay"
+    lease = await leases.acquire(loop.name, owner, lease_ttl, kind=loop.job.kind)
+    if lease is not None:
+        return lease, False
+    if loop.task is not None:
+        # this worker's own loop may be taking the lease right now: borrow it
+        borrowed = await _lease_taken_by(loop, lease_ttl)
+        if borrowed is not None:
+            return borrowed, True
+    raise LeaseLostError(loop.name, owner, 0)
+
+
+async def _lease_taken_by(loop: WorkerLoop, lease_ttl: float) -> Lease | None:
+    """Wait (up to ``lease_ttl``) for ``loop`` to take its lease; None when it does not."""
+    deadline = time.monotonic() + lease_ttl
+    while loop.lease is None and loop.task is not None and time.monotonic() < deadline:
+        if loop.task.done() or loop.state == "standby":
+            return None
+        await asyncio.sleep(0.01)
+    return loop.lease
+
+
 def _is_transient(error: BaseException) -> bool:
     return isinstance(error, Exception) and not isinstance(error, WorkHaltedError)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
@@ -396,37 +396,50 @@ def lag_section(samples: Sequence[LagSample], *, now: float, window: float) -> M
 # -- dead letters --------------------------------------------------------------------
 
 
+WORKERS_WITH_LETTERS = {
+    "projection": ("Projection", "projections"),
+    "saga-feed": ("Saga feed", "saga-feeds"),
+}
+"""The kinds of worker whose dead letters the page shows: heading, and the action's path."""
+
+
 def dead_letters_body(
     context: PageContext,
     projections: Sequence[WorkerRow],
     letters: Mapping[str, Sequence[DeadLetter]],
     failed: Sequence[FailedMessage],
     *,
-    can_replay: bool,
+    can_replay: bool | Container[str],
 ) -> Markup:
-    """Return the projections' dead letters and the outbox's messages set aside."""
+    """Return the workers' dead letters (projections, saga feeds) and the outbox's set aside.
+
+    ``can_replay`` says which workers' letters the page can replay (by name),
+    or whether it can replay every one.
+    """
     sections: list[Markup] = []
     for row in projections:
+        heading, path = WORKERS_WITH_LETTERS.get(row.kind, ("Projection", "projections"))
         held = letters.get(row.name, [])
+        replayable = can_replay if isinstance(can_replay, bool) else row.name in can_replay
         button = None
-        if held and can_replay:
+        if held and replayable:
             button = action_button(
                 context,
-                context.action("projections", row.name, "replay"),
+                context.action(path, row.name, "replay"),
                 f"Replay the {len(held)} dead letter{'s' if len(held) != 1 else ''} of {row.name}",
                 identifier=f"replay-{_slug(row.name)}",
             )
         elif held and context.actions:
             button = element(
                 "p",
-                "Replay is not available here: the page was mounted without the application's"
-                " projection worker (use cqrs-ddd projections replay).",
+                f"Replay is not available here: the page was mounted without the application's"
+                f" {heading.lower()} (replay it from the process that runs it).",
                 class_="note",
             )
         sections.append(
             element(
                 "section",
-                element("h3", f"Projection {row.name}"),
+                element("h3", f"{heading} {row.name}"),
                 table(
                     [
                         "Position",
@@ -467,8 +480,9 @@ def dead_letters_body(
                     row_ids=[str(letter.position) for letter in held],
                 ),
                 button,
-                class_="projection",
-                data_projection=row.name,
+                class_="projection" if row.kind == "projection" else "worker",
+                data_projection=row.name if row.kind == "projection" else None,
+                data_worker=row.name,
             )
         )
     if not projections:

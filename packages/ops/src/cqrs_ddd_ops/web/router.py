@@ -24,16 +24,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from cqrs_ddd_advanced_core.projections import ProjectionWorker
-from cqrs_ddd_advanced_core.sagas import SagaRetryError
+from cqrs_ddd_advanced_core.sagas import SagaFeed, SagaRetryError
 from cqrs_ddd_advanced_core.scheduling import (
     ScheduleNotCancellableError,
     ScheduleNotFoundError,
     ScheduleNotRunnableError,
 )
 from cqrs_ddd_advanced_core.workers import DeadLetter, LeaseLostError
-from cqrs_ddd_ops import outbox, projections, sagas, schedules
+from cqrs_ddd_ops import outbox, sagas, schedules
 from cqrs_ddd_ops.output import to_json
-from cqrs_ddd_ops.status import WorkerRow, worker_rows
+from cqrs_ddd_ops.status import WorkerRow, dead_letters_of, worker_rows
 from cqrs_ddd_ops.web import pages
 from cqrs_ddd_ops.web.access import (
     Access,
@@ -72,15 +72,16 @@ MAX_FORM_BYTES = 16_384
 
 @dataclass(frozen=True)
 class OperatedSystem:
-    """What the page reads and steers: the system's database and, to replay, its projections.
+    """What the page reads and steers: the system's database and, to replay, its workers.
 
-    ``projections`` is the application's running projection worker. Without
-    it the page still shows the projections' dead letters, but cannot
-    replay them.
+    ``projections`` is the application's running projection worker and
+    ``saga_feeds`` its saga feeds. Without them the page still shows their
+    dead letters, but cannot replay them.
     """
 
     engine: AsyncEngine
     projections: ProjectionWorker | None = None
+    saga_feeds: tuple[SagaFeed, ...] = ()
 
 
 SystemProvider = Callable[[Starlette], "OperatedSystem | None"]
@@ -131,7 +132,8 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
     (``?status=``, ``?saga=<id>``), ``/schedules`` (``?status=``),
     ``/outbox``; ``/fragments/live`` the overview's refreshing part;
     ``/api/status`` the workers and lag samples as JSON. Actions (POST):
-    ``/actions/projections/<name>/replay``, ``/actions/outbox/replay``
+    ``/actions/projections/<name>/replay``, ``/actions/saga-feeds/<name>/replay``,
+    ``/actions/outbox/replay``
     (form field ``id`` for one message, all without), ``/actions/sagas/<id>/retry``,
     ``/actions/schedules/<id>/cancel`` and ``/run-now``; ``/token`` and
     ``/token/forget`` keep and drop the token cookie.
@@ -185,15 +187,20 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
         """Show the projections' dead letters with their reasons, and the outbox's set aside."""
 
         async def body(target: OperatedSystem, context: pages.PageContext) -> Markup:
-            known = await projections.list_projections(target.engine)
+            known = [
+                row
+                for row in await worker_rows(target.engine)
+                if row.kind in pages.WORKERS_WITH_LETTERS
+            ]
             letters: dict[str, list[DeadLetter]] = {}
             for row in known:
                 if row.dead_letters:
-                    letters[row.name] = await projections.dead_letters(target.engine, row.name)
+                    letters[row.name] = await dead_letters_of(target.engine, row.name)
             failed = await outbox.failed_messages(target.engine)
-            return pages.dead_letters_body(
-                context, known, letters, failed, can_replay=target.projections is not None
-            )
+            replayable = {feed.name for feed in target.saga_feeds}
+            if target.projections is not None:
+                replayable |= {entry.name for entry in target.projections.projector_registry}
+            return pages.dead_letters_body(context, known, letters, failed, can_replay=replayable)
 
         return await view.page(request, "dead-letters", "Dead letters", body)
 
@@ -321,6 +328,26 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
                     " that process (its page, or cqrs-ddd projections replay once it stops)",
                 ) from None
             return _replayed(name, len(result.applied), len(result.failed))
+
+        return await view.act(request, "dead-letters", work)
+
+    @router.post("/actions/saga-feeds/{name:path}/replay")
+    async def replay_saga_feed(request: Request, name: str) -> Response:
+        """Deliver a saga feed's dead letters again, through the application's running feed."""
+
+        async def work(target: OperatedSystem) -> str:
+            feed = next((feed for feed in target.saga_feeds if feed.name == name), None)
+            if feed is None:
+                raise _PageError(404, f"the application has no saga feed {name!r} on this page")
+            try:
+                result = await feed.replay_dead_letters()
+            except LeaseLostError:
+                raise _PageError(
+                    409,
+                    f"saga feed {name!r} is held by another worker process: replay from"
+                    " that process's page",
+                ) from None
+            return _replayed(name, len(result.delivered), len(result.failed), noun="Saga feed")
 
         return await view.act(request, "dead-letters", work)
 
@@ -551,9 +578,9 @@ def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat()
 
 
-def _replayed(name: str, applied: int, failed: int) -> str:
+def _replayed(name: str, applied: int, failed: int, *, noun: str = "Projection") -> str:
     if not applied and not failed:
-        return f"Projection {name} has no dead letter to replay."
+        return f"{noun} {name} has no dead letter to replay."
     said = f"Replayed the dead letters of {name}: {applied} applied"
     if failed:
         said += f", {failed} failed again (still held, with the new error)"
