@@ -311,3 +311,55 @@ async def test_a_message_the_broker_refuses_is_set_aside_and_the_rest_go_on(
     assert await store.failed() == []
     assert (await store.backlog()).count == 1
     assert await store.retry_failed() == 0
+
+
+async def test_an_event_the_relay_cannot_route_becomes_its_dead_letter_and_is_replayed(
+    engine: AsyncEngine, nats_namespace: NatsNamespace
+) -> None:
+    # given three events, the second of which the deployed topic function cannot route
+    store = SQLAlchemyEventStore(engine)
+    for version, text in enumerate(("first", "unroutable", "third")):
+        note = Noted(text=text, aggregate_id="notes-1")
+        await store.append("notes-1", [note], expected_version=version)
+    stream = nats_namespace.stream("log")
+
+    def routed(envelope: MessageEnvelope) -> str:
+        if envelope.payload["text"] == "unroutable":
+            raise LookupError("no route for this note")
+        return nats_namespace.subject("notes")
+
+    publisher = NatsJetStreamPublisher(
+        nats_namespace.url, stream=stream, subjects=[nats_namespace.subject(">")]
+    )
+    async with publisher:
+        relay = EventLogRelay(
+            name="notes-log", event_store=store, storage=SQLAlchemyWorkerStorage(engine),
+            publisher=publisher, topic=routed, max_attempts=2,
+        )  # fmt: skip
+        worker = OutboxWorker(relay, owner="relay")
+        # when the relay runs: retried once after a back-off, then set aside
+        failures = []
+        for _ in range(4):
+            try:
+                await worker.drain()
+                break
+            except LookupError as error:
+                failures.append(error)
+        (letter,) = await worker.dead_letters()
+        status = await worker.status()
+        # then the rest went out, in order, and the relay is not behind
+        texts = [e.payload["text"] for e in await jetstream_messages(nats_namespace.url, stream)]
+        assert texts == ["first", "third"]
+        assert len(failures) == 1
+        assert (letter.event_type, letter.version, letter.attempts) == ("Noted", 2, 2)
+        assert letter.error_class == "builtins.LookupError"
+        assert (status.lag_events, status.dead_letters) == (0, 1)
+
+        # and once the route is mended, a replay publishes it and deletes the letter
+        relay.topic = lambda envelope: nats_namespace.subject("notes")
+        replayed = await worker.replay_dead_letters()
+        assert (replayed.published, replayed.failed) == ([letter.position], [])
+        assert await worker.dead_letters() == []
+        assert (await worker.replay_dead_letters()).published == []
+    texts = [e.payload["text"] for e in await jetstream_messages(nats_namespace.url, stream)]
+    assert texts == ["first", "third", "unroutable"]

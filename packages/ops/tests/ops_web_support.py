@@ -178,7 +178,7 @@ async def set_aside_for_the_feed(feed: SagaFeed, event_store: EventStore, order_
         version=checkout.version,
         event_type=checkout.event_type,
         event_id=checkout.event_id,
-        error_class="TimeoutError",
+        error_class="builtins.TimeoutError",
         error_message="the payment service did not answer",
         attempts=3,
         first_seen_at=now,

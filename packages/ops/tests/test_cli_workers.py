@@ -24,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from cqrs_ddd_core import DomainEvent
-from cqrs_ddd_infrastructure_messaging import NatsJetStreamPublisher, OutboxTableRelay, OutboxWorker
+from cqrs_ddd_infrastructure_messaging import (
+    EventLogRelay,
+    MessageEnvelope,
+    NatsJetStreamPublisher,
+    OutboxTableRelay,
+    OutboxWorker,
+)
 from cqrs_ddd_persistence_sqlalchemy import (
     SQLAlchemyOutboxStore,
     SQLAlchemyWorkerStorage,
@@ -406,10 +412,12 @@ class Noted(DomainEvent):
 def test_outbox_status_dead_letters_and_replay(
     database_url: str, nats_namespace: NatsNamespace
 ) -> None:
-    asyncio.run(fill(database_url))
+    orders_ = asyncio.run(fill(database_url))
 
-    async def relay_a_poison_message() -> None:
-        async with shop_on(database_url) as (_, engine):
+    async def relay_poison() -> int:
+        """A message too large for NATS in the outbox; an order event the log's relay cannot
+        route. Each relay sets its own aside and goes on. Returns the event's position."""
+        async with shop_on(database_url) as (shop, engine):
             async with engine.begin() as connection:
                 big = Noted(text="x" * 1_500_000, aggregate_id="ada")
                 await write_outbox(connection, [big], topic="shop.customers")
@@ -417,18 +425,37 @@ def test_outbox_status_dead_letters_and_replay(
             publisher = NatsJetStreamPublisher(
                 nats_namespace.url, stream=stream, subjects=[nats_namespace.subject(">")]
             )
+            storage = SQLAlchemyWorkerStorage(engine)
+
+            def routed(envelope: MessageEnvelope) -> str:
+                if envelope.event_type == "OrderConfirmed":
+                    raise LookupError("no route for confirmations")
+                return nats_namespace.subject("orders")
+
             async with publisher:
-                worker = OutboxWorker(
+                await OutboxWorker(
                     OutboxTableRelay(
-                        name="shop.outbox", outbox=SQLAlchemyOutboxStore(engine),
-                        storage=SQLAlchemyWorkerStorage(engine), publisher=publisher,
-                        topic=lambda _: nats_namespace.subject("customers"), max_attempts=1,
+                        name="shop.outbox", outbox=SQLAlchemyOutboxStore(engine), storage=storage,
+                        publisher=publisher, topic=lambda _: nats_namespace.subject("customers"),
+                        max_attempts=1,
                     ),
                     owner="relay",
-                )  # fmt: skip
-                await worker.drain()
+                ).drain()  # fmt: skip
+                await OutboxWorker(
+                    EventLogRelay(
+                        name="shop.log", event_store=shop.event_store, storage=storage,
+                        publisher=publisher, topic=routed, max_attempts=1,
+                    ),
+                    owner="relay",
+                ).drain()  # fmt: skip
+            (confirmed,) = [
+                stored
+                for stored in await shop.event_store.load_stream(orders_["paid"])
+                if stored.event_type == "OrderConfirmed"
+            ]
+            return confirmed.position
 
-    asyncio.run(relay_a_poison_message())
+    position = asyncio.run(relay_poison())
     code, out, _ = cli(database_url, "outbox", "status", "--json")
     assert code == 0
     counts = [
@@ -438,23 +465,46 @@ def test_outbox_status_dead_letters_and_replay(
     table = cli(database_url, "outbox", "status")[1]
     assert table_row(table, "shop.customers") == ["shop.customers", "0", "0", "1", "-"]
     code, out, _ = cli(database_url, "outbox", "dead-letters", "--json")
-    (letter,) = json.loads(out)
-    row = table_row(cli(database_url, "outbox", "dead-letters")[1], str(letter["id"]))
-    assert row[2:5] == ["Noted", "shop.customers", "1"]
-    assert (code, letter["message_type"], letter["attempts"]) == (0, "Noted", 1)
-    assert "maximum payload exceeded" in letter["last_error"]
+    message, event = json.loads(out)
+    assert code == 0
+    assert (message["source"], message["message_type"], message["attempts"]) == (
+        "outbox table",
+        "Noted",
+        1,
+    )
+    assert "maximum payload exceeded" in message["error"]
+    assert (event["source"], event["id"], event["message_type"], event["key"]) == (
+        "shop.log",
+        position,
+        "OrderConfirmed",
+        orders_["paid"],
+    )
+    assert event["error"] == "LookupError: no route for confirmations"
+    table = cli(database_url, "outbox", "dead-letters")[1]
+    assert table_row(table, "outbox table")[3:6] == ["Noted", "shop.customers", "ada"]
+    assert table_row(table, "shop.log")[1:4] == [
+        str(position),
+        event["message_id"],
+        "OrderConfirmed",
+    ]
     code, out, _ = cli(database_url, "status", "--json")
     kinds = {row["kind"]: row for row in json.loads(out)}
     assert kinds["outbox-relay"]["name"] == "shop.outbox"
     assert kinds["outbox"]["dead_letters"] == 1
+    assert (kinds["relay"]["name"], kinds["relay"]["dead_letters"]) == ("shop.log", 1)
+    assert kinds["relay"]["lag_events"] == 0  # the log's relay went on past it
 
-    code, out, _ = cli(database_url, "outbox", "replay")
+    code, out, err = cli(database_url, "outbox", "replay")
     assert (code, out.strip()) == (0, "put 1 message(s) back in the queue")
-    assert json.loads(cli(database_url, "outbox", "dead-letters", "--json")[1]) == []
+    assert err.startswith("1 event(s) the event-log relay set aside are published again by")
+    assert [
+        row["source"]
+        for row in json.loads(cli(database_url, "outbox", "dead-letters", "--json")[1])
+    ] == ["shop.log"]
     status = json.loads(cli(database_url, "outbox", "status", "--json")[1])
     assert (status[1]["pending"], status[1]["failed"]) == (1, 0)
-    code, _, err = cli(database_url, "outbox", "replay", str(letter["id"]))
-    assert (code, err.strip()) == (
+    code, _, err = cli(database_url, "outbox", "replay", str(message["id"]))
+    assert (code, err.splitlines()[0]) == (
         1,
         "cqrs-ddd: error: 1 of the ids given are not set aside (nothing changed for them)",
     )
@@ -472,7 +522,10 @@ def test_sagas_dead_letters_lists_what_the_saga_feed_set_aside(database_url: str
     code, out, _ = cli(database_url, "sagas", "dead-letters", "--json")
     (letter,) = json.loads(out)
     assert (code, letter["projection"], letter["position"]) == (0, "shop.sagas", position)
-    assert (letter["event_type"], letter["error_class"]) == ("OrderCheckedOut", "TimeoutError")
+    assert (letter["event_type"], letter["error_class"]) == (
+        "OrderCheckedOut",
+        "builtins.TimeoutError",
+    )
     row = table_row(cli(database_url, "sagas", "dead-letters", "shop.sagas")[1], "shop.sagas")
     assert row[1:5] == [str(position), orders_["paid"], "3", "OrderCheckedOut"]
     code, _, err = cli(database_url, "sagas", "dead-letters", "nothing")

@@ -24,11 +24,18 @@ from cqrs_ddd_ops.status import WorkerRow
 from cqrs_ddd_ops.web import OperatedSystem, operations_router
 from cqrs_ddd_ops.web.sampler import LagHistory
 from fastapi import FastAPI
+from jetstream_support import jetstream_messages
 from ops_web_support import GHOST, HOSTILE_ERROR, Populated, populate, set_aside_for_the_feed
 from sqlalchemy import select
 
-from cqrs_ddd_persistence_sqlalchemy import create_engine
-from cqrs_ddd_testing import PostgresDatabase
+from cqrs_ddd_infrastructure_messaging import (
+    EventLogRelay,
+    MessageEnvelope,
+    NatsJetStreamPublisher,
+    OutboxWorker,
+)
+from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyWorkerStorage, create_engine
+from cqrs_ddd_testing import NatsNamespace, PostgresDatabase
 from shop.projections import products
 from shop.wiring import build_shop
 
@@ -438,3 +445,51 @@ async def test_a_saga_feed_dead_letter_is_shown_and_replayed_through_the_running
         unknown = await client.post("/ops/actions/saga-feeds/nothing/replay", headers=BEARER)
         assert unknown.status_code == 404
     assert await shop.saga_feed.dead_letters() == []
+
+
+async def test_an_event_log_relay_dead_letter_is_published_again_from_the_page(
+    sqlite_system: Populated, nats_namespace: NatsNamespace
+) -> None:
+    # given the shop's event-log relay could not route the paid order's confirmation
+    system = sqlite_system
+    shop = await build_shop(system.engine)
+
+    def routed(envelope: MessageEnvelope) -> str:
+        if envelope.event_type == "OrderConfirmed":
+            raise LookupError("no route for confirmations")
+        return nats_namespace.subject("orders")
+
+    stream = nats_namespace.stream("orders")
+    publisher = NatsJetStreamPublisher(
+        nats_namespace.url, stream=stream, subjects=[nats_namespace.subject(">")]
+    )
+    async with publisher:
+        relay = EventLogRelay(
+            name="shop.log", event_store=shop.event_store,
+            storage=SQLAlchemyWorkerStorage(system.engine), publisher=publisher,
+            topic=routed, max_attempts=1,
+        )  # fmt: skip
+        worker = OutboxWorker(relay, owner="shop-relay")
+        await worker.drain()
+        (letter,) = await worker.dead_letters()
+        app = FastAPI()
+        operated = OperatedSystem(system.engine, system.projections, relays=(worker,))
+        app.include_router(operations_router(operated, token=TOKEN, actions=True), prefix="/ops")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+            page = await client.get("/ops/dead-letters")
+            assert "Event-log relay shop.log" in page.text
+            assert "no route for confirmations" in page.text
+            assert 'id="replay-shop-log"' in page.text
+            refused = await client.post("/ops/actions/relays/shop.log/replay")
+            assert refused.status_code == 403
+            assert await worker.dead_letters() == [letter]
+            # once the route is mended, the page's replay publishes it
+            relay.topic = lambda envelope: nats_namespace.subject("orders")
+            done = await client.post("/ops/actions/relays/shop.log/replay", headers=BEARER)
+            assert done.status_code == 303
+            followed = await client.get(done.headers["location"])
+            assert "Replayed the dead letters of shop.log: 1 applied." in followed.text
+        assert await worker.dead_letters() == []
+    published = await jetstream_messages(nats_namespace.url, stream)
+    assert [e.event_type for e in published].count("OrderConfirmed") == 1

@@ -135,7 +135,10 @@ def add_operations_page(app: FastAPI, settings: Settings) -> None:
         shop = getattr(running.state, "shop", None)
         if shop is None:
             return None
-        return OperatedSystem(shop.engine, shop.projections, saga_feeds=(shop.saga_feed,))
+        relays = tuple(worker for kind, worker in shop.relays.items() if kind == "events")
+        return OperatedSystem(
+            shop.engine, shop.projections, saga_feeds=(shop.saga_feed,), relays=relays
+        )
 
     router = operations_router(operated, token=settings.ops_token, actions=settings.ops_actions)
     app.include_router(router, prefix=OPS_PATH)

@@ -132,7 +132,7 @@ async def test_an_event_that_no_longer_decodes_is_set_aside_and_the_feed_goes_on
         "OrderCreated",
         "old-1",
     )
-    assert letter.error_class == "EventDeserializationError"
+    assert letter.error_class == "cqrs_ddd_core.exceptions.EventDeserializationError"
     assert "order_id" in letter.error_message
     status = await world.feed.status()
     assert (status.checkpoint, status.dead_letters, status.kind) == (2, 1, "saga-feed")
@@ -189,7 +189,7 @@ async def test_an_event_a_saga_keeps_failing_on_is_set_aside_after_its_attempts(
     (letter,) = await world.storage.dead_letters("sagas")
     assert (letter.event_id, letter.error_class, letter.attempts) == (
         poison.event_id,
-        "RuntimeError",
+        "builtins.RuntimeError",
         3,
     )
     assert "cannot reserve for x" in letter.error_message
@@ -243,7 +243,7 @@ async def test_a_validation_error_raised_by_a_saga_is_counted_and_set_aside() ->
     await run_until(feed, lambda: "after" in world.reserved)
 
     (letter,) = await world.storage.dead_letters("sagas")
-    assert (letter.error_class, letter.attempts) == ("ValidationError", 3)
+    assert (letter.error_class, letter.attempts) == ("cqrs_ddd_core.exceptions.ValidationError", 3)
     assert world.reserved == ["after"]
 
 

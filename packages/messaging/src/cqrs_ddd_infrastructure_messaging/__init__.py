@@ -31,6 +31,7 @@ from cqrs_ddd_infrastructure_messaging.relay import (
     OutboxTableRelay,
     OutboxWorker,
     RelayPartition,
+    RelayReplay,
 )
 from cqrs_ddd_infrastructure_messaging.subscribers import (
     NatsJetStreamSubscriber,
@@ -58,4 +59,5 @@ __all__ = [
     "RedisStreamsPublisher",
     "RedisStreamsSubscriber",
     "RelayPartition",
+    "RelayReplay",
 ]

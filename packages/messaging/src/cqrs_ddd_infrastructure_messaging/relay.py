@@ -41,12 +41,15 @@ An aggregate's events are in the log or in the outbox, never both, so each
 reaches the broker through one relay. A publish that fails because the broker
 is away (``BrokerUnavailableError``, a lost connection, a timeout) fails the
 step: the partition's worker backs off (capped) and resumes from its
-checkpoint, never skipping ahead. The outbox relay blames any other failure
-(an envelope that does not decode, a topic function that raises, a message
-the broker refuses) on the message: it counts the attempt on the row, and at
-``max_attempts`` sets the message aside (``failed_at``, with its error), so
-one poison message does not hold up the rest. ``cqrs-ddd outbox dead-letters``
-lists what was set aside and ``cqrs-ddd outbox replay`` puts it back.
+checkpoint, never skipping ahead. A relay blames any other failure (an
+envelope that does not decode, a topic function that raises, a message the
+broker refuses) on the message, so one poison message does not hold up the
+rest: at ``max_attempts`` the outbox relay sets the message aside on its row
+(``failed_at``, with its error; ``cqrs-ddd outbox replay`` puts it back in
+the queue), and the event-log relay makes the event a dead letter of its
+partition (``OutboxWorker.replay_dead_letters`` publishes it again). The
+attempts before that are retried after the worker's back-off, the
+checkpoint first moved past what went out.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -70,9 +73,11 @@ from cqrs_ddd_advanced_core.workers import (
     WorkerStatus,
     read_status,
 )
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of
+from cqrs_ddd_advanced_core.workers.loop import lease_for_side_work
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.exceptions import TransientError
-from cqrs_ddd_core.ports.event_store import EventStore
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_infrastructure_messaging.envelope import MessageEnvelope
 from cqrs_ddd_infrastructure_messaging.errors import BrokerUnavailableError
@@ -97,6 +102,14 @@ class EnvelopePublisher(Protocol):
     async def publish_envelope(self, envelope: MessageEnvelope, *, topic: str) -> None:
         """Publish ``envelope`` under ``topic``; return once the broker confirmed it."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelayReplay:
+    """What replaying a relay's dead letters did: positions published, letters failing again."""
+
+    published: list[int]
+    failed: list[DeadLetter]
 
 
 class RelayPartition:
@@ -282,27 +295,6 @@ class _Relay(ABC):
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
         """Publish ``job``'s next page under ``lease``; False when there was none."""
 
-    async def publish_all(
-        self,
-        job: RelayPartition,
-        lease: Lease,
-        addressed: Iterable[tuple[MessageEnvelope, str]],
-    ) -> None:
-        """Publish each (envelope, topic) of a page, then let the page before it commit.
-
-        Should a publish fail, the page before still commits while the lease is
-        held, and the failure is raised.
-        """
-        try:
-            for envelope, topic in addressed:
-                await job.keep_lease(lease)
-                await self.publisher.publish_envelope(envelope, topic=topic)
-                self.published += 1
-        except Exception:
-            await job.committed(quietly=True)
-            raise
-        await job.committed()
-
 
 class EventLogRelay(_Relay):
     """Publishes the event log from its checkpoint (see the module docs).
@@ -323,6 +315,7 @@ class EventLogRelay(_Relay):
         batch_size: int = 100,
         lease_ttl: float = 15.0,
         partitions: int = 1,
+        max_attempts: int = 5,
     ) -> None:
         super().__init__(
             name=name,
@@ -332,11 +325,22 @@ class EventLogRelay(_Relay):
             lease_ttl=lease_ttl,
             partitions=partitions,
         )
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         self.event_store = event_store
         self.topic = topic
+        self.max_attempts = max_attempts
+        self._failures: dict[tuple[str, int], int] = {}
+        """Failed attempts in a row at an event, by partition and position (this process's)."""
 
     async def publish_page(self, job: RelayPartition, lease: Lease) -> bool:
-        """Publish ``job``'s events of the next page of the log, then advance its checkpoint."""
+        """Publish ``job``'s events of the next page of the log, then advance its checkpoint.
+
+        An event it fails on for a reason of its own (not an outage) is
+        tried again after the worker's back-off, the checkpoint first moved
+        past the events published before it; at ``max_attempts`` it is set
+        aside as a dead letter of the partition, and the page goes on.
+        """
         page = await job.next_page(
             lease,
             lambda: self.event_store.read_all(after_position=job.position, limit=self.batch_size),
@@ -346,14 +350,88 @@ class EventLogRelay(_Relay):
         read = self.event_store.read_all(after_position=page[-1].position, limit=self.batch_size)
         job.read_ahead(lease, read)
         whole_log = job.partition.count == 1
-        envelopes = (
-            MessageEnvelope.of_stored(stored)
-            for stored in page
-            if whole_log or job.partition.holds(stored.stream_id)
-        )
-        await self.publish_all(job, lease, ((e, self.topic(e)) for e in envelopes))
+        done: int | None = None  # the newest position this page dealt with
+        try:
+            for stored in page:
+                if whole_log or job.partition.holds(stored.stream_id):
+                    await job.keep_lease(lease)
+                    try:
+                        envelope = MessageEnvelope.of_stored(stored)
+                        await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
+                    except Exception as error:
+                        if _is_outage(error):
+                            raise
+                        await job.committed()  # the page before, then what this one sent
+                        if done is not None:
+                            await self._advance(job, lease, done)
+                        if not await self._failed(job, lease, stored, error):
+                            raise  # tried again after the worker's back-off
+                    else:
+                        self.published += 1
+                        self._failures.pop((job.name, stored.position), None)
+                done = stored.position
+        except Exception:
+            await job.committed(quietly=True)
+            raise
+        await job.committed()
         job.commit_later([], self._advance(job, lease, page[-1].position))
         return True
+
+    async def _failed(
+        self, job: RelayPartition, lease: Lease, stored: StoredEvent, error: Exception
+    ) -> bool:
+        """Count a failure at ``stored``; at ``max_attempts`` set it aside: True."""
+        key = (job.name, stored.position)
+        attempts = self._failures[key] = self._failures.get(key, 0) + 1
+        if attempts < self.max_attempts:
+            logger.warning(
+                "relay %s: %s at position %s failed (attempt %s of %s): %s",
+                job.name, stored.event_type, stored.position, attempts, self.max_attempts, error,
+            )  # fmt: skip
+            return False
+        letter = dead_letter_of(job.name, stored, error, attempts=attempts)
+        async with self.storage.batch(lease, self.lease_ttl) as transaction:
+            await self.storage.letters.quarantine(transaction, letter)
+            transaction.advance(stored.position)
+        job.position = stored.position
+        del self._failures[key]
+        logger.error(
+            "relay %s set %s aside at position %s (stream %r, version %s) after %s attempts: %s",
+            job.name, stored.event_type, stored.position, stored.stream_id, stored.version,
+            attempts, error,
+        )  # fmt: skip
+        return True
+
+    async def replay_dead_letters(self, job: RelayPartition, lease: Lease) -> RelayReplay:
+        """Publish ``job``'s dead letters again under ``lease``; delete those the broker took."""
+        result = RelayReplay([], [])
+        for letter in await self.storage.letters.dead_letters(job.name):
+            found = await self.event_store.read_all(after_position=letter.position - 1, limit=1)
+            if not found or found[0].position != letter.position:
+                continue  # the event is gone: nothing to publish
+            stored = found[0]
+            try:
+                envelope = MessageEnvelope.of_stored(stored)
+                await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
+            except Exception as error:
+                if _is_outage(error):
+                    raise
+                again = dead_letter_of(
+                    job.name,
+                    stored,
+                    error,
+                    attempts=letter.attempts + 1,
+                    first_seen=letter.first_seen_at,
+                )
+                async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                    await self.storage.letters.quarantine(transaction, again)
+                result.failed.append(again)
+                continue
+            async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                await self.storage.letters.resolve(transaction, job.name, letter.position)
+            self.published += 1
+            result.published.append(letter.position)
+        return result
 
     async def _advance(self, job: RelayPartition, lease: Lease, position: int) -> None:
         started = time.monotonic()
@@ -523,10 +601,12 @@ class OutboxWorker:
         if any(not task.done() for task in self._tasks):
             return
         self._stopping = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(loop.run(self._stopping), name=f"outbox-relay-{loop.name}")
-            for loop in self.loops
-        ]
+        self._tasks = []
+        for loop in self.loops:
+            loop.task = asyncio.create_task(
+                loop.run(self._stopping), name=f"outbox-relay-{loop.name}"
+            )
+            self._tasks.append(loop.task)
 
     async def stop(self) -> None:
         """Stop after the pages under way, and give the leases back."""
@@ -542,9 +622,50 @@ class OutboxWorker:
         for job in self.relay.partitions:
             await job.settle()
         for loop in self.loops:
+            loop.task = None
             await loop.give_up_lease()
             if loop.state != "halted":
                 loop.state = "stopped"
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Return the events the event-log relay set aside, by partition and position."""
+        letters = self.relay.storage.letters
+        return [
+            letter
+            for job in self.relay.partitions
+            for letter in await letters.dead_letters(job.name)
+        ]
+
+    async def replay_dead_letters(self) -> RelayReplay:
+        """Publish the event-log relay's dead letters again; delete those the broker took.
+
+        Each partition's under its lease: its running loop's, else one taken
+        for the purpose (``LeaseLostError`` while another process holds it).
+        One that fails again stays, its attempts counted. The outbox table's
+        messages set aside are put back in its queue instead
+        (``SQLAlchemyOutboxStore.retry_failed``, ``cqrs-ddd outbox replay``).
+        """
+        relay = self.relay
+        if not isinstance(relay, EventLogRelay):
+            raise TypeError(
+                "an outbox-table relay's messages set aside are put back in the queue with"
+                " SQLAlchemyOutboxStore.retry_failed (cqrs-ddd outbox replay)"
+            )
+        result = RelayReplay([], [])
+        for loop in self.loops:
+            job = loop.job
+            assert isinstance(job, RelayPartition)  # noqa: S101 - the loops run partitions
+            if not await relay.storage.letters.count(job.name):
+                continue
+            lease, borrowed = await lease_for_side_work(loop, relay.storage.leases, relay.lease_ttl)
+            try:
+                done = await relay.replay_dead_letters(job, lease)
+            finally:
+                if not borrowed:
+                    await relay.storage.release(lease)
+            result.published.extend(done.published)
+            result.failed.extend(done.failed)
+        return result
 
     async def statuses(self) -> list[WorkerStatus]:
         """Return each partition's status on the workers' shape (owner, epoch, checkpoint, lag).

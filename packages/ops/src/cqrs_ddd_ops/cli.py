@@ -772,16 +772,22 @@ def outbox_dead_letters(
     database_url: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the messages a relay set aside after failing on them, with the error."""
-    rows = run(database_url, lambda engine: outbox.failed_messages(engine, limit=limit))
+    """List what the relays set aside after failing on it, with the error.
+
+    The outbox table's messages (by row id), then the events the event-log
+    relay set aside (by position in the log).
+    """
+    rows = run(database_url, lambda engine: outbox.dead_letters(engine, limit=limit))
     columns = [
-        ("id", "id"),
+        ("source", "set aside by"),
+        ("id", "id / position"),
         ("message_id", "message"),
         ("message_type", "type"),
         ("topic", "topic"),
+        ("key", "key / stream"),
         ("attempts", "attempts"),
-        ("failed_at", "set aside (UTC)"),
-        ("last_error", "error"),
+        ("set_aside_at", "set aside (UTC)"),
+        ("error", "error"),
     ]
     show(console, rows, columns, title="outbox dead letters", as_json=as_json)
 
@@ -793,8 +799,18 @@ def outbox_replay(
     ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Put messages set aside back in the queue; a running relay publishes them next."""
-    count = run(database_url, lambda engine: outbox.replay(engine, ids or None))
+    """Put the outbox table's messages set aside back in the queue; a relay sends them next.
+
+    The events the event-log relay set aside need the broker: the running
+    relay publishes them again (its /ops page, or OutboxWorker.replay_dead_letters).
+    """
+
+    async def replay(engine: AsyncEngine) -> tuple[int, int]:
+        count = await outbox.replay(engine, ids or None)
+        letters = await outbox.dead_letters(engine, limit=10_000)
+        return count, sum(1 for letter in letters if letter.source != outbox.OUTBOX_TABLE)
+
+    count, of_the_log = run(database_url, replay)
     if ids and count < len(ids):
         fail(
             OpsError(
@@ -802,6 +818,13 @@ def outbox_replay(
             )
         )
     console.print(f"put {count} message(s) back in the queue", markup=False, highlight=False)
+    if of_the_log:
+        errors.print(
+            f"{of_the_log} event(s) the event-log relay set aside are published again by the"
+            " running relay (its /ops page, or OutboxWorker.replay_dead_letters)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def main() -> None:

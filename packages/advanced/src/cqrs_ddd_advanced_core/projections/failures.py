@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from cqrs_ddd_advanced_core.domain.exceptions import ProjectionHaltedError, ProjectionRebuildError
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
 from cqrs_ddd_core.ports.event_store import StoredEvent
 
 
@@ -15,31 +13,6 @@ def describe(stored: StoredEvent) -> str:
     return (
         f"{stored.event_type!r} at position {stored.position} "
         f"(stream {stored.stream_id!r}, version {stored.version})"
-    )
-
-
-def dead_letter(
-    projection: str,
-    stored: StoredEvent,
-    error: BaseException,
-    *,
-    attempts: int,
-    first_seen: datetime | None,
-) -> DeadLetter:
-    """Return the dead letter of ``stored``, failed with ``error`` after ``attempts``."""
-    now = datetime.now(UTC)
-    return DeadLetter(
-        projection=projection,
-        position=stored.position,
-        stream_id=stored.stream_id,
-        version=stored.version,
-        event_type=stored.event_type,
-        event_id=stored.event_id,
-        error_class=f"{type(error).__module__}.{type(error).__qualname__}",
-        error_message=str(error)[:2000],
-        attempts=attempts,
-        first_seen_at=first_seen or now,
-        last_seen_at=now,
     )
 
 

@@ -30,10 +30,11 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     ProjectionRebuildError,
     WorkHaltedError,
 )
-from cqrs_ddd_advanced_core.projections.failures import dead_letter, describe, event_error
+from cqrs_ddd_advanced_core.projections.failures import describe, event_error
 from cqrs_ddd_advanced_core.projections.projector import ProjectionContext, ProjectionHandler
 from cqrs_ddd_advanced_core.projections.registry import RegisteredProjector
 from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
+from cqrs_ddd_advanced_core.workers.dead_letters import dead_letter_of
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.progress import WorkTransaction
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
@@ -331,7 +332,7 @@ class ProjectionJob:
     ) -> ProjectionHaltedError | None:
         position = step.stored.position
         attempts = self.attempts.get(position, 1)
-        letter = dead_letter(
+        letter = dead_letter_of(
             self.name,
             step.stored,
             error,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cqrs_ddd_advanced_core.projections.failures import dead_letter
 from cqrs_ddd_advanced_core.projections.job import ProjectionJob
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
@@ -76,7 +75,7 @@ async def _replay_one(
             await storage.letters.resolve(transaction, job.name, letter.position)
             result.applied.append(letter.position)
             return
-        again = dead_letter(
+        again = dead_letter_of(
             job.name,
             step.stored,
             error,

@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 
 from cqrs_ddd_advanced_core.domain.exceptions import UpcastingError, WorkHaltedError
 from cqrs_ddd_advanced_core.sagas.manager import SagaManager
 from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.status import WorkerStatus
@@ -203,7 +203,7 @@ class SagaFeed:
             return
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             for stored, problem, attempts in set_aside:
-                letter = self._letter(stored, problem, attempts)
+                letter = dead_letter_of(self.name, stored, problem, attempts=attempts)
                 await self.storage.letters.quarantine(transaction, letter)
             transaction.advance(position)
         for stored, problem, _ in set_aside:
@@ -274,8 +274,13 @@ class SagaFeed:
                 try:
                     await self.manager.handle(self.decoder.decode(stored))
                 except Exception as failure:  # noqa: BLE001 - kept with its error
-                    again = self._letter(stored, failure, letter.attempts + 1)
-                    again = replace(again, first_seen_at=letter.first_seen_at)
+                    again = dead_letter_of(
+                        self.name,
+                        stored,
+                        failure,
+                        attempts=letter.attempts + 1,
+                        first_seen=letter.first_seen_at,
+                    )
                     async with self.storage.batch(lease, self.lease_ttl) as transaction:
                         await self.storage.letters.quarantine(transaction, again)
                     result.failed.append(again)
@@ -287,22 +292,6 @@ class SagaFeed:
             if not borrowed:
                 await self.storage.release(lease)
         return result
-
-    def _letter(self, stored: StoredEvent, error: Exception, attempts: int) -> DeadLetter:
-        now = datetime.now(UTC)
-        return DeadLetter(
-            projection=self.name,
-            position=stored.position or 0,
-            stream_id=stored.stream_id,
-            version=stored.version,
-            event_type=stored.event_type,
-            event_id=stored.event_id,
-            error_class=type(error).__name__,
-            error_message=str(error),
-            attempts=attempts,
-            first_seen_at=now,
-            last_seen_at=now,
-        )
 
     # -- running it ---------------------------------------------------------------
 

@@ -26,9 +26,9 @@ from cqrs_ddd_advanced_core.domain.exceptions import (
     WorkerError,
     WorkHaltedError,
 )
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, DeadLetterStore
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, DeadLetterStore, dead_letter_of
 from cqrs_ddd_advanced_core.workers.lease import Lease, LeaseStore
-from cqrs_ddd_advanced_core.workers.loop import Job, WorkerLoop, WorkerState
+from cqrs_ddd_advanced_core.workers.loop import Job, WorkerLoop, WorkerState, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.progress import CheckpointStore, WorkerRecord, WorkTransaction
 from cqrs_ddd_advanced_core.workers.status import (
     EventCounter,
@@ -62,5 +62,7 @@ __all__ = [
     "WorkerStorage",
     "WorkerStorageProvider",
     "count_after",
+    "dead_letter_of",
+    "lease_for_side_work",
     "read_status",
 ]

@@ -10,9 +10,11 @@ finally applies it (a replay).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
+
+from cqrs_ddd_core.ports.event_store import StoredEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,36 @@ class DeadLetter:
     attempts: int
     first_seen_at: datetime
     last_seen_at: datetime
+
+
+def dead_letter_of(
+    job: str,
+    stored: StoredEvent,
+    error: BaseException,
+    *,
+    attempts: int,
+    first_seen: datetime | None = None,
+) -> DeadLetter:
+    """Return the dead letter of job ``job`` for ``stored``, failed with ``error``.
+
+    ``error_class`` is the error's qualified name (module and class), its
+    message is cut at 2,000 characters; ``first_seen`` (default now) is when
+    the event first became a dead letter.
+    """
+    now = datetime.now(UTC)
+    return DeadLetter(
+        projection=job,
+        position=stored.position,
+        stream_id=stored.stream_id,
+        version=stored.version,
+        event_type=stored.event_type,
+        event_id=stored.event_id,
+        error_class=f"{type(error).__module__}.{type(error).__qualname__}",
+        error_message=str(error)[:2000],
+        attempts=attempts,
+        first_seen_at=first_seen or now,
+        last_seen_at=now,
+    )
 
 
 class DeadLetterStore(Protocol):

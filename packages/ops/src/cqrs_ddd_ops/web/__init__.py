@@ -8,6 +8,11 @@ Read-only unless the application turns actions on and gives a token; see
 
 from __future__ import annotations
 
-from cqrs_ddd_ops.web.router import OperatedSystem, SystemProvider, operations_router
+from cqrs_ddd_ops.web.router import (
+    OperatedSystem,
+    ReplayingRelay,
+    SystemProvider,
+    operations_router,
+)
 
-__all__ = ["OperatedSystem", "SystemProvider", "operations_router"]
+__all__ = ["OperatedSystem", "ReplayingRelay", "SystemProvider", "operations_router"]

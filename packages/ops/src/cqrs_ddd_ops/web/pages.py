@@ -399,8 +399,14 @@ def lag_section(samples: Sequence[LagSample], *, now: float, window: float) -> M
 WORKERS_WITH_LETTERS = {
     "projection": ("Projection", "projections"),
     "saga-feed": ("Saga feed", "saga-feeds"),
+    "relay": ("Event-log relay", "relays"),
 }
 """The kinds of worker whose dead letters the page shows: heading, and the action's path."""
+
+
+def job_of(name: str) -> str:
+    """Return the relay a partition's name belongs to (``events:0of2`` belongs to ``events``)."""
+    return re.sub(r":\d+of\d+$", "", name)
 
 
 def dead_letters_body(
@@ -420,12 +426,13 @@ def dead_letters_body(
     for row in projections:
         heading, path = WORKERS_WITH_LETTERS.get(row.kind, ("Projection", "projections"))
         held = letters.get(row.name, [])
-        replayable = can_replay if isinstance(can_replay, bool) else row.name in can_replay
+        target = job_of(row.name) if row.kind == "relay" else row.name  # a relay's partitions
+        replayable = can_replay if isinstance(can_replay, bool) else target in can_replay
         button = None
         if held and replayable:
             button = action_button(
                 context,
-                context.action(path, row.name, "replay"),
+                context.action(path, target, "replay"),
                 f"Replay the {len(held)} dead letter{'s' if len(held) != 1 else ''} of {row.name}",
                 identifier=f"replay-{_slug(row.name)}",
             )

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from typing import Protocol
 from urllib.parse import parse_qs
 from uuid import UUID, uuid4
 
@@ -50,7 +51,7 @@ from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyCommandScheduler
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import PersistenceError
 
-__all__ = ["OperatedSystem", "SystemProvider", "operations_router"]
+__all__ = ["OperatedSystem", "ReplayingRelay", "SystemProvider", "operations_router"]
 
 OVERVIEW_ROUTE = "cqrs_ddd_ops.overview"
 """The overview route's name, before a suffix of its own router (several may be mounted)."""
@@ -70,18 +71,50 @@ MAX_FORM_BYTES = 16_384
 """The largest form an action reads; a larger body is refused (413)."""
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _RelayReplay(Protocol):
+    @property
+    def published(self) -> list[int]: ...
+
+    @property
+    def failed(self) -> list[DeadLetter]: ...
+
+
+class ReplayingRelay(Protocol):
+    """A relay's worker that publishes its dead letters again.
+
+    The messaging package's ``OutboxWorker`` of an ``EventLogRelay`` is one.
+    """
+
+    @property
+    def relay(self) -> _Named:
+        """The relay it runs (its name keys the page's button)."""
+        ...
+
+    async def replay_dead_letters(self) -> _RelayReplay:
+        """Publish the dead letters again; return what went out and what failed again."""
+        ...
+
+
 @dataclass(frozen=True)
 class OperatedSystem:
     """What the page reads and steers: the system's database and, to replay, its workers.
 
-    ``projections`` is the application's running projection worker and
-    ``saga_feeds`` its saga feeds. Without them the page still shows their
-    dead letters, but cannot replay them.
+    ``projections`` is the application's running projection worker,
+    ``saga_feeds`` its saga feeds and ``relays`` its event-log relays' workers.
+    Without them the page still shows their dead letters, but cannot replay
+    them.
     """
 
     engine: AsyncEngine
     projections: ProjectionWorker | None = None
     saga_feeds: tuple[SagaFeed, ...] = ()
+    relays: tuple[ReplayingRelay, ...] = ()
+    """The event-log relays' workers (``OutboxWorker``), to publish their dead letters again."""
 
 
 SystemProvider = Callable[[Starlette], "OperatedSystem | None"]
@@ -133,6 +166,7 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
     ``/outbox``; ``/fragments/live`` the overview's refreshing part;
     ``/api/status`` the workers and lag samples as JSON. Actions (POST):
     ``/actions/projections/<name>/replay``, ``/actions/saga-feeds/<name>/replay``,
+    ``/actions/relays/<name>/replay``,
     ``/actions/outbox/replay``
     (form field ``id`` for one message, all without), ``/actions/sagas/<id>/retry``,
     ``/actions/schedules/<id>/cancel`` and ``/run-now``; ``/token`` and
@@ -198,6 +232,7 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
                     letters[row.name] = await dead_letters_of(target.engine, row.name)
             failed = await outbox.failed_messages(target.engine)
             replayable = {feed.name for feed in target.saga_feeds}
+            replayable |= {worker.relay.name for worker in target.relays}
             if target.projections is not None:
                 replayable |= {entry.name for entry in target.projections.projector_registry}
             return pages.dead_letters_body(context, known, letters, failed, can_replay=replayable)
@@ -348,6 +383,26 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
                     " that process's page",
                 ) from None
             return _replayed(name, len(result.delivered), len(result.failed), noun="Saga feed")
+
+        return await view.act(request, "dead-letters", work)
+
+    @router.post("/actions/relays/{name:path}/replay")
+    async def replay_relay(request: Request, name: str) -> Response:
+        """Publish an event-log relay's dead letters again, through the application's relay."""
+
+        async def work(target: OperatedSystem) -> str:
+            worker = next((w for w in target.relays if w.relay.name == name), None)
+            if worker is None:
+                raise _PageError(404, f"the application has no event-log relay {name!r} here")
+            try:
+                result = await worker.replay_dead_letters()
+            except LeaseLostError:
+                raise _PageError(
+                    409,
+                    f"relay {name!r} is held by another worker process: replay from that"
+                    " process's page",
+                ) from None
+            return _replayed(name, len(result.published), len(result.failed), noun="Relay")
 
         return await view.act(request, "dead-letters", work)
 
