@@ -296,20 +296,22 @@ async def test_a_message_the_broker_refuses_is_set_aside_and_the_rest_go_on(
                 failures.append(error)
         status = await worker.status()
 
-    # then the others were published, in order, and the big one waits for an operator
+    # then the one before it went out; the big one waits for an operator, and the one
+    # after it (the same notebook's) waits behind it, to keep the notebook's order
     received = await jetstream_messages(nats_namespace.url, stream)
-    assert [envelope.payload["text"] for envelope in received] == ["first", "third"]
+    assert [envelope.payload["text"] for envelope in received] == ["first"]
     assert [type(error).__name__ for error in failures] == ["PublishNotConfirmedError"]
     (failed,) = await store.failed()
     assert (failed.message_type, failed.attempts) == ("Noted", 2)
     assert "PublishNotConfirmedError" in failed.last_error
     assert "payload" in failed.last_error.lower()
-    assert (await store.backlog()).count == 0
-    assert status.lag_events == 0
-    # and replaying it puts it back in the queue, to be tried afresh
+    backlog = await store.backlog()
+    assert (backlog.count, backlog.set_aside) == (1, 1)
+    assert (status.lag_events, status.dead_letters) == (1, 1)
+    # and replaying it puts it back in the queue, ahead of the one behind it
     assert await store.retry_failed([failed.id]) == 1
     assert await store.failed() == []
-    assert (await store.backlog()).count == 1
+    assert (await store.backlog()).count == 2
     assert await store.retry_failed() == 0
 
 
@@ -345,21 +347,24 @@ async def test_an_event_the_relay_cannot_route_becomes_its_dead_letter_and_is_re
                 break
             except LookupError as error:
                 failures.append(error)
-        (letter,) = await worker.dead_letters()
+        letter, behind = await worker.dead_letters()
         status = await worker.status()
-        # then the rest went out, in order, and the relay is not behind
+        # then the one before went out; the note after it waits behind it (its stream's
+        # order), and the relay is not behind
         texts = [e.payload["text"] for e in await jetstream_messages(nats_namespace.url, stream)]
-        assert texts == ["first", "third"]
+        assert texts == ["first"]
         assert len(failures) == 1
         assert (letter.event_type, letter.version, letter.attempts) == ("Noted", 2, 2)
         assert letter.error_class == "builtins.LookupError"
-        assert (status.lag_events, status.dead_letters) == (0, 1)
+        assert (behind.version, behind.attempts) == (3, 0)
+        assert behind.error_class.endswith("HeldBehindError")
+        assert (status.lag_events, status.dead_letters) == (0, 2)
 
-        # and once the route is mended, a replay publishes it and deletes the letter
+        # and once the route is mended, a replay publishes both, in order
         relay.topic = lambda envelope: nats_namespace.subject("notes")
         replayed = await worker.replay_dead_letters()
-        assert (replayed.published, replayed.failed) == ([letter.position], [])
+        assert (replayed.published, replayed.failed) == ([letter.position, behind.position], [])
         assert await worker.dead_letters() == []
         assert (await worker.replay_dead_letters()).published == []
     texts = [e.payload["text"] for e in await jetstream_messages(nats_namespace.url, stream)]
-    assert texts == ["first", "third", "unroutable"]
+    assert texts == ["first", "unroutable", "third"]

@@ -182,7 +182,22 @@ def test_a_database_that_does_not_answer_is_one_line_from_the_console_script() -
 def test_a_database_without_the_schema_says_to_migrate(database_url: str) -> None:
     code, _, err = cli(database_url, "streams", "list")
     assert code == 1
-    assert err.endswith("has no cqrs-ddd schema (or an older one): run cqrs-ddd migrate upgrade\n")
+    assert err.endswith("has no cqrs-ddd schema: run cqrs-ddd migrate upgrade\n")
+
+
+def test_a_database_at_an_older_revision_says_to_upgrade_and_is_not_read(
+    database_url: str,
+) -> None:
+    # given a database migrated by the release before (revision 0010)
+    assert cli(database_url, "migrate", "upgrade", "--revision", "0010")[0] == 0
+    # when a command that reads the newest schema runs
+    code, out, err = cli(database_url, "status")
+    # then it says what to do instead of failing on a column the database lacks
+    assert (code, out) == (1, "")
+    assert err.strip().endswith(
+        f"is at revision 0010, older than this version's {head_revision()}:"
+        " run cqrs-ddd migrate upgrade"
+    )
 
 
 def test_a_sqlite_file_that_does_not_exist_is_not_created_by_a_read(tmp_path: Path) -> None:

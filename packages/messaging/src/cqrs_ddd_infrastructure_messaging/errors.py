@@ -20,13 +20,22 @@ class BrokerUnavailableError(BrokerError):
 
 
 class PublishNotConfirmedError(BrokerError):
-    """The broker did not confirm a message: it refused it, could not route it, or timed out."""
+    """The broker did not confirm a message: it refused it, could not route it, or timed out.
 
-    def __init__(self, broker: str, topic: str, message_id: str, reason: str) -> None:
+    ``refused`` is True when the broker answered and refused this message
+    (unroutable, nacked, too large): the message is to blame, and a relay
+    counts the attempt against it. False when no answer came (a timeout, a
+    lost connection): the broker is away, and the relay only backs off.
+    """
+
+    def __init__(
+        self, broker: str, topic: str, message_id: str, reason: str, *, refused: bool = True
+    ) -> None:
         self.broker = broker
         self.topic = topic
         self.message_id = message_id
         self.reason = reason
+        self.refused = refused
         super().__init__(f"{broker} did not confirm message {message_id} to {topic!r}: {reason}")
 
 

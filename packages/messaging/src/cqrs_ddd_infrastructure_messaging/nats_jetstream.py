@@ -24,10 +24,11 @@ from collections.abc import Mapping, Sequence
 
 import nats
 from nats.aio.client import Client
+from nats.errors import BadHeaderError, BadSubjectError, MaxPayloadError
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
@@ -116,6 +117,15 @@ class NatsJetStreamPublisher(BrokerPublisher):
             ack = await self._jetstream.publish(topic, body, headers=sent)
         except (TimeoutError, NatsError) as error:
             reason = f"{type(error).__name__}: {error}"
-            raise PublishNotConfirmedError(BROKER, topic, message_id, reason) from None
+            raise PublishNotConfirmedError(
+                BROKER, topic, message_id, reason, refused=_refused(error)
+            ) from None
         if ack.duplicate:
             self.duplicates += 1
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether JetStream refused this message (rather than not answering)."""
+    if isinstance(error, MaxPayloadError | BadSubjectError | BadHeaderError):
+        return True  # the client refuses it before sending: it will never go
+    return isinstance(error, APIError) and not isinstance(error, ServiceUnavailableError)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from aio_pika.exceptions import DeliveryError, PublishError
+from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
 
 from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
@@ -100,4 +100,11 @@ class RabbitMQPublisher(BrokerPublisher):
             raise PublishNotConfirmedError(BROKER, topic, message_id, reason) from None
         except TimeoutError:
             reason = f"no confirmation within {self.confirm_timeout} s"
-            raise PublishNotConfirmedError(BROKER, topic, message_id, reason) from None
+            raise PublishNotConfirmedError(
+                BROKER, topic, message_id, reason, refused=False
+            ) from None
+        except (AMQPError, ConnectionError) as error:  # the channel or connection went away
+            reason = f"{type(error).__name__}: {error}"
+            raise PublishNotConfirmedError(
+                BROKER, topic, message_id, reason, refused=False
+            ) from None

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
@@ -97,5 +97,16 @@ class RedisStreamsPublisher(BrokerPublisher):
             )
         except (OSError, TimeoutError, RedisError) as error:
             reason = f"{type(error).__name__}: {error}"
-            raise PublishNotConfirmedError(BROKER, topic, message_id, reason) from None
+            raise PublishNotConfirmedError(
+                BROKER, topic, message_id, reason, refused=_refused(error)
+            ) from None
         self.last_entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+_BUSY = ("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "READONLY", "CLUSTERDOWN")
+"""Redis answers that say the server cannot take writes now, whatever the message."""
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether Redis refused this entry (a wrong key type...), rather than not answering."""
+    return isinstance(error, ResponseError) and not str(error).startswith(_BUSY)

@@ -49,7 +49,10 @@ rest: at ``max_attempts`` the outbox relay sets the message aside on its row
 the queue), and the event-log relay makes the event a dead letter of its
 partition (``OutboxWorker.replay_dead_letters`` publishes it again). The
 attempts before that are retried after the worker's back-off, the
-checkpoint first moved past what went out.
+checkpoint first moved past what went out. The same aggregate's later
+messages wait behind the one set aside (the outbox relay leaves them
+pending; the event-log relay sets them aside behind it), so an aggregate's
+order holds through a replay too.
 """
 
 from __future__ import annotations
@@ -80,7 +83,10 @@ from cqrs_ddd_core.exceptions import TransientError
 from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 from cqrs_ddd_core.wakeup import Wakeup
 from cqrs_ddd_infrastructure_messaging.envelope import MessageEnvelope
-from cqrs_ddd_infrastructure_messaging.errors import BrokerUnavailableError
+from cqrs_ddd_infrastructure_messaging.errors import (
+    BrokerUnavailableError,
+    PublishNotConfirmedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +136,9 @@ class RelayPartition:
         self._ahead: tuple[int, asyncio.Task[Any]] | None = None
         self._committing: asyncio.Task[None] | None = None
         self.committing_ids: list[int] = []
+        self.held_streams: set[str] | None = None
+        """The streams with an event set aside (event-log relay): their later events are set
+        aside behind it, so that a replay keeps their order. Read again at each lease."""
         """The outbox ids of the page whose commit runs in the background."""
         single = partition.count == 1
         self._name = relay.name if single else f"{relay.name}:{partition.index}of{partition.count}"
@@ -147,6 +156,7 @@ class RelayPartition:
     def leased(self, lease: Lease) -> None:
         """Resume from the checkpoint the lease was taken at."""
         self.drop_read_ahead()
+        self.held_streams = None
         self.position = lease.position
         self.renewed_at = time.monotonic()
 
@@ -246,8 +256,19 @@ class RelayPartition:
         logger.error("relay %r halted: %s", self.name, error)
 
 
+class HeldBehindError(Exception):
+    """An event set aside because an earlier event of its stream was: it keeps its order."""
+
+    def __init__(self, stored: StoredEvent) -> None:
+        super().__init__(
+            f"held behind an earlier event of stream {stored.stream_id!r} that was set aside"
+        )
+
+
 def _is_outage(error: BaseException) -> bool:
     """Whether ``error`` says the broker or the database is away (no message is to blame)."""
+    if isinstance(error, PublishNotConfirmedError):
+        return not error.refused  # no answer: the broker is away, not the message's fault
     away = BrokerUnavailableError | TransientError | LeaseLostError | OSError | TimeoutError
     return isinstance(error, away)
 
@@ -350,10 +371,19 @@ class EventLogRelay(_Relay):
         read = self.event_store.read_all(after_position=page[-1].position, limit=self.batch_size)
         job.read_ahead(lease, read)
         whole_log = job.partition.count == 1
+        if job.held_streams is None:
+            letters = await self.storage.letters.dead_letters(job.name)
+            job.held_streams = {letter.stream_id for letter in letters}
+        held = job.held_streams
         done: int | None = None  # the newest position this page dealt with
         try:
             for stored in page:
-                if whole_log or job.partition.holds(stored.stream_id):
+                if stored.stream_id in held:  # behind an earlier event of its stream
+                    await job.committed()
+                    if done is not None:
+                        await self._advance(job, lease, done)
+                    await self._set_aside(job, lease, stored, HeldBehindError(stored), 0)
+                elif whole_log or job.partition.holds(stored.stream_id):
                     await job.keep_lease(lease)
                     try:
                         envelope = MessageEnvelope.of_stored(stored)
@@ -389,23 +419,34 @@ class EventLogRelay(_Relay):
                 job.name, stored.event_type, stored.position, attempts, self.max_attempts, error,
             )  # fmt: skip
             return False
-        letter = dead_letter_of(job.name, stored, error, attempts=attempts)
+        del self._failures[key]
+        await self._set_aside(job, lease, stored, error, attempts)
+        return True
+
+    async def _set_aside(
+        self, job: RelayPartition, lease: Lease, stored: StoredEvent, error: Exception, tries: int
+    ) -> None:
+        """Make ``stored`` a dead letter of ``job`` with the checkpoint that passes it."""
+        letter = dead_letter_of(job.name, stored, error, attempts=tries)
         async with self.storage.batch(lease, self.lease_ttl) as transaction:
             await self.storage.letters.quarantine(transaction, letter)
             transaction.advance(stored.position)
         job.position = stored.position
-        del self._failures[key]
+        if job.held_streams is not None:
+            job.held_streams.add(stored.stream_id)
         logger.error(
             "relay %s set %s aside at position %s (stream %r, version %s) after %s attempts: %s",
             job.name, stored.event_type, stored.position, stored.stream_id, stored.version,
-            attempts, error,
+            tries, error,
         )  # fmt: skip
-        return True
 
     async def replay_dead_letters(self, job: RelayPartition, lease: Lease) -> RelayReplay:
         """Publish ``job``'s dead letters again under ``lease``; delete those the broker took."""
         result = RelayReplay([], [])
+        stuck: set[str] = set()  # streams whose earlier letter failed again: the rest wait
         for letter in await self.storage.letters.dead_letters(job.name):
+            if letter.stream_id in stuck:
+                continue
             found = await self.event_store.read_all(after_position=letter.position - 1, limit=1)
             if not found or found[0].position != letter.position:
                 continue  # the event is gone: nothing to publish
@@ -426,11 +467,13 @@ class EventLogRelay(_Relay):
                 async with self.storage.batch(lease, self.lease_ttl) as transaction:
                     await self.storage.letters.quarantine(transaction, again)
                 result.failed.append(again)
+                stuck.add(letter.stream_id)
                 continue
             async with self.storage.batch(lease, self.lease_ttl) as transaction:
                 await self.storage.letters.resolve(transaction, job.name, letter.position)
             self.published += 1
             result.published.append(letter.position)
+        job.held_streams = None  # read again: the streams replayed go on
         return result
 
     async def _advance(self, job: RelayPartition, lease: Lease, position: int) -> None:
@@ -495,8 +538,11 @@ class OutboxTableRelay(_Relay):
         job.read_ahead(lease, read)
 
         sent: list[int] = []
+        held: set[str] = set()  # keys whose message was set aside: their later ones wait
         try:
             for message in messages:
+                if message.partition_key is not None and message.partition_key in held:
+                    continue  # stays pending, behind the one set aside (pending() skips it too)
                 await job.keep_lease(lease)
                 try:
                     envelope = MessageEnvelope.of_document(message.document)
@@ -511,6 +557,9 @@ class OutboxTableRelay(_Relay):
                         sent = []
                     if not await self._failed(lease, message, error):
                         raise  # tried again after the worker's back-off
+                    if message.partition_key is not None:
+                        held.add(message.partition_key)
+                        job.drop_read_ahead()  # read before: it may hold the key's next ones
                     continue
                 self.published += 1
                 sent.append(message.id)
@@ -738,7 +787,7 @@ class OutboxWorker:
             lag_seconds=waited,
             owner=record.owner,
             epoch=record.epoch,
-            dead_letters=await relay.storage.letters.count(job.name),
+            dead_letters=await relay.storage.letters.count(job.name) + backlog.set_aside,
             last_error=record.last_error or loop.last_error,
             kind=job.kind,
             lease_expires_at=record.lease_expires_at,

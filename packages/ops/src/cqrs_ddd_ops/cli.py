@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Annotated, NoReturn, TypeVar
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cqrs_ddd_advanced_core.domain.exceptions import (
@@ -92,8 +94,14 @@ def run(
     work: Callable[[AsyncEngine], Awaitable[T]],
     *,
     create: bool = False,
+    schema: bool = True,
 ) -> T:
-    """Run ``work`` on the database; turn its failures into one line and an exit status."""
+    """Run ``work`` on the database; turn its failures into one line and an exit status.
+
+    With ``schema`` (all but the ``migrate`` commands), the database must be at
+    the revision this version ships: an older one is refused first, with the
+    command that upgrades it, rather than failing on a column it lacks.
+    """
     try:
         url = database_url_from(database_url, create=create)
 
@@ -101,6 +109,8 @@ def run(
             engine = create_engine(url)
             try:
                 with translated_errors("read the database"):
+                    if schema:
+                        await check_revision(engine, url)
                     return await work(engine)
             except PersistenceError as error:
                 raise describe(error, url) from error
@@ -112,6 +122,26 @@ def run(
         fail(OpsError(f"cannot migrate: {error}", EXIT_USAGE))
     except OpsError as error:
         fail(error)
+
+
+async def check_revision(engine: AsyncEngine, url: str) -> None:
+    """Raise ``OpsError`` unless the database's schema is the one this version ships."""
+    current, head = await schema_revision(engine), head_revision()
+    if current == head:
+        return
+    shown = make_url(url).render_as_string(hide_password=True)
+    if current is None:
+        raise OpsError(f"the database {shown} has no cqrs-ddd schema: run cqrs-ddd migrate upgrade")
+    known = {migration.revision for migration in migration_history()}
+    if current in known:
+        raise OpsError(
+            f"the database {shown} is at revision {current}, older than this version's"
+            f" {head}: run cqrs-ddd migrate upgrade"
+        )
+    raise OpsError(
+        f"the database {shown} is at revision {current}, which this version does not know"
+        f" (it ships up to {head}): use the cqrs-ddd of the release that migrated it"
+    )
 
 
 def fail(error: OpsError) -> NoReturn:
@@ -135,7 +165,7 @@ def migrate_upgrade(
         await upgrade_schema(engine, revision)
         return before, await schema_revision(engine)
 
-    before, after = run(database_url, upgrade, create=True)
+    before, after = run(database_url, upgrade, create=True, schema=False)
     if before == after:
         console.print(f"the schema is at {after} already")
     else:
@@ -145,7 +175,7 @@ def migrate_upgrade(
 @migrate_app.command("current")
 def migrate_current(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Say which revision the database is at, and the newest one this version ships."""
-    current = run(database_url, schema_revision)
+    current = run(database_url, schema_revision, schema=False)
     head = head_revision()
     if as_json:
         console.print_json(json.dumps({"current": current, "head": head}))
@@ -306,6 +336,14 @@ def schedules_list(
     as_json: JsonOption = False,
 ) -> None:
     """List scheduled commands by due time (or, with --recurring, the recurring schedules)."""
+    if status is not None and status not in schedules.SCHEDULE_STATUSES:
+        fail(
+            OpsError(
+                f"--status {status!r} is not a schedule status:"
+                f" use one of {', '.join(schedules.SCHEDULE_STATUSES)}",
+                EXIT_USAGE,
+            )
+        )
     if recurring:
         found = run(database_url, schedules.list_recurring)
         columns = [
@@ -453,6 +491,8 @@ def status_command(
     Projections, relays and saga feeds come from their checkpoints; the
     scheduler, the saga instances and the outbox table by their queues.
     """
+    if watch and as_json:
+        fail(OpsError("--watch redraws a table: leave out --json (or --watch)", EXIT_USAGE))
     if not watch:
         rows = run(database_url, status.worker_rows)
         show(console, rows, WORKER_COLUMNS, title="workers", as_json=as_json)
@@ -460,11 +500,17 @@ def status_command(
     deadline = None if seconds is None else time.monotonic() + seconds
 
     async def refresh(engine: AsyncEngine) -> None:
-        with Live(console=console, auto_refresh=False) as live:
+        # on a terminal the table is redrawn in place; piped, each refresh is printed
+        live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+        with live if live is not None else nullcontext():
             while True:
                 rows = await status.worker_rows(engine)
                 stamp = time.strftime("%H:%M:%S")
-                live.update(table(rows, WORKER_COLUMNS, title=f"workers at {stamp}"), refresh=True)
+                shown = table(rows, WORKER_COLUMNS, title=f"workers at {stamp}")
+                if live is not None:
+                    live.update(shown, refresh=True)
+                else:
+                    console.print(shown)
                 if deadline is not None and time.monotonic() >= deadline:
                     return
                 await asyncio.sleep(interval)
@@ -542,9 +588,8 @@ def projections_rebuild(
     """Empty a projection's read model and apply every event again, with a progress bar.
 
     Refused while another worker holds the projection (stop it first).
-    Writers may go on appending: what they add after the start is applied by
-    the projection's worker afterwards. Interrupted, run it again with
-    --resume to go on from where it got.
+    Writers may go on appending: it goes on until it has caught up with them.
+    Interrupted (Ctrl-C), run it again with --resume to go on from where it got.
     """
     factory = _factory(app_spec)
 
@@ -560,13 +605,16 @@ def projections_rebuild(
         ]
         with Progress(*columns, console=errors, transient=True) as bar:
             task = bar.add_task(f"rebuilding {name}", total=None, rate="-")
-            started, first = time.monotonic(), None
+            started = time.monotonic()
+            first: int | None = None
 
             def advance(done: int, target: int) -> None:
                 nonlocal first
-                first = done if first is None else first
-                elapsed = max(time.monotonic() - started, 1e-6)
-                rate = f"{(done - first) / elapsed:,.0f}"
+                if first is None:  # where this run starts: 0, or the checkpoint to resume
+                    first, rate = done, "-"
+                else:
+                    elapsed = max(time.monotonic() - started, 1e-6)
+                    rate = f"{(done - first) / elapsed:,.0f}"
                 bar.update(task, completed=done, total=max(target, 1), rate=rate)
 
             return await projections.rebuild(engine, worker, name, resume=resume, progress=advance)
@@ -731,7 +779,8 @@ def sagas_retry(
     """Send a parked saga back to the phase it stopped in; the running system resumes it.
 
     Its saga recovery (``SagaManager.recover``) sends the step that failed
-    again at its next round. Mend the cause first.
+    again once the instance is unchanged for the recovery's interval, as for
+    any instance in flight. Mend the cause first.
     """
     identifier = saga_id_of(saga_id)
 
@@ -743,7 +792,7 @@ def sagas_retry(
 
     phase = run(database_url, retry)
     console.print(
-        f"saga {identifier} is {phase} again: the saga recovery resumes it",
+        f"saga {identifier} is {phase} again: the saga recovery resumes it at its next round",
         markup=False,
         highlight=False,
     )
@@ -814,7 +863,8 @@ def outbox_replay(
     if ids and count < len(ids):
         fail(
             OpsError(
-                f"{len(ids) - count} of the ids given are not set aside (nothing changed for them)"
+                f"put {count} message(s) back in the queue, but {len(ids) - count} of the ids"
+                " given are not set aside (nothing changed for them)"
             )
         )
     console.print(f"put {count} message(s) back in the queue", markup=False, highlight=False)

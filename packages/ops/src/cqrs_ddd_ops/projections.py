@@ -57,7 +57,12 @@ def load_factory(spec: str | None) -> ProjectionsFactory:
 
 def _checked(factory: Callable[..., Any], spec: str) -> ProjectionsFactory:
     def build(engine: AsyncEngine) -> ProjectionWorker:
-        worker = factory(engine)
+        try:
+            worker = factory(engine)
+        except Exception as error:  # noqa: BLE001 - the application's code: said in one line
+            raise OpsError(
+                f"--app {spec!r} failed: {type(error).__name__}: {error}", EXIT_USAGE
+            ) from None
         if not isinstance(worker, ProjectionWorker):
             raise OpsError(
                 f"--app {spec!r} returned {type(worker).__name__}, not a ProjectionWorker",
@@ -118,26 +123,31 @@ async def rebuild(
 ) -> WorkerRow:
     """Rebuild projection ``name`` from the first event (``resume``: from its checkpoint).
 
-    Empties the read model and replays every event up to the head as it is
-    when the rebuild starts; events appended meanwhile are applied by the
-    projection's worker afterwards (or by a second run with ``resume``).
-    Interrupted, it leaves the checkpoint where it got: ``resume`` goes on
+    Empties the read model and applies every event until it has caught up
+    with the log, events appended meanwhile included. ``progress`` is told
+    the checkpoint against the head seen at the start. Interrupted, it gives
+    the lease back and leaves the checkpoint where it got: ``resume`` goes on
     from there instead of starting over.
     """
     await ensure_free(engine, worker, name)
     target = await worker.event_store.current_position()
+    before = await worker.storage.checkpoints.record(name)
+    if progress is not None:
+        progress(before.position if resume else 0, target)
     work: Awaitable[Any] = worker.catch_up(name) if resume else worker.rebuild(name)
     task = asyncio.ensure_future(work)
     try:
         while not task.done():
+            await asyncio.wait({task}, timeout=0.25)
             if progress is not None:
                 record = await worker.storage.checkpoints.record(name)
-                progress(min(record.position, target), target)
-            await asyncio.wait({task}, timeout=0.25)
+                if resume or record.epoch != before.epoch:  # a rebuild: once reset
+                    progress(min(record.position, target), target)
         task.result()
     finally:
-        if not task.done():
+        if not task.done():  # interrupted (Ctrl-C): let it give its lease back
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     row = await projection(engine, name)
     if row.position < target:
         raise OpsError(

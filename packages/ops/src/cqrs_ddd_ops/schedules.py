@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.schema import recurring_schedules, scheduled_commands
 
+SCHEDULE_STATUSES = ("pending", "running", "failed", "done", "cancelled")
+"""Every status a scheduled command can be in."""
+
 
 @dataclass(frozen=True)
 class ScheduleRow:

@@ -130,11 +130,6 @@ async def _outbox_relay(
     waited = 0.0
     if backlog.oldest_created_at is not None:
         waited = max(now - backlog.oldest_created_at.timestamp(), 0.0)
-    aside = outbox.c.failed_at.is_not(None) & outbox.c.published_at.is_(None)
-    if partition is not None and partition.count > 1:  # the messages of this partition only
-        aside = aside & (outbox.c.partition_hash % partition.count == partition.index)
-    async with engine.connect() as connection:
-        failed = await _count(connection, aside, table=outbox)
     owner = job.owner
     state = "halted" if job.halted else ("running" if owner is not None else "idle")
     return WorkerRow(
@@ -147,7 +142,7 @@ async def _outbox_relay(
         head=max(int(job.position), backlog.newest_id or 0),
         lag_events=backlog.count,
         lag_seconds=round(waited, 3),
-        dead_letters=failed + await storage.letters.count(job.name),
+        dead_letters=backlog.set_aside + await storage.letters.count(job.name),
         last_error=job.last_error,
     )
 

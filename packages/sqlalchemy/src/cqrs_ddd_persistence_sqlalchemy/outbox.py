@@ -13,7 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, delete, func, insert, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cqrs_ddd_advanced_core.outbox import (
@@ -74,7 +84,9 @@ class SQLAlchemyOutboxStore:
     skipped. With a ``partition``, only the rows whose stored ``partition_hash``
     it holds. ``mark_published`` sets ``published_at`` (and counts the attempt)
     through the relay's fenced transaction. A row set aside (``failed_at``) is
-    not pending until :meth:`retry_failed` puts it back.
+    not pending until :meth:`retry_failed` puts it back, and neither are the
+    later rows of its partition key: they wait behind it, so that an
+    aggregate's messages still go out in the order they were written.
     """
 
     def __init__(self, session: EngineSource) -> None:
@@ -91,7 +103,7 @@ class SQLAlchemyOutboxStore:
         in Python, and the rows of the rest read by primary key (a long
         ``NOT IN`` list could make PostgreSQL's planner scan every pending row).
         """
-        pending = _unsent() & _of(partition)
+        pending = _unsent() & _of(partition) & ~_behind_one_set_aside()
         columns = (
             outbox.c.id,
             outbox.c.message_id,
@@ -126,16 +138,27 @@ class SQLAlchemyOutboxStore:
         return await self._reads.run("read the outbox", read)
 
     async def backlog(self, *, partition: Partition | None = None) -> OutboxBacklog:
-        """Count the unpublished rows (of ``partition``): how many, newest id, oldest time."""
+        """Count the unpublished rows (of ``partition``): how many, newest id, oldest time.
+
+        The rows set aside are counted apart (``set_aside``).
+        """
         query = (
             select(func.count(), func.max(outbox.c.id), func.min(outbox.c.created_at))
             .where(_unsent())
             .where(_of(partition))
         )
 
+        aside = (
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.failed_at.is_not(None), outbox.c.published_at.is_(None))
+            .where(_of(partition))
+        )
+
         async def read(connection: AsyncConnection) -> OutboxBacklog:
             count, newest, oldest = (await connection.execute(query)).one()
-            return OutboxBacklog(int(count), newest, oldest)
+            set_aside = int(await connection.scalar(aside) or 0)
+            return OutboxBacklog(int(count), newest, oldest, set_aside)
 
         return await self._reads.run("count the outbox", read)
 
@@ -242,6 +265,17 @@ class SQLAlchemyOutboxStore:
 
 def _unsent() -> ColumnElement[bool]:
     return outbox.c.published_at.is_(None) & outbox.c.failed_at.is_(None)
+
+
+def _behind_one_set_aside() -> ColumnElement[bool]:
+    """Return the condition that a row waits behind an earlier row of its key set aside."""
+    earlier = outbox.alias("earlier")
+    return exists().where(
+        earlier.c.partition_key == outbox.c.partition_key,
+        earlier.c.failed_at.is_not(None),
+        earlier.c.published_at.is_(None),
+        earlier.c.id < outbox.c.id,
+    )
 
 
 def _of(partition: Partition | None) -> ColumnElement[bool]:

@@ -215,14 +215,15 @@ class SQLAlchemySagaRepository:
         """Send a parked instance back to the phase it stopped in; return that phase.
 
         For an operator, once the cause is mended: the instance becomes
-        ``confirming`` or ``compensating`` again, in flight, with its change
-        time set back so that the next recovery round (``SagaManager.recover``
-        in the running system) resumes it at once and sends the step that
-        failed again. The stored document is changed as it is (a tool needs
-        no saga class to retry), its version moves on, and a history entry
-        records the retry. Raises :class:`SagaRetryError` for an unknown
-        instance, one that is not parked, or one parked because its state did
-        not read back (nothing to resume: mend the row first).
+        ``confirming`` or ``compensating`` again, in flight, so that the
+        running system's recovery (``SagaManager.recover``) resumes it, like
+        any instance in flight, once it is unchanged for the recovery's
+        ``older_than``, and sends the step that failed again. The stored
+        document is changed as it is (a tool needs no saga class to retry),
+        its version moves on, and a history entry records the retry.
+        Raises :class:`SagaRetryError` for an unknown instance, one that is
+        not parked, or one parked because its state did not read back
+        (nothing to resume: mend the row first).
         """
         operation = f"retry saga {saga_id}"
         query = select(rows.c.status, rows.c.state, rows.c.version).where(rows.c.saga_id == saga_id)
@@ -245,10 +246,10 @@ class SQLAlchemySagaRepository:
                 entry = {"at": datetime.now(UTC).isoformat(), "what": "retried by an operator"}
                 document |= {
                     "status": phase,
-                    "parked_from": None,
                     "version": row.version + 1,
                     "history": [*document.get("history", []), {**entry, "step": None}],
                 }
+                document.pop("parked_from", None)
                 await uow.connection.execute(
                     update(rows)
                     .where(rows.c.saga_id == saga_id, rows.c.version == row.version)
@@ -257,7 +258,7 @@ class SQLAlchemySagaRepository:
                         state=document,
                         version=row.version + 1,
                         in_flight=True,
-                        updated_at=0.0,  # long unchanged: the next recovery round takes it
+                        updated_at=self._now(),
                     )
                 )
             await uow.commit()
@@ -335,6 +336,9 @@ class SQLAlchemyBranchBarrier:
 def _document(state: SagaState, version: int) -> dict[str, Any]:
     document = state.model_dump(mode="json")
     document["version"] = version
+    if document.get("parked_from") is None:
+        # written only when set: a process of an earlier release reads the document too
+        document.pop("parked_from", None)
     return document
 
 

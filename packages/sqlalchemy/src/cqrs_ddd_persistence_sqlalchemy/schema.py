@@ -91,8 +91,15 @@ outbox = Table(
     Index(
         "ix_cqrs_outbox_pending",
         "id",
-        postgresql_where=text("published_at IS NULL"),
-        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL AND failed_at IS NULL"),
+        sqlite_where=text("published_at IS NULL AND failed_at IS NULL"),
+    ),
+    Index(
+        "ix_cqrs_outbox_failed",
+        "partition_key",
+        "id",
+        postgresql_where=text("failed_at IS NOT NULL AND published_at IS NULL"),
+        sqlite_where=text("failed_at IS NOT NULL AND published_at IS NULL"),
     ),
 )
 """Messages to publish, written in the transaction that produced them. A message the relay

@@ -46,11 +46,15 @@ class OutboxMessage:
 
 @dataclass(frozen=True, slots=True)
 class OutboxBacklog:
-    """The messages not yet published: how many, the newest's place, the oldest's age."""
+    """The messages not yet published: how many, the newest's place, the oldest's age.
+
+    ``set_aside`` counts the messages a relay set aside (not in ``count``).
+    """
 
     count: int
     newest_id: int | None
     oldest_created_at: datetime | None
+    set_aside: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,7 @@ class WorkerLoop:
         self.last_error: str | None = None
         """The transient failure the loop is backing off from (``None`` once a step succeeds)."""
         self.task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._renewed_at = 0.0
         self._retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
@@ -116,6 +117,7 @@ class WorkerLoop:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until ``stopping`` is set or the job halts."""
+        self._stopping = stopping
         try:
             while not stopping.is_set():
                 async for attempt in self._retrying:
@@ -209,7 +211,10 @@ class WorkerLoop:
         await self.give_up_lease()
 
     async def _pause(self, seconds: float) -> None:
-        await self.nudge.wait(seconds)
+        # a back-off is not cut short by new work (a busy system would retry a failing
+        # step at every append); only stopping ends it early
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _report(self, retry_state: RetryCallState) -> None:
         self.lease = None

@@ -80,6 +80,13 @@ class Access:
             )
         if not self.matches(offered):
             raise ActionRefusedError("refused: the operator token is wrong; nothing was done")
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            # a browser says where a request comes from: a form posted from another site
+            # (a sibling subdomain too) carries the cookie, but is not the operator's
+            raise ActionRefusedError(
+                f"refused: this action came from another site ({site}); nothing was done"
+            )
 
 
 def keep_token(response: Response, request: Request, token: str, *, path: str) -> None:

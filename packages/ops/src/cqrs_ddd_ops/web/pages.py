@@ -19,7 +19,7 @@ from cqrs_ddd_advanced_core.outbox import FailedMessage
 from cqrs_ddd_advanced_core.workers import DeadLetter
 from cqrs_ddd_ops.outbox import TopicRow
 from cqrs_ddd_ops.sagas import SAGA_STATUSES, SagaDetail, SagaRow
-from cqrs_ddd_ops.schedules import RecurringRow, ScheduleRow
+from cqrs_ddd_ops.schedules import SCHEDULE_STATUSES, RecurringRow, ScheduleRow
 from cqrs_ddd_ops.status import WorkerRow
 from cqrs_ddd_ops.web.charts import lag_chart, legend, saga_diagram, series_names
 from cqrs_ddd_ops.web.markup import Content, Markup, element, join, raw
@@ -34,7 +34,6 @@ PAGES: tuple[tuple[str, str], ...] = (
 )
 """The pages of the navigation: their key (the URL's last part) and title."""
 
-SCHEDULE_STATUSES = ("pending", "running", "failed", "done", "cancelled")
 """The statuses of a scheduled command, in the order the schedules page offers them."""
 
 RELAY_KINDS = ("relay", "outbox-relay")

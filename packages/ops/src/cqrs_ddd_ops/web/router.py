@@ -265,8 +265,8 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
         """Show the scheduled commands by due time, and the recurring schedules."""
 
         async def body(target: OperatedSystem, context: pages.PageContext) -> Markup:
-            if status is not None and status not in pages.SCHEDULE_STATUSES:
-                known = ", ".join(pages.SCHEDULE_STATUSES)
+            if status is not None and status not in schedules.SCHEDULE_STATUSES:
+                known = ", ".join(schedules.SCHEDULE_STATUSES)
                 raise _PageError(400, f"no schedule status {status!r} (use one of {known})")
             found = await schedules.list_schedules(target.engine, status=status, limit=200)
             recurring = await schedules.list_recurring(target.engine)
