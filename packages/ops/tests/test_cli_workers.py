@@ -390,7 +390,8 @@ def test_sagas_list_show_and_retry_a_parked_saga(database_url: str) -> None:
     code, out, _ = cli(database_url, "sagas", "retry", saga_id)
     assert (code, out.strip()) == (
         0,
-        f"saga {saga_id} is compensating again: the saga recovery resumes it at its next round",
+        f"saga {saga_id} is compensating again: the saga recovery resumes it once it has been"
+        " unchanged for the recovery's interval",
     )
 
     async def recover() -> dict[str, Any]:

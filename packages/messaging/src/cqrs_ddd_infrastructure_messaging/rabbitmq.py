@@ -21,7 +21,12 @@ from collections.abc import Mapping
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from aio_pika.exceptions import (
+    AMQPError,
+    ChannelInvalidStateError,
+    DeliveryError,
+    PublishError,
+)
 
 from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
@@ -103,7 +108,8 @@ class RabbitMQPublisher(BrokerPublisher):
             raise PublishNotConfirmedError(
                 BROKER, topic, message_id, reason, refused=False
             ) from None
-        except (AMQPError, ConnectionError) as error:  # the channel or connection went away
+        except (AMQPError, ChannelInvalidStateError, ConnectionError) as error:
+            # the channel or the connection went away (a restart, a reconnection under way)
             reason = f"{type(error).__name__}: {error}"
             raise PublishNotConfirmedError(
                 BROKER, topic, message_id, reason, refused=False

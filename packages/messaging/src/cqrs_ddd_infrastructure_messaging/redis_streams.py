@@ -26,7 +26,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from cqrs_ddd_infrastructure_messaging.envelope import CONTENT_TYPE
 from cqrs_ddd_infrastructure_messaging.errors import (
@@ -103,10 +113,27 @@ class RedisStreamsPublisher(BrokerPublisher):
         self.last_entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
-_BUSY = ("OOM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "READONLY", "CLUSTERDOWN")
-"""Redis answers that say the server cannot take writes now, whatever the message."""
+_UNWELL = (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+"""Redis errors that say the server cannot take writes now, whatever the entry."""
+
+_UNWELL_CODES = ("BUSY", "MISCONF", "NOREPLICAS", "LOADING", "OOM", "READONLY", "NOPERM")
+"""The same, as codes of a plain ``ResponseError`` (redis-py strips the codes it maps)."""
 
 
 def _refused(error: BaseException) -> bool:
-    """Whether Redis refused this entry (a wrong key type...), rather than not answering."""
-    return isinstance(error, ResponseError) and not str(error).startswith(_BUSY)
+    """Whether Redis refused this entry (a wrong key type...), not any write now.
+
+    Out of memory, loading, a failover or a missing permission is the server's
+    state, not the entry's fault.
+    """
+    if not isinstance(error, ResponseError) or isinstance(error, _UNWELL):
+        return False
+    return not str(error).startswith(_UNWELL_CODES)

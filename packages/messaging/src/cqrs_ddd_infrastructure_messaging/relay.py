@@ -63,7 +63,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -76,7 +76,7 @@ from cqrs_ddd_advanced_core.workers import (
     WorkerStatus,
     read_status,
 )
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of, event_of
 from cqrs_ddd_advanced_core.workers.loop import lease_for_side_work
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
 from cqrs_ddd_core.exceptions import TransientError
@@ -112,10 +112,16 @@ class EnvelopePublisher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RelayReplay:
-    """What replaying a relay's dead letters did: positions published, letters failing again."""
+    """What replaying a relay's dead letters did.
+
+    ``published``: the positions published; ``failed``: the letters that failed
+    again; ``held_elsewhere``: the partitions another process holds (replay
+    them there).
+    """
 
     published: list[int]
     failed: list[DeadLetter]
+    held_elsewhere: list[str] = field(default_factory=list)
 
 
 class RelayPartition:
@@ -136,10 +142,10 @@ class RelayPartition:
         self._ahead: tuple[int, asyncio.Task[Any]] | None = None
         self._committing: asyncio.Task[None] | None = None
         self.committing_ids: list[int] = []
+        """The outbox ids of the page whose commit runs in the background."""
         self.held_streams: set[str] | None = None
         """The streams with an event set aside (event-log relay): their later events are set
         aside behind it, so that a replay keeps their order. Read again at each lease."""
-        """The outbox ids of the page whose commit runs in the background."""
         single = partition.count == 1
         self._name = relay.name if single else f"{relay.name}:{partition.index}of{partition.count}"
 
@@ -371,16 +377,12 @@ class EventLogRelay(_Relay):
         read = self.event_store.read_all(after_position=page[-1].position, limit=self.batch_size)
         job.read_ahead(lease, read)
         whole_log = job.partition.count == 1
-        if job.held_streams is None:
-            letters = await self.storage.letters.dead_letters(job.name)
-            job.held_streams = {letter.stream_id for letter in letters}
-        held = job.held_streams
         done: int | None = None  # the newest position this page dealt with
         try:
             for stored in page:
-                if stored.stream_id in held:  # behind an earlier event of its stream
+                if stored.stream_id in await self._held_streams(job):  # behind an earlier one
                     await job.committed()
-                    if done is not None:
+                    if done is not None and done > job.position:
                         await self._advance(job, lease, done)
                     await self._set_aside(job, lease, stored, HeldBehindError(stored), 0)
                 elif whole_log or job.partition.holds(stored.stream_id):
@@ -392,7 +394,7 @@ class EventLogRelay(_Relay):
                         if _is_outage(error):
                             raise
                         await job.committed()  # the page before, then what this one sent
-                        if done is not None:
+                        if done is not None and done > job.position:
                             await self._advance(job, lease, done)
                         if not await self._failed(job, lease, stored, error):
                             raise  # tried again after the worker's back-off
@@ -407,6 +409,13 @@ class EventLogRelay(_Relay):
         job.commit_later([], self._advance(job, lease, page[-1].position))
         return True
 
+    async def _held_streams(self, job: RelayPartition) -> set[str]:
+        """Return the streams of ``job`` with an event set aside (read again after a replay)."""
+        if job.held_streams is None:
+            letters = await self.storage.letters.dead_letters(job.name)
+            job.held_streams = {letter.stream_id for letter in letters}
+        return job.held_streams
+
     async def _failed(
         self, job: RelayPartition, lease: Lease, stored: StoredEvent, error: Exception
     ) -> bool:
@@ -419,8 +428,8 @@ class EventLogRelay(_Relay):
                 job.name, stored.event_type, stored.position, attempts, self.max_attempts, error,
             )  # fmt: skip
             return False
-        del self._failures[key]
         await self._set_aside(job, lease, stored, error, attempts)
+        del self._failures[key]  # once set aside: a failure to write it keeps the count
         return True
 
     async def _set_aside(
@@ -432,8 +441,7 @@ class EventLogRelay(_Relay):
             await self.storage.letters.quarantine(transaction, letter)
             transaction.advance(stored.position)
         job.position = stored.position
-        if job.held_streams is not None:
-            job.held_streams.add(stored.stream_id)
+        (await self._held_streams(job)).add(stored.stream_id)
         logger.error(
             "relay %s set %s aside at position %s (stream %r, version %s) after %s attempts: %s",
             job.name, stored.event_type, stored.position, stored.stream_id, stored.version,
@@ -447,10 +455,11 @@ class EventLogRelay(_Relay):
         for letter in await self.storage.letters.dead_letters(job.name):
             if letter.stream_id in stuck:
                 continue
-            found = await self.event_store.read_all(after_position=letter.position - 1, limit=1)
-            if not found or found[0].position != letter.position:
-                continue  # the event is gone: nothing to publish
-            stored = found[0]
+            stored = await event_of(self.event_store, letter)
+            if stored is None:  # the event is gone: nothing to publish, nothing to hold
+                async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                    await self.storage.letters.resolve(transaction, job.name, letter.position)
+                continue
             try:
                 envelope = MessageEnvelope.of_stored(stored)
                 await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
@@ -689,7 +698,8 @@ class OutboxWorker:
         """Publish the event-log relay's dead letters again; delete those the broker took.
 
         Each partition's under its lease: its running loop's, else one taken
-        for the purpose (``LeaseLostError`` while another process holds it).
+        for the purpose; a partition another process holds is left to it
+        (listed in ``held_elsewhere``).
         One that fails again stays, its attempts counted. The outbox table's
         messages set aside are put back in its queue instead
         (``SQLAlchemyOutboxStore.retry_failed``, ``cqrs-ddd outbox replay``).
@@ -706,7 +716,13 @@ class OutboxWorker:
             assert isinstance(job, RelayPartition)  # noqa: S101 - the loops run partitions
             if not await relay.storage.letters.count(job.name):
                 continue
-            lease, borrowed = await lease_for_side_work(loop, relay.storage.leases, relay.lease_ttl)
+            try:
+                lease, borrowed = await lease_for_side_work(
+                    loop, relay.storage.leases, relay.lease_ttl
+                )
+            except LeaseLostError:
+                result.held_elsewhere.append(job.name)
+                continue
             try:
                 done = await relay.replay_dead_letters(job, lease)
             finally:
@@ -787,7 +803,10 @@ class OutboxWorker:
             lag_seconds=waited,
             owner=record.owner,
             epoch=record.epoch,
-            dead_letters=await relay.storage.letters.count(job.name) + backlog.set_aside,
+            # an operator's to see: what was set aside, and the messages waiting behind it
+            dead_letters=await relay.storage.letters.count(job.name)
+            + backlog.set_aside
+            + backlog.held,
             last_error=record.last_error or loop.last_error,
             kind=job.kind,
             lease_expires_at=record.lease_expires_at,

@@ -792,7 +792,8 @@ def sagas_retry(
 
     phase = run(database_url, retry)
     console.print(
-        f"saga {identifier} is {phase} again: the saga recovery resumes it at its next round",
+        f"saga {identifier} is {phase} again: the saga recovery resumes it once it has been"
+        " unchanged for the recovery's interval",
         markup=False,
         highlight=False,
     )
@@ -844,7 +845,10 @@ def outbox_dead_letters(
 @outbox_app.command("replay")
 def outbox_replay(
     ids: Annotated[
-        list[int] | None, typer.Argument(help="the ids to replay (default: every one)")
+        list[int] | None,
+        typer.Argument(
+            help="outbox table ids to replay, as dead-letters shows them (default: every one)"
+        ),
     ] = None,
     database_url: DatabaseOption = None,
 ) -> None:

@@ -139,7 +139,8 @@ async def saga_shapes(engine: AsyncEngine, *, sample: int = 200) -> dict[str, li
 async def retry_saga(engine: AsyncEngine, saga_id: UUID) -> str:
     """Send a parked instance back to the phase it stopped in; return the phase.
 
-    The running system's saga recovery resumes it at its next round.
+    The running system's saga recovery resumes it once it has been unchanged
+    for the recovery's interval, as any instance in flight.
     Raises ``SagaRetryError`` when it is unknown, not parked, or has nothing
     to resume.
     """

@@ -97,7 +97,7 @@ async def worker_rows(engine: AsyncEngine) -> list[WorkerRow]:
     async with engine.connect() as connection:
         found.append(await _scheduler(connection, now))
         found.append(await _sagas(connection, now))
-        found.append(await _outbox(connection))
+    found.append(await _outbox(engine))
     return found
 
 
@@ -142,7 +142,7 @@ async def _outbox_relay(
         head=max(int(job.position), backlog.newest_id or 0),
         lag_events=backlog.count,
         lag_seconds=round(waited, 3),
-        dead_letters=backlog.set_aside + await storage.letters.count(job.name),
+        dead_letters=backlog.set_aside + backlog.held + await storage.letters.count(job.name),
         last_error=job.last_error,
     )
 
@@ -218,32 +218,27 @@ async def _sagas(connection: AsyncConnection, now: float) -> WorkerRow:
     )
 
 
-async def _outbox(connection: AsyncConnection) -> WorkerRow:
-    """Return the outbox table: unsent messages (lag), those set aside (dead letters)."""
-    unsent = (
-        select(func.count(), func.min(outbox.c.created_at))
-        .where(outbox.c.published_at.is_(None), outbox.c.failed_at.is_(None))
-        .select_from(outbox)
-    )
-    count, oldest = (await connection.execute(unsent)).one()
+async def _outbox(engine: AsyncEngine) -> WorkerRow:
+    """Return the outbox table: what may go now (lag), what was set aside or waits behind it."""
+    backlog = await SQLAlchemyOutboxStore(engine).backlog()
     aside = outbox.c.failed_at.is_not(None) & outbox.c.published_at.is_(None)
-    failed = await _count(connection, aside, table=outbox)
-    last_error = await connection.scalar(
-        select(outbox.c.last_error).where(aside).order_by(outbox.c.failed_at.desc()).limit(1)
-    )
+    async with engine.connect() as connection:
+        last_error = await connection.scalar(
+            select(outbox.c.last_error).where(aside).order_by(outbox.c.failed_at.desc()).limit(1)
+        )
     waited = 0.0
-    if oldest is not None:
-        waited = max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
+    if backlog.oldest_created_at is not None:
+        waited = max((datetime.now(UTC) - backlog.oldest_created_at).total_seconds(), 0.0)
     return WorkerRow(
         name="outbox table",
         kind="outbox",
-        state="sending" if count else "empty",
+        state="sending" if backlog.count else "empty",
         owner=None,
         lease_expires_at=None,
-        position=int(count),
+        position=backlog.count,
         head=None,
-        lag_events=int(count),
+        lag_events=backlog.count,
         lag_seconds=round(waited, 3),
-        dead_letters=failed,
+        dead_letters=backlog.set_aside + backlog.held,
         last_error=last_error,
     )

@@ -140,25 +140,32 @@ class SQLAlchemyOutboxStore:
     async def backlog(self, *, partition: Partition | None = None) -> OutboxBacklog:
         """Count the unpublished rows (of ``partition``): how many, newest id, oldest time.
 
-        The rows set aside are counted apart (``set_aside``).
+        The rows set aside, and the rows waiting behind them, are counted apart
+        (``set_aside``, ``held``).
         """
         query = (
             select(func.count(), func.max(outbox.c.id), func.min(outbox.c.created_at))
-            .where(_unsent())
+            .where(_unsent() & ~_behind_one_set_aside())
             .where(_of(partition))
         )
-
         aside = (
             select(func.count())
             .select_from(outbox)
             .where(outbox.c.failed_at.is_not(None), outbox.c.published_at.is_(None))
             .where(_of(partition))
         )
+        behind = (
+            select(func.count())
+            .select_from(outbox)
+            .where(_unsent() & _behind_one_set_aside())
+            .where(_of(partition))
+        )
 
         async def read(connection: AsyncConnection) -> OutboxBacklog:
             count, newest, oldest = (await connection.execute(query)).one()
             set_aside = int(await connection.scalar(aside) or 0)
-            return OutboxBacklog(int(count), newest, oldest, set_aside)
+            held = int(await connection.scalar(behind) or 0) if set_aside else 0
+            return OutboxBacklog(int(count), newest, oldest, set_aside, held)
 
         return await self._reads.run("count the outbox", read)
 

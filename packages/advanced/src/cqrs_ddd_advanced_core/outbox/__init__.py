@@ -48,13 +48,17 @@ class OutboxMessage:
 class OutboxBacklog:
     """The messages not yet published: how many, the newest's place, the oldest's age.
 
-    ``set_aside`` counts the messages a relay set aside (not in ``count``).
+    ``count`` (and the newest and oldest) are the messages a relay may send
+    now; ``set_aside`` counts those a relay set aside, and ``held`` the later
+    messages of their aggregates, which wait behind them (neither is in
+    ``count``).
     """
 
     count: int
     newest_id: int | None
     oldest_created_at: datetime | None
     set_aside: int = 0
+    held: int = 0
 
 
 @dataclass(frozen=True, slots=True)

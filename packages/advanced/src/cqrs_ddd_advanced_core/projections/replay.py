@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cqrs_ddd_advanced_core.projections.job import ProjectionJob
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of, event_of
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
@@ -59,10 +59,10 @@ async def _replay_one(
     lease: Lease,
     lease_ttl: float,
 ) -> None:
-    found = await job.event_store.read_all(after_position=letter.position - 1, limit=1)
-    if not found or found[0].position != letter.position:
+    stored = await event_of(job.event_store, letter)
+    if stored is None:
         return
-    step = job.plan(found)[0]
+    step = job.plan([stored])[0]
     async with storage.batch(lease, lease_ttl) as transaction:
         error = step.error
         if error is None:

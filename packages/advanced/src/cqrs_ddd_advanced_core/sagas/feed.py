@@ -49,7 +49,7 @@ from itertools import takewhile
 from cqrs_ddd_advanced_core.domain.exceptions import UpcastingError, WorkHaltedError
 from cqrs_ddd_advanced_core.sagas.manager import SagaManager
 from cqrs_ddd_advanced_core.upcasting.decoder import EventDecoder
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of, event_of
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.status import WorkerStatus
@@ -267,10 +267,11 @@ class SagaFeed:
         lease, borrowed = await lease_for_side_work(self.loop, self.storage.leases, self.lease_ttl)
         try:
             for letter in letters:
-                found = await self.event_store.read_all(after_position=letter.position - 1, limit=1)
-                if not found or found[0].position != letter.position:
-                    continue  # the event is gone: nothing to deliver
-                stored = found[0]
+                stored = await event_of(self.event_store, letter)
+                if stored is None:  # the event is gone: nothing to deliver
+                    async with self.storage.batch(lease, self.lease_ttl) as transaction:
+                        await self.storage.letters.resolve(transaction, self.name, letter.position)
+                    continue
                 try:
                     await self.manager.handle(self.decoder.decode(stored))
                 except Exception as failure:  # noqa: BLE001 - kept with its error

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from cqrs_ddd_core.ports.event_store import StoredEvent
+from cqrs_ddd_core.ports.event_store import EventStore, StoredEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,12 @@ def dead_letter_of(
         first_seen_at=first_seen or now,
         last_seen_at=now,
     )
+
+
+async def event_of(event_store: EventStore, letter: DeadLetter) -> StoredEvent | None:
+    """Return the stored event ``letter`` holds the place of, or None when it is gone."""
+    found = await event_store.read_all(after_position=letter.position - 1, limit=1)
+    return found[0] if found and found[0].position == letter.position else None
 
 
 class DeadLetterStore(Protocol):

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qs
 from uuid import UUID, uuid4
 
@@ -51,6 +51,8 @@ from cqrs_ddd_persistence_sqlalchemy import SQLAlchemyCommandScheduler
 from cqrs_ddd_persistence_sqlalchemy.error_translation import translated_errors
 from cqrs_ddd_persistence_sqlalchemy.exceptions import PersistenceError
 
+T = TypeVar("T")
+
 __all__ = ["OperatedSystem", "ReplayingRelay", "SystemProvider", "operations_router"]
 
 OVERVIEW_ROUTE = "cqrs_ddd_ops.overview"
@@ -82,6 +84,9 @@ class _RelayReplay(Protocol):
 
     @property
     def failed(self) -> list[DeadLetter]: ...
+
+    @property
+    def held_elsewhere(self) -> list[str]: ...
 
 
 class ReplayingRelay(Protocol):
@@ -374,14 +379,7 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
             feed = next((feed for feed in target.saga_feeds if feed.name == name), None)
             if feed is None:
                 raise _PageError(404, f"the application has no saga feed {name!r} on this page")
-            try:
-                result = await feed.replay_dead_letters()
-            except LeaseLostError:
-                raise _PageError(
-                    409,
-                    f"saga feed {name!r} is held by another worker process: replay from"
-                    " that process's page",
-                ) from None
+            result = await _held_or(name, "saga feed", feed.replay_dead_letters())
             return _replayed(name, len(result.delivered), len(result.failed), noun="Saga feed")
 
         return await view.act(request, "dead-letters", work)
@@ -394,15 +392,12 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
             worker = next((w for w in target.relays if w.relay.name == name), None)
             if worker is None:
                 raise _PageError(404, f"the application has no event-log relay {name!r} here")
-            try:
-                result = await worker.replay_dead_letters()
-            except LeaseLostError:
-                raise _PageError(
-                    409,
-                    f"relay {name!r} is held by another worker process: replay from that"
-                    " process's page",
-                ) from None
-            return _replayed(name, len(result.published), len(result.failed), noun="Relay")
+            result = await _held_or(name, "relay", worker.replay_dead_letters())
+            said = _replayed(name, len(result.published), len(result.failed), noun="Relay")
+            if result.held_elsewhere:
+                held = ", ".join(result.held_elsewhere)
+                said += f" Partitions held by another process, left to it: {held}."
+            return said
 
         return await view.act(request, "dead-letters", work)
 
@@ -437,7 +432,8 @@ def operations_router(  # noqa: PLR0915 - one place lists the routes
                 status = 404 if error.reason == "no such saga instance" else 409
                 raise _PageError(status, str(error)) from None
             return (
-                f"Saga {saga_id} is {phase} again: the saga recovery resumes it at its next round."
+                f"Saga {saga_id} is {phase} again: the saga recovery resumes it once it has"
+                " been unchanged for the recovery's interval."
             )
 
         back = f"{{base}}/sagas?saga={saga_id}"
@@ -627,6 +623,18 @@ async def _scheduled(operation: Callable[[UUID], Awaitable[None]], schedule_id: 
         raise _PageError(404, str(error)) from None
     except (ScheduleNotCancellableError, ScheduleNotRunnableError) as error:
         raise _PageError(409, str(error)) from None
+
+
+async def _held_or(name: str, what: str, replay: Awaitable[T]) -> T:
+    """Await ``replay``; a worker of another process holding the job is said as a 409."""
+    try:
+        return await replay
+    except LeaseLostError:
+        raise _PageError(
+            409,
+            f"{what} {name!r}: its lease went to another worker during the replay (another"
+            " process, or its own loop after a failure): try again, or replay from that process",
+        ) from None
 
 
 def _iso(moment: float) -> str:
