@@ -118,6 +118,20 @@ async def test_rabbitmq_refuses_to_call_an_unroutable_message_published(
         with pytest.raises(PublishNotConfirmedError, match="unroutable") as refused:
             await publisher.publish_envelope(sent, topic="orders.item-added")
     assert refused.value.message_id == str(sent.message_id)
+    assert refused.value.refused  # the broker answered about this message: its fault
+
+
+async def test_rabbitmq_says_a_closed_channel_is_no_fault_of_the_message(
+    rabbitmq_namespace: RabbitMQNamespace,
+) -> None:
+    exchange = rabbitmq_namespace.name("closing")
+    async with RabbitMQPublisher(rabbitmq_namespace.url, exchange=exchange) as publisher:
+        channel = publisher._channel
+        assert channel is not None
+        await channel.close()  # as a broker restart would, under the publisher's feet
+        with pytest.raises(PublishNotConfirmedError) as away:
+            await publisher.publish_envelope(envelope(), topic="orders.item-added")
+    assert not away.value.refused  # a relay backs off and counts nothing
 
 
 # -- NATS JetStream -------------------------------------------------------------------------

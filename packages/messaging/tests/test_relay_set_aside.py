@@ -220,3 +220,31 @@ async def test_a_back_off_is_not_cut_short_by_new_work(engine: AsyncEngine) -> N
         await task
     # then the step was tried a handful of times, not at every announcement
     assert 1 <= job.steps <= 5
+
+
+def test_the_publishers_blame_a_message_only_for_what_the_broker_said_of_it() -> None:
+    from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError
+    from redis.exceptions import (
+        ConnectionError as RedisConnectionError,
+    )
+    from redis.exceptions import (
+        OutOfMemoryError,
+        ReadOnlyError,
+        ResponseError,
+    )
+
+    from cqrs_ddd_infrastructure_messaging import nats_jetstream, redis_streams
+
+    # the entry itself refused: counted against it
+    assert redis_streams._refused(ResponseError("WRONGTYPE Operation against a key"))
+    assert nats_jetstream._refused(MaxPayloadError())
+    # the server's state, or no answer: the broker is away, nothing is counted
+    for unwell in (
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        ReadOnlyError("You can't write against a read only replica."),
+        ResponseError("MISCONF Redis is configured to save RDB snapshots"),
+        RedisConnectionError("Connection reset by peer"),
+    ):
+        assert not redis_streams._refused(unwell), unwell
+    for away in (TimeoutError(), ConnectionClosedError(), NoRespondersError()):
+        assert not nats_jetstream._refused(away), away
