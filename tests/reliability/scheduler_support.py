@@ -84,6 +84,28 @@ class RecordingScheduler(SQLAlchemyCommandScheduler):
             self.history.record("complete", key, "invoke", token=claim.lease_token)
         return joined
 
+    async def complete(self, claim: ClaimedSchedule) -> None:
+        try:
+            await super().complete(claim)
+        except ScheduleLeaseLostError:
+            self._refused(claim)
+            raise
+
+    async def fail(
+        self, claim: ClaimedSchedule, error_class: str, message: str, *, retry_in: float | None
+    ) -> bool:
+        # a run that failed after another worker took its schedule over (its append found
+        # the effect written, say) is refused by the fence too: that explains the takeover
+        recorded = await super().fail(claim, error_class, message, retry_in=retry_in)
+        if not recorded:
+            self._refused(claim)
+        return recorded
+
+    def _refused(self, claim: ClaimedSchedule) -> None:
+        if self.history is not None:
+            key = str(claim.schedule_id)
+            self.history.record("complete", key, "fail", token=claim.lease_token)
+
 
 def build_service(
     engine: AsyncEngine,

@@ -108,8 +108,8 @@ async def ensure_free(engine: AsyncEngine, worker: ProjectionWorker, name: str) 
     if record.owner is not None and record.owner != worker.worker_id and left > 0:
         raise OpsError(
             f"projection {name!r} is held by worker {record.owner} for"
-            f" {left:.0f} s more: stop that worker, or act from"
-            " its own process (the /ops page); nothing was changed"
+            f" {left:.0f} s more: stop that worker (its /ops page replays dead letters"
+            " through it); nothing was changed"
         )
 
 
