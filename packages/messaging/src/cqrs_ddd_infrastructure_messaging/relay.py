@@ -388,8 +388,7 @@ class EventLogRelay(_Relay):
                 elif whole_log or job.partition.holds(stored.stream_id):
                     await job.keep_lease(lease)
                     try:
-                        envelope = MessageEnvelope.of_stored(stored)
-                        await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
+                        await self._publish(stored)
                     except Exception as error:
                         if _is_outage(error):
                             raise
@@ -408,6 +407,10 @@ class EventLogRelay(_Relay):
         await job.committed()
         job.commit_later([], self._advance(job, lease, page[-1].position))
         return True
+
+    async def _publish(self, stored: StoredEvent) -> None:
+        envelope = MessageEnvelope.of_stored(stored)
+        await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
 
     async def _held_streams(self, job: RelayPartition) -> set[str]:
         """Return the streams of ``job`` with an event set aside (read again after a replay)."""
@@ -457,29 +460,19 @@ class EventLogRelay(_Relay):
                 continue
             stored = await event_of(self.event_store, letter)
             if stored is None:  # the event is gone: nothing to publish, nothing to hold
-                async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                    await self.storage.letters.resolve(transaction, job.name, letter.position)
+                await self.storage.drop_letter(lease, self.lease_ttl, letter.position)
                 continue
             try:
-                envelope = MessageEnvelope.of_stored(stored)
-                await self.publisher.publish_envelope(envelope, topic=self.topic(envelope))
+                await self._publish(stored)
             except Exception as error:
                 if _is_outage(error):
                     raise
-                again = dead_letter_of(
-                    job.name,
-                    stored,
-                    error,
-                    attempts=letter.attempts + 1,
-                    first_seen=letter.first_seen_at,
-                )
-                async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                    await self.storage.letters.quarantine(transaction, again)
+                again = letter.failed_again(stored, error)
+                await self.storage.keep_letter(lease, self.lease_ttl, again)
                 result.failed.append(again)
                 stuck.add(letter.stream_id)
                 continue
-            async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                await self.storage.letters.resolve(transaction, job.name, letter.position)
+            await self.storage.drop_letter(lease, self.lease_ttl, letter.position)
             self.published += 1
             result.published.append(letter.position)
         job.held_streams = None  # read again: the streams replayed go on

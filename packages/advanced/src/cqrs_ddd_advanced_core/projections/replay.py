@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cqrs_ddd_advanced_core.projections.job import ProjectionJob
-from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, dead_letter_of, event_of
+from cqrs_ddd_advanced_core.workers.dead_letters import DeadLetter, event_of
 from cqrs_ddd_advanced_core.workers.lease import Lease
 from cqrs_ddd_advanced_core.workers.loop import WorkerLoop, lease_for_side_work
 from cqrs_ddd_advanced_core.workers.storage import WorkerStorage
@@ -75,12 +75,6 @@ async def _replay_one(
             await storage.letters.resolve(transaction, job.name, letter.position)
             result.applied.append(letter.position)
             return
-        again = dead_letter_of(
-            job.name,
-            step.stored,
-            error,
-            attempts=letter.attempts + 1,
-            first_seen=letter.first_seen_at,
-        )
+        again = letter.failed_again(step.stored, error)
         await storage.letters.quarantine(transaction, again)
         result.failed.append(again)

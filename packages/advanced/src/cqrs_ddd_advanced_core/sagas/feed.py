@@ -269,25 +269,16 @@ class SagaFeed:
             for letter in letters:
                 stored = await event_of(self.event_store, letter)
                 if stored is None:  # the event is gone: nothing to deliver
-                    async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                        await self.storage.letters.resolve(transaction, self.name, letter.position)
+                    await self.storage.drop_letter(lease, self.lease_ttl, letter.position)
                     continue
                 try:
                     await self.manager.handle(self.decoder.decode(stored))
                 except Exception as failure:  # noqa: BLE001 - kept with its error
-                    again = dead_letter_of(
-                        self.name,
-                        stored,
-                        failure,
-                        attempts=letter.attempts + 1,
-                        first_seen=letter.first_seen_at,
-                    )
-                    async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                        await self.storage.letters.quarantine(transaction, again)
+                    again = letter.failed_again(stored, failure)
+                    await self.storage.keep_letter(lease, self.lease_ttl, again)
                     result.failed.append(again)
                     continue
-                async with self.storage.batch(lease, self.lease_ttl) as transaction:
-                    await self.storage.letters.resolve(transaction, self.name, letter.position)
+                await self.storage.drop_letter(lease, self.lease_ttl, letter.position)
                 result.delivered.append(letter.position)
         finally:
             if not borrowed:

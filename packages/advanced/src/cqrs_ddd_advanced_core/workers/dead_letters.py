@@ -36,6 +36,16 @@ class DeadLetter:
     first_seen_at: datetime
     last_seen_at: datetime
 
+    def failed_again(self, stored: StoredEvent, error: BaseException) -> DeadLetter:
+        """Return this letter after one more failed attempt at ``stored`` (a replay's)."""
+        return dead_letter_of(
+            self.projection,
+            stored,
+            error,
+            attempts=self.attempts + 1,
+            first_seen=self.first_seen_at,
+        )
+
 
 def dead_letter_of(
     job: str,

@@ -63,6 +63,16 @@ class WorkerStorage:
         """
         return self.checkpoints.transaction(lease, ttl)
 
+    async def keep_letter(self, lease: Lease, ttl: float, letter: DeadLetter) -> None:
+        """Record ``letter`` (or update the one at its place), fenced by ``lease``."""
+        async with self.batch(lease, ttl) as transaction:
+            await self.letters.quarantine(transaction, letter)
+
+    async def drop_letter(self, lease: Lease, ttl: float, position: int) -> None:
+        """Delete the dead letter of ``lease``'s job at ``position``, fenced by ``lease``."""
+        async with self.batch(lease, ttl) as transaction:
+            await self.letters.resolve(transaction, lease.name, position)
+
     async def record(self, name: str) -> WorkerRecord:
         """Return the job's stored state (see :meth:`CheckpointStore.record`)."""
         return await self.checkpoints.record(name)
