@@ -28,7 +28,15 @@ from cqrs_ddd_persistence_sqlalchemy import (
 from cqrs_ddd_persistence_sqlalchemy.database_clock import database_clock
 from cqrs_ddd_persistence_sqlalchemy.schema import outbox, projections, sagas, scheduled_commands
 
-_PARTITION = re.compile(r":(\d+)of(\d+)$")
+PARTITION = re.compile(r":(\d+)of(\d+)$")
+"""The suffix a relay's partition adds to its name (``events:0of2``)."""
+
+
+def relay_of(name: str) -> str:
+    """Return the relay a partition's name belongs to (``events:0of2`` belongs to ``events``)."""
+    return PARTITION.sub("", name)
+
+
 ACTIVE_SAGAS = ("running", "confirming", "compensating")
 
 
@@ -124,12 +132,10 @@ async def _outbox_relay(
     engine: AsyncEngine, storage: SQLAlchemyWorkerStorage, job: Any, now: float
 ) -> WorkerRow:
     """Return an outbox-table relay: checkpoint the newest id it marked, lag the backlog."""
-    matched = _PARTITION.search(job.name)
+    matched = PARTITION.search(job.name)
     partition = Partition(int(matched[1]), int(matched[2])) if matched else None
     backlog = await SQLAlchemyOutboxStore(engine).backlog(partition=partition)
-    waited = 0.0
-    if backlog.oldest_created_at is not None:
-        waited = max(now - backlog.oldest_created_at.timestamp(), 0.0)
+    oldest = backlog.oldest_created_at
     owner = job.owner
     state = "halted" if job.halted else ("running" if owner is not None else "idle")
     return WorkerRow(
@@ -141,7 +147,7 @@ async def _outbox_relay(
         position=int(job.position),
         head=max(int(job.position), backlog.newest_id or 0),
         lag_events=backlog.count,
-        lag_seconds=round(waited, 3),
+        lag_seconds=_waited(now, None if oldest is None else oldest.timestamp()),
         dead_letters=backlog.set_aside + backlog.held + await storage.letters.count(job.name),
         last_error=job.last_error,
     )
@@ -173,16 +179,14 @@ async def _scheduler(connection: AsyncConnection, now: float) -> WorkerRow:
         .order_by(table.c.finished_at.desc())
         .limit(1)
     )
-    return WorkerRow(
-        name="scheduled commands",
-        kind="scheduler",
+    return _queue(
+        "scheduled commands",
+        "scheduler",
         state="due" if due_count else "waiting",
         owner=", ".join(owners) or None,
-        lease_expires_at=None,
-        position=pending,
-        head=None,
-        lag_events=int(due_count),
-        lag_seconds=round(max(now - oldest_due, 0.0), 3) if oldest_due is not None else 0.0,
+        depth=pending,
+        behind=int(due_count),
+        waited=_waited(now, oldest_due),
         dead_letters=failed,
         last_error=last_error,
     )
@@ -203,16 +207,13 @@ async def _sagas(connection: AsyncConnection, now: float) -> WorkerRow:
         .limit(1)
     )
     reason = newest_parked.get("reason") if isinstance(newest_parked, dict) else None
-    return WorkerRow(
-        name="saga instances",
-        kind="sagas",
+    return _queue(
+        "saga instances",
+        "sagas",
         state="in flight" if flying else "waiting",
-        owner=None,
-        lease_expires_at=None,
-        position=active,
-        head=None,
-        lag_events=int(flying),
-        lag_seconds=round(max(now - oldest, 0.0), 3) if oldest is not None else 0.0,
+        depth=active,
+        behind=int(flying),
+        waited=_waited(now, oldest),
         dead_letters=parked,
         last_error=reason,
     )
@@ -226,19 +227,49 @@ async def _outbox(engine: AsyncEngine) -> WorkerRow:
         last_error = await connection.scalar(
             select(outbox.c.last_error).where(aside).order_by(outbox.c.failed_at.desc()).limit(1)
         )
-    waited = 0.0
-    if backlog.oldest_created_at is not None:
-        waited = max((datetime.now(UTC) - backlog.oldest_created_at).total_seconds(), 0.0)
-    return WorkerRow(
-        name="outbox table",
-        kind="outbox",
+    oldest = backlog.oldest_created_at
+    return _queue(
+        "outbox table",
+        "outbox",
         state="sending" if backlog.count else "empty",
-        owner=None,
-        lease_expires_at=None,
-        position=backlog.count,
-        head=None,
-        lag_events=backlog.count,
-        lag_seconds=round(waited, 3),
+        depth=backlog.count,
+        behind=backlog.count,
+        waited=_waited(
+            datetime.now(UTC).timestamp(), None if oldest is None else oldest.timestamp()
+        ),
         dead_letters=backlog.set_aside + backlog.held,
+        last_error=last_error,
+    )
+
+
+def _waited(now: float, oldest: float | None) -> float:
+    """Return how long the oldest item has waited, in seconds (0 without one)."""
+    return 0.0 if oldest is None else round(max(now - oldest, 0.0), 3)
+
+
+def _queue(
+    name: str,
+    kind: str,
+    *,
+    state: str,
+    depth: int,
+    behind: int,
+    waited: float,
+    dead_letters: int,
+    last_error: str | None,
+    owner: str | None = None,
+) -> WorkerRow:
+    """Return a queue (no checkpoint, no lease) on the status shape."""
+    return WorkerRow(
+        name=name,
+        kind=kind,
+        state=state,
+        owner=owner,
+        lease_expires_at=None,
+        position=depth,
+        head=None,
+        lag_events=behind,
+        lag_seconds=waited,
+        dead_letters=dead_letters,
         last_error=last_error,
     )

@@ -20,7 +20,7 @@ from cqrs_ddd_advanced_core.workers import DeadLetter
 from cqrs_ddd_ops.outbox import TopicRow
 from cqrs_ddd_ops.sagas import SAGA_STATUSES, SagaDetail, SagaRow
 from cqrs_ddd_ops.schedules import SCHEDULE_STATUSES, RecurringRow, ScheduleRow
-from cqrs_ddd_ops.status import WorkerRow
+from cqrs_ddd_ops.status import WorkerRow, relay_of
 from cqrs_ddd_ops.web.charts import lag_chart, legend, saga_diagram, series_names
 from cqrs_ddd_ops.web.markup import Content, Markup, element, join, raw
 from cqrs_ddd_ops.web.sampler import LagSample
@@ -403,11 +403,6 @@ WORKERS_WITH_LETTERS = {
 """The kinds of worker whose dead letters the page shows: heading, and the action's path."""
 
 
-def job_of(name: str) -> str:
-    """Return the relay a partition's name belongs to (``events:0of2`` belongs to ``events``)."""
-    return re.sub(r":\d+of\d+$", "", name)
-
-
 def dead_letters_body(
     context: PageContext,
     projections: Sequence[WorkerRow],
@@ -425,7 +420,7 @@ def dead_letters_body(
     for row in projections:
         heading, path = WORKERS_WITH_LETTERS.get(row.kind, ("Projection", "projections"))
         held = letters.get(row.name, [])
-        target = job_of(row.name) if row.kind == "relay" else row.name  # a relay's partitions
+        target = relay_of(row.name) if row.kind == "relay" else row.name  # a relay's partitions
         replayable = can_replay if isinstance(can_replay, bool) else target in can_replay
         button = None
         if held and replayable:
