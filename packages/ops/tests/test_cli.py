@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from shop.commands import (
     Line,
     PlaceOrder,
     RegisterCustomer,
+    Restock,
 )
 from shop.wiring import build_shop
 
@@ -135,6 +138,29 @@ def test_streams_list_show_and_tail_read_the_event_log(database_url: str) -> Non
     assert code == 0
     tail = [json.loads(line)["event_type"] for line in out.splitlines()]
     assert tail[-2:] == ["OrderPlaced", "ItemAdded"]  # the unpaid order, written last
+
+
+def test_streams_tail_follow_prints_events_appended_while_it_follows(database_url: str) -> None:
+    asyncio.run(fill(async_url(database_url)))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        following = pool.submit(
+            cli, database_url, "streams", "tail", "--json", "--follow", "--for", "4"
+        )
+        time.sleep(1.5)  # it has printed the last ten and waits for more
+
+        async def restock() -> None:
+            engine = create_engine(async_url(database_url))
+            try:
+                await (await build_shop(engine)).mediator.send(Restock(sku="tea", quantity=3))
+            finally:
+                await engine.dispose()
+
+        asyncio.run(restock())
+        code, out, _ = following.result(timeout=30)
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert (printed[-1]["event_type"], printed[-1]["stream_id"]) == ("ProductRestocked", "tea")
+    assert printed[-1]["payload"]["quantity"] == 3
 
 
 def test_an_unknown_stream_is_one_line_and_status_1(database_url: str) -> None:
